@@ -1,0 +1,17 @@
+//! prewarm's ground floor: validated types shared by origin, edge and CLI. Pure, no I/O, builds for wasm32.
+//!
+//! Nothing raw crosses a boundary: a digest, a relative path, a runtime name or a tag is parsed
+//! once into its type here, and from then on a `String` never carries it.
+
+pub mod digest;
+pub mod manifest;
+pub mod name;
+pub mod pack;
+pub mod path;
+pub mod wire;
+
+pub use digest::{Digest, DigestError, Hasher};
+pub use manifest::{Chunk, Entry, Manifest, ManifestError, SCHEMA};
+pub use name::{NameError, RuntimeName, RuntimeRef, Tag};
+pub use pack::{pack_key, LockFile, LockedPackage, Meta, PackError};
+pub use path::{PathError, RelPath};
