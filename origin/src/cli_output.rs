@@ -1,0 +1,21 @@
+//! The CLI's only door to stdout: results as text or JSON. Logs go to stderr through tracing.
+#![allow(clippy::print_stdout)]
+
+use serde::Serialize;
+
+/// Prints a result: pretty JSON with `--json`, else the human line.
+pub fn result<T: Serialize>(value: &T, json: bool, human: impl FnOnce(&T) -> String) {
+    if json {
+        match serde_json::to_string(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => println!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{e}\"}}}}"),
+        }
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+/// Prints one plain line (e.g. the address a server listens on, for scripts and tests).
+pub fn line(s: &str) {
+    println!("{s}");
+}
