@@ -1,1 +1,200 @@
-//! End-to-end test helpers.
+//! Helpers for end-to-end tests: start the real `prewarm` binary on free ports and run the CLI.
+//!
+//! The binary is the one `cargo build -p prewarm-origin` produced beside this test executable
+//! (`scripts/test` builds it first), or `$PREWARM_BIN`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `prewarm` binary under test.
+pub fn prewarm_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PREWARM_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/prewarm
+    let exe = std::env::current_exe().expect("current test executable");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("prewarm"))
+        .expect("target layout");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p prewarm-origin` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback (bound then released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runs `prewarm ARGS…` to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(prewarm_bin())
+        .args(args)
+        .env("PREWARM_LOG", "warn")
+        .output()
+        .expect("run prewarm")
+}
+
+/// Runs `prewarm ARGS…`, asserts success and parses stdout as JSON.
+pub fn cli_json(args: &[&str]) -> serde_json::Value {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "prewarm {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "prewarm {args:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A running `prewarm serve`, killed on drop.
+pub struct Origin {
+    pub url: String,
+    child: Child,
+}
+
+impl Origin {
+    /// Starts `prewarm serve --listen 127.0.0.1:0 --data-dir DATA EXTRA…` and waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Origin {
+        let mut child = Command::new(prewarm_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env(
+                "PREWARM_LOG",
+                std::env::var("PREWARM_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn prewarm serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(u) = l.strip_prefix("listening on ") {
+                        break u.trim().to_string();
+                    }
+                }
+                _ => {
+                    let status = child.wait().ok();
+                    panic!("prewarm serve exited before listening: {status:?}");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        wait_healthy(&url);
+        Origin { url, child }
+    }
+
+    /// Kills the server hard (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `URL/healthz` until it answers 200 (or panics after 30 s).
+pub fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::blocking::Client::new();
+    while Instant::now() < deadline {
+        if client
+            .get(format!("{url}/healthz"))
+            .send()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} did not become healthy");
+}
+
+/// A blocking HTTP client for assertions.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Writes a small runtime pack (meta.json, lock.json, .tar.gz layers) to `dir`.
+/// `layers` is `(name, [(path, contents, mode)])`; paths ending in `/` are directories.
+pub fn write_pack(
+    dir: &Path,
+    name: &str,
+    layers: &[(&str, Vec<(&str, &[u8], u32)>)],
+    extra_meta: serde_json::Value,
+) {
+    std::fs::create_dir_all(dir.join("layers")).expect("mkdir layers");
+    let mut meta = serde_json::json!({"name": name, "version": "1.0.0", "layers": layers.iter().map(|l| l.0).collect::<Vec<_>>()});
+    if let (Some(m), Some(extra)) = (meta.as_object_mut(), extra_meta.as_object()) {
+        for (k, v) in extra {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    std::fs::write(
+        dir.join("meta.json"),
+        serde_json::to_vec_pretty(&meta).expect("json"),
+    )
+    .expect("meta.json");
+    let lock = serde_json::json!({"packages": layers.iter().map(|l| serde_json::json!({"name": l.0, "version": "1", "layer": l.0})).collect::<Vec<_>>()});
+    std::fs::write(
+        dir.join("lock.json"),
+        serde_json::to_vec(&lock).expect("json"),
+    )
+    .expect("lock.json");
+    for (layer, entries) in layers {
+        let f = std::fs::File::create(dir.join("layers").join(format!("{layer}.tar.gz")))
+            .expect("layer file");
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            f,
+            flate2::Compression::fast(),
+        ));
+        for (path, contents, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(*mode);
+            if path.ends_with('/') {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, path, std::io::empty())
+                    .expect("dir entry");
+            } else {
+                h.set_size(contents.len() as u64);
+                b.append_data(&mut h, path, *contents).expect("file entry");
+            }
+        }
+        b.into_inner()
+            .and_then(|gz| gz.finish())
+            .expect("finish layer");
+    }
+}
