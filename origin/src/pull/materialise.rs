@@ -1,0 +1,224 @@
+//! Materialising: build a tree from the file cache beside the destination, then swap it in atomically.
+
+use std::ffi::OsStr;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use prewarm_shared::{Entry, Manifest};
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use rustix::io::Errno;
+
+use super::cache::FileCache;
+use super::error::{io_err, PullError};
+use super::link::{set_mode, LinkStats, Linker};
+use super::LinkMode;
+
+/// Mode of the tree's root directory (the manifest records no entry for it).
+const ROOT_MODE: u32 = 0o755;
+
+/// Builds `manifest`'s tree at `dest` from files already in `cache` (see [`super::fetch_missing`]).
+/// Blocking: call it from `spawn_blocking`.
+///
+/// The tree is built in `.NAME.prewarm-tmp-<rand>` beside `dest` (same parent, so same
+/// filesystem), then renamed into place in one step: `dest` is either absent, the old tree, or
+/// the complete new one, never half a runtime. Directories get their modes after they are
+/// filled; symlinks are written verbatim; files are placed per `mode` (see [`LinkMode`]).
+///
+/// If `dest` exists: without `replace` this is [`PullError::DestExists`]; with it, the new tree
+/// and the old directory are exchanged atomically (`renameat2(RENAME_EXCHANGE)`), then the old
+/// tree is removed. On kernels or filesystems without `renameat2` the swap falls back to two
+/// renames, with a moment when `dest` is absent. On any error the staging tree is removed.
+///
+/// # Errors
+/// Besides I/O: [`PullError::NotCached`] if a file was not fetched, and
+/// [`PullError::LinkImpossible`] if a specific `mode` was requested and cannot be used.
+pub fn materialise(
+    manifest: &Manifest,
+    cache: &FileCache,
+    dest: &Path,
+    mode: LinkMode,
+    replace: bool,
+) -> Result<LinkStats, PullError> {
+    // A hand-built manifest could put a file under a symlink; a validated one cannot.
+    manifest.validate().map_err(|source| PullError::Manifest {
+        digest: manifest.digest(),
+        source,
+    })?;
+    let name = dest
+        .file_name()
+        .ok_or_else(|| PullError::BadDest(dest.to_path_buf()))?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(io_err("creating the parent directory", parent))?;
+    check_dest(dest, replace)?;
+    let staging = Staging::create(parent, name)?;
+    let mut linker = Linker::new(mode);
+    build(manifest, cache, &staging.path, &mut linker)?;
+    install(staging, dest, replace)?;
+    Ok(linker.stats)
+}
+
+fn check_dest(dest: &Path, replace: bool) -> Result<(), PullError> {
+    match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(PullError::io("inspecting the destination", dest, e)),
+        Ok(_) if !replace => Err(PullError::DestExists(dest.to_path_buf())),
+        Ok(m) if !m.is_dir() => Err(PullError::DestNotDir(dest.to_path_buf())),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn build(
+    manifest: &Manifest,
+    cache: &FileCache,
+    root: &Path,
+    linker: &mut Linker,
+) -> Result<(), PullError> {
+    let mut dirs = Vec::new();
+    for entry in &manifest.entries {
+        let at = root.join(entry.path().as_str());
+        match entry {
+            Entry::Dir { mode, .. } => {
+                // Owner-writable while it is filled; the real mode comes at the end.
+                DirBuilder::new()
+                    .mode(0o700)
+                    .create(&at)
+                    .map_err(io_err("creating directory", &at))?;
+                dirs.push((at, *mode));
+            }
+            Entry::Symlink { target, .. } => {
+                std::os::unix::fs::symlink(target, &at).map_err(io_err("creating symlink", &at))?;
+            }
+            Entry::File {
+                path, mode, digest, ..
+            } => {
+                let src = cache.path_for(digest, *mode);
+                linker.place(&src, &at, *mode, path, digest)?;
+            }
+        }
+    }
+    // Deepest first, so a directory without search permission never hides one still to do.
+    for (at, mode) in dirs.iter().rev() {
+        set_mode(at, *mode)?;
+    }
+    set_mode(root, ROOT_MODE)
+}
+
+fn install(staging: Staging, dest: &Path, replace: bool) -> Result<(), PullError> {
+    let tmp = staging.path.clone();
+    match renameat_with(CWD, &tmp, CWD, dest, RenameFlags::NOREPLACE) {
+        Ok(()) => {
+            staging.disarm();
+            return Ok(());
+        }
+        Err(Errno::EXIST | Errno::NOTEMPTY) if !replace => {
+            return Err(PullError::DestExists(dest.to_path_buf()))
+        }
+        Err(Errno::EXIST | Errno::NOTEMPTY) => {}
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            // No renameat2 flags here: a plain rename, after checking (racy, but best there is).
+            if fs::symlink_metadata(dest).is_err() {
+                fs::rename(&tmp, dest).map_err(io_err("renaming the new tree to", dest))?;
+                staging.disarm();
+                return Ok(());
+            }
+            if !replace {
+                return Err(PullError::DestExists(dest.to_path_buf()));
+            }
+        }
+        Err(e) => return Err(PullError::io("renaming the new tree to", dest, e.into())),
+    }
+    check_dest(dest, true)?;
+    match renameat_with(CWD, &tmp, CWD, dest, RenameFlags::EXCHANGE) {
+        // The staging path now holds the old tree; dropping the guard removes it.
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            let old = beside(dest, "prewarm-old")?;
+            fs::rename(dest, &old).map_err(io_err("moving the old tree aside from", dest))?;
+            if let Err(e) = fs::rename(&tmp, dest) {
+                let _ = fs::rename(&old, dest);
+                return Err(PullError::io("renaming the new tree to", dest, e));
+            }
+            remove_tree(&old);
+            Ok(())
+        }
+        Err(e) => Err(PullError::io("swapping the new tree with", dest, e.into())),
+    }
+}
+
+/// `PARENT/.NAME.<what>-<rand>` for `PARENT/NAME`.
+fn beside(dest: &Path, what: &str) -> Result<PathBuf, PullError> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| PullError::BadDest(dest.to_path_buf()))?;
+    Ok(staging_path(
+        dest.parent().unwrap_or(Path::new(".")),
+        name,
+        what,
+    ))
+}
+
+fn staging_path(parent: &Path, name: &OsStr, what: &str) -> PathBuf {
+    let mut n = std::ffi::OsString::from(".");
+    n.push(name);
+    n.push(format!(".{what}-{:016x}", rand::random::<u64>()));
+    parent.join(n)
+}
+
+/// The staging directory; removed with everything in it on drop unless disarmed.
+struct Staging {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Staging {
+    fn create(parent: &Path, name: &OsStr) -> Result<Self, PullError> {
+        let path = staging_path(parent, name, "prewarm-tmp");
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(io_err("creating staging directory", &path))?;
+        Ok(Self { path, armed: true })
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.armed {
+            remove_tree(&self.path);
+        }
+    }
+}
+
+/// Removes a tree whose directories may be read-only (modes from a manifest); logs failures.
+pub(crate) fn remove_tree(path: &Path) {
+    make_writable(path);
+    if let Err(err) = fs::remove_dir_all(path) {
+        if err.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), %err, "could not remove a temporary tree");
+        }
+    }
+}
+
+/// Gives every directory under `path` owner rwx, each before it is listed.
+fn make_writable(path: &Path) {
+    if set_mode(path, 0o700).is_err() {
+        return;
+    }
+    let Ok(dir) = fs::read_dir(path) else {
+        return;
+    };
+    for e in dir.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            make_writable(&e.path());
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Pull tests: exact trees, incremental versions, corruption, atomic replace, link modes.
+
+mod fixture;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use prewarm_shared::{Manifest, RuntimeRef};
+
+use super::*;
+use fixture::{build, expected_tree, read_tree, Built, FakeSource, Node};
+
+fn big() -> Vec<u8> {
+    (0..200u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn v1_nodes() -> Vec<Node> {
+    vec![
+        Node::Link("abs", "/etc/passwd"),
+        Node::Dir("bin", 0o755),
+        Node::Link("bin/py", "python"),
+        Node::File("bin/python", big(), 0o755),
+        Node::File("bin/tool", b"shared bytes\n".to_vec(), 0o755),
+        Node::Dir("empty", 0o700),
+        Node::Dir("lib", 0o755),
+        Node::File("lib/__init__.py", Vec::new(), 0o644),
+        Node::File("lib/a.py", b"print('a')\n".to_vec(), 0o644),
+        Node::File("lib/b.py", b"print('b')\n".to_vec(), 0o600),
+        Node::File("lib/tool.txt", b"shared bytes\n".to_vec(), 0o644),
+        Node::Dir("ro", 0o555),
+        Node::File("ro/data", b"in a read-only dir\n".to_vec(), 0o444),
+    ]
+}
+
+/// v1 with `lib/a.py` changed and `lib/c.py` added (same bytes as `lib/b.py`, other mode).
+fn v2_nodes() -> Vec<Node> {
+    let mut nodes = v1_nodes();
+    for n in &mut nodes {
+        if let Node::File("lib/a.py", bytes, _) = n {
+            *bytes = b"print('a, version 2')\n".to_vec();
+        }
+    }
+    nodes.push(Node::File("lib/c.py", b"print('b')\n".to_vec(), 0o644));
+    nodes
+}
+
+fn options(dir: &Path, cache: &Path, link_mode: LinkMode) -> PullOptions {
+    PullOptions {
+        into: dir.join("rt"),
+        cache_dir: cache.to_path_buf(),
+        concurrency: 4,
+        link_mode,
+        replace: false,
+        progress: false,
+    }
+}
+
+fn tagged(tag: &str) -> RuntimeRef {
+    format!("demo:{tag}").parse().unwrap()
+}
+
+fn published() -> (FakeSource, Built, Built) {
+    let source = FakeSource::default();
+    let (v1, v2) = (build(&v1_nodes()), build(&v2_nodes()));
+    source.publish("v1", &v1);
+    source.publish("v2", &v2);
+    (source, v1, v2)
+}
+
+/// Everything in `dir` except `keep`: leftovers of staging or swaps would show here.
+fn others_in(dir: &Path, keep: &[&str]) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn pull_materialises_the_exact_tree_by_hard_links() {
+    let (source, v1, _) = published();
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = options(dir.path(), cache_dir.path(), LinkMode::Auto);
+    let report = pull(&source, &tagged("v1"), &opts).await.unwrap();
+
+    assert_eq!(read_tree(&opts.into), expected_tree(&v1_nodes(), false));
+    assert_eq!(fs::metadata(&opts.into).unwrap().mode() & 0o777, 0o755);
+    assert_eq!(report.digest, v1.digest);
+    assert_eq!(
+        (report.files, report.bytes_total),
+        (7, 200 + 13 * 2 + 11 * 2 + 19)
+    );
+    assert_eq!(report.blocks_downloaded, v1.blocks.len() as u64);
+    assert_eq!(report.blocks_reused, 0);
+    let all: u64 = v1.blocks.values().map(|b| b.len() as u64).sum();
+    assert_eq!(report.bytes_downloaded, all);
+    assert_eq!((report.link_mode, report.links.hardlink), ("hardlink", 7));
+    assert_eq!(others_in(dir.path(), &["rt"]), Vec::<String>::new());
+
+    let cache = FileCache::open(cache_dir.path()).unwrap();
+    for (path, mode, digest, _) in v1.manifest.files() {
+        let placed = fs::metadata(opts.into.join(path.as_str())).unwrap();
+        let cached = fs::metadata(cache.path_for(digest, mode)).unwrap();
+        assert_eq!(
+            placed.ino(),
+            cached.ino(),
+            "{path:?} is not a hard link to the cache"
+        );
+        assert!(placed.nlink() >= 2, "{path:?}");
+        assert_eq!(
+            placed.mode() & 0o222,
+            0,
+            "{path:?} is writable: it would corrupt the cache"
+        );
+    }
+    // Same bytes under two modes are two cache files, so neither mode leaks into the other.
+    let tool = v1
+        .manifest
+        .files()
+        .find(|f| f.0.as_str() == "bin/tool")
+        .unwrap();
+    assert!(cache.contains(tool.2, 0o755) && cache.contains(tool.2, 0o644));
+    assert_eq!(
+        fs::read_dir(cache_dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_second_version_downloads_only_the_changed_content() {
+    let (source, v1, v2) = published();
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut opts = options(dir.path(), cache_dir.path(), LinkMode::Auto);
+    pull(&source, &tagged("v1"), &opts).await.unwrap();
+    source.take_fetched();
+
+    opts.into = dir.path().join("rt2");
+    let report = pull(&source, &tagged("v2"), &opts).await.unwrap();
+    assert_eq!(read_tree(&opts.into), expected_tree(&v2_nodes(), false));
+    // Only `lib/a.py` changed; its bundle is the one new block.
+    let new_bundle = v2.blocks_of("lib/a.py");
+    assert!(!v1.blocks.contains_key(&new_bundle[0]));
+    assert_eq!(source.take_fetched(), new_bundle);
+    assert_eq!(report.blocks_downloaded, 1);
+    assert_eq!(report.blocks_reused, v2.blocks.len() as u64 - 1);
+    assert_eq!(
+        report.bytes_downloaded,
+        v2.blocks[&new_bundle[0]].len() as u64
+    );
+
+    // Everything cached: nothing is downloaded at all.
+    opts.into = dir.path().join("rt3");
+    let report = pull(&source, &tagged("v2"), &opts).await.unwrap();
+    assert_eq!(source.take_fetched(), Vec::new());
+    assert_eq!((report.blocks_downloaded, report.bytes_downloaded), (0, 0));
+    assert_eq!(report.blocks_reused, v2.blocks.len() as u64);
+    assert_eq!(read_tree(&opts.into), expected_tree(&v2_nodes(), false));
+}
+
+#[tokio::test]
+async fn fetch_and_materialise_work_as_separate_steps() {
+    let (source, v1, _) = published();
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cache = FileCache::open(cache_dir.path()).unwrap();
+    let (digest, manifest) = fetch_manifest(&source, &RuntimeRef::Digest(v1.digest))
+        .await
+        .unwrap();
+    assert_eq!((digest, &manifest), (v1.digest, &v1.manifest));
+
+    let seen = Mutex::new(Vec::new());
+    let record = |p: FetchProgress| seen.lock().unwrap().push(p);
+    let stats = fetch_missing(&source, &manifest, &cache, 2, &record)
+        .await
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    let all: u64 = v1.blocks.values().map(|b| b.len() as u64).sum();
+    assert_eq!(seen[0].blocks_needed, v1.blocks.len() as u64);
+    assert_eq!(seen[0].bytes_expected, all);
+    assert_eq!(seen.last().unwrap().bytes_done, stats.bytes_downloaded);
+    assert_eq!(
+        stats.files_cached, 7,
+        "one cache file per (digest, cache mode)"
+    );
+
+    let dest = dir.path().join("rt");
+    let links = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false).unwrap();
+    assert_eq!(links.hardlink, 7);
+    assert_eq!(read_tree(&dest), expected_tree(&v1_nodes(), false));
+    let again = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false);
+    assert!(matches!(again, Err(PullError::DestExists(_))), "{again:?}");
+
+    // Nothing fetched for this one: materialising it names the file that is missing.
+    let other: Manifest = build(&[Node::File("x", b"not cached".to_vec(), 0o644)]).manifest;
+    let err = materialise(&other, &cache, &dir.path().join("x"), LinkMode::Auto, false);
+    assert!(matches!(&err, Err(PullError::NotCached { path, .. }) if path.as_str() == "x"));
+    assert_eq!(others_in(dir.path(), &["rt"]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn corrupt_blocks_fail_the_pull_and_leave_nothing_behind() {
+    // (what is wrong with the block, file it belongs to)
+    type Spoil = fn(&FakeSource, &Built);
+    let cases: [(Spoil, &str); 4] = [
+        (
+            |s, v| s.corrupt_block(&v.blocks_of("bin/python")[1]),
+            "integrity",
+        ),
+        (
+            |s, v| s.corrupt_block(&v.blocks_of("lib/a.py")[0]),
+            "integrity",
+        ),
+        (
+            |s, v| s.truncate_block(&v.blocks_of("bin/python")[1], 10),
+            "integrity",
+        ),
+        (
+            |s, v| s.refuse_block(&v.blocks_of("bin/python")[2]),
+            "integrity",
+        ),
+    ];
+    for (i, (spoil, code)) in cases.into_iter().enumerate() {
+        let (source, v1, _) = published();
+        spoil(&source, &v1);
+        let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let opts = options(dir.path(), cache_dir.path(), LinkMode::Auto);
+        let err = pull(&source, &tagged("v1"), &opts).await.unwrap_err();
+        assert_eq!(err.code(), code, "case {i}: {err}");
+        assert!(!opts.into.exists(), "case {i}: half a runtime at DEST");
+        assert_eq!(others_in(dir.path(), &[]), Vec::<String>::new(), "case {i}");
+        let cache = FileCache::open(cache_dir.path()).unwrap();
+        let spoilt = if i == 1 { "lib/a.py" } else { "bin/python" };
+        let (_, mode, digest, _) = v1
+            .manifest
+            .files()
+            .find(|f| f.0.as_str() == spoilt)
+            .unwrap();
+        assert!(
+            !cache.contains(digest, mode),
+            "case {i}: {spoilt} entered the cache"
+        );
+        assert_eq!(
+            fs::read_dir(cache_dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        match (i, &err) {
+            (0 | 1, PullError::FileIntegrity { path, .. }) => assert_eq!(path.as_str(), spoilt),
+            (2, PullError::BlockTooShort { path, .. }) => assert_eq!(path.as_str(), spoilt),
+            (3, PullError::Fetch { what, .. }) => assert!(what.contains("bin/python"), "{what}"),
+            _ => panic!("case {i}: unexpected error {err:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_existing_destination_needs_replace_and_replace_swaps() {
+    let (source, _, _) = published();
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut opts = options(dir.path(), cache_dir.path(), LinkMode::Auto);
+    fs::create_dir(&opts.into).unwrap();
+    fs::write(opts.into.join("marker"), b"old").unwrap();
+
+    let err = pull(&source, &tagged("v1"), &opts).await.unwrap_err();
+    assert!(matches!(err, PullError::DestExists(_)), "{err:?}");
+    assert_eq!(fs::read(opts.into.join("marker")).unwrap(), b"old");
+    assert_eq!(
+        source.take_fetched(),
+        Vec::new(),
+        "refused before downloading"
+    );
+
+    opts.replace = true;
+    pull(&source, &tagged("v1"), &opts).await.unwrap();
+    assert_eq!(read_tree(&opts.into), expected_tree(&v1_nodes(), false));
+    // Replacing a pulled tree (read-only dirs included) with the next version.
+    pull(&source, &tagged("v2"), &opts).await.unwrap();
+    assert_eq!(read_tree(&opts.into), expected_tree(&v2_nodes(), false));
+    assert_eq!(others_in(dir.path(), &["rt"]), Vec::<String>::new());
+
+    fs::remove_dir_all(&opts.into).unwrap();
+    fs::write(&opts.into, b"a file").unwrap();
+    let err = pull(&source, &tagged("v1"), &opts).await.unwrap_err();
+    assert!(matches!(err, PullError::DestNotDir(_)), "{err:?}");
+    assert_eq!(fs::read(&opts.into).unwrap(), b"a file");
+}
+
+#[tokio::test]
+async fn copy_mode_gives_exact_modes_and_own_inodes() {
+    let (source, v1, _) = published();
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = options(dir.path(), cache_dir.path(), LinkMode::Copy);
+    let report = pull(&source, &tagged("v1"), &opts).await.unwrap();
+    assert_eq!(read_tree(&opts.into), expected_tree(&v1_nodes(), true));
+    assert_eq!(
+        (report.link_mode, report.links.copy, report.links.hardlink),
+        ("copy", 7, 0)
+    );
+    let cache = FileCache::open(cache_dir.path()).unwrap();
+    for (path, mode, digest, _) in v1.manifest.files() {
+        let placed = fs::metadata(opts.into.join(path.as_str())).unwrap();
+        let cached = fs::metadata(cache.path_for(digest, mode)).unwrap();
+        assert_ne!(placed.ino(), cached.ino(), "{path:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_or_non_canonical_manifest_is_refused() {
+    let (source, v1, v2) = published();
+    source.put_manifest_raw(v1.digest, v2.manifest.to_canonical_json());
+    let err = fetch_manifest(&source, &RuntimeRef::Digest(v1.digest))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PullError::ManifestDigest { expected, actual, .. } if expected == v1.digest && actual == v2.digest),
+        "{err:?}"
+    );
+
+    let pretty = serde_json::to_vec_pretty(&v1.manifest).unwrap();
+    let digest = prewarm_shared::Digest::of(&pretty);
+    source.put_manifest_raw(digest, pretty);
+    let err = fetch_manifest(&source, &RuntimeRef::Digest(digest))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PullError::Manifest { .. }), "{err:?}");
+
+    let err = fetch_manifest(&source, &tagged("nope")).await.unwrap_err();
+    assert_eq!(err.code(), "not_found", "{err}");
+}
+
+/// Needs a second filesystem: /dev/shm (tmpfs) against the temp dir. Skipped where they match.
+#[tokio::test]
+async fn across_filesystems_hardlink_is_refused_and_auto_says_it_copied() {
+    let Ok(cache_dir) = tempfile::tempdir_in("/dev/shm") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    if fs::metadata(dir.path()).unwrap().dev() == fs::metadata(cache_dir.path()).unwrap().dev() {
+        return;
+    }
+    let (source, _, _) = published();
+    let mut opts = options(dir.path(), cache_dir.path(), LinkMode::Hardlink);
+    let err = pull(&source, &tagged("v1"), &opts).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PullError::LinkImpossible {
+                mode: "hardlink",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!opts.into.exists());
+    assert_eq!(others_in(dir.path(), &[]), Vec::<String>::new());
+
+    opts.link_mode = LinkMode::Auto;
+    let report = pull(&source, &tagged("v1"), &opts).await.unwrap();
+    assert_eq!(report.links.hardlink, 0);
+    assert_eq!(report.links.reflink + report.links.copy, 7);
+    assert_ne!(report.link_mode, "hardlink");
+    assert_eq!(read_tree(&opts.into), expected_tree(&v1_nodes(), true));
+}
