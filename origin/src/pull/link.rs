@@ -86,7 +86,7 @@ impl Linker {
                 source: e,
             };
         let auto = self.requested == LinkMode::Auto;
-        if auto && !self.no_hardlink || self.requested == LinkMode::Hardlink {
+        if (auto && !self.no_hardlink) || self.requested == LinkMode::Hardlink {
             match fs::hard_link(src, dst) {
                 Ok(()) => {
                     self.stats.hardlink += 1;
@@ -115,7 +115,7 @@ impl Linker {
                 },
             }
         }
-        if auto && !self.no_reflink || self.requested == LinkMode::Reflink {
+        if (auto && !self.no_reflink) || self.requested == LinkMode::Reflink {
             match reflink(src, dst) {
                 Ok(()) => {
                     set_mode(dst, mode)?;
