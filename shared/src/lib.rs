@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod name;
 pub mod pack;
 pub mod path;
+pub mod range;
 pub mod wire;
 
 pub use digest::{Digest, DigestError, Hasher};
@@ -15,3 +16,4 @@ pub use manifest::{Chunk, Entry, Manifest, ManifestError, SCHEMA};
 pub use name::{NameError, RuntimeName, RuntimeRef, Tag};
 pub use pack::{pack_key, LockFile, LockedPackage, Meta, PackError};
 pub use path::{PathError, RelPath};
+pub use range::{content_range, decide_range, RangeDecision};

@@ -1,0 +1,241 @@
+//! The request logic: cache lookup, origin fetch under a deadline, verification, then cache and
+//! serve. Generic over [`Platform`], so it runs natively in tests and on Workers in production.
+
+use prewarm_shared::Digest;
+
+use crate::config::Config;
+use crate::deadline::race;
+use crate::error::EdgeError;
+use crate::policy::{
+    canonical_tag_body, check_len, check_origin_status, object_headers, object_plan, size_limit,
+    tag_headers, verify_object, with_cache_status, CacheStatus, Headers, Plan, MAX_TAG_BODY_SIZE,
+};
+use crate::route::{route, Kind, Route};
+
+/// What the request logic needs from the runtime: the edge cache, the origin, a timer.
+///
+/// # Contract
+/// - `cache_get` never fails the request: an unreadable cache is reported as a miss (and logged
+///   by the implementation), so the edge degrades to a proxy rather than to an error.
+/// - `cache_put` stores after the reply is sent (`ctx.wait_until` on Workers) and is only ever
+///   handed bytes that already passed verification.
+/// - `read_body` stops with [`EdgeError::UpstreamTooLarge`] once more than `limit` bytes arrive.
+#[allow(async_fn_in_trait)] // Workers is single-threaded: callers want no `Send` bound.
+pub trait Platform {
+    /// A response body the runtime can pass through without copying it into Wasm memory.
+    type Body;
+    async fn cache_get(&self, key: &str) -> Option<Cached<Self::Body>>;
+    fn cache_put(&self, key: String, headers: Headers, bytes: &[u8]);
+    async fn origin_get(&self, url: &str) -> Result<Upstream<Self::Body>, EdgeError>;
+    async fn read_body(&self, body: Self::Body, limit: u64) -> Result<Vec<u8>, EdgeError>;
+    async fn sleep(&self, ms: u64);
+}
+
+/// A cache hit: the stored body and, when known, its length.
+#[derive(Debug)]
+pub struct Cached<B> {
+    pub size: Option<u64>,
+    pub body: B,
+}
+
+/// The origin's answer before its body is read.
+#[derive(Debug)]
+pub struct Upstream<B> {
+    pub status: u16,
+    pub content_length: Option<u64>,
+    pub body: B,
+}
+
+/// A reply body: nothing, bytes in hand, or a platform body passed straight through.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<B> {
+    Empty,
+    Bytes(Vec<u8>),
+    Pass(B),
+}
+
+/// What the adapter turns into a platform response.
+#[derive(Debug)]
+pub struct Reply<B> {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Body<B>,
+}
+
+impl<B> Reply<B> {
+    /// The JSON error reply, `{"error":{"code","message"}}` with the error's status and headers.
+    pub fn from_error(err: &EdgeError) -> Self {
+        let body = serde_json::to_vec(&err.body()).unwrap_or_default();
+        Reply {
+            status: err.status(),
+            headers: err.headers(),
+            body: Body::Bytes(body),
+        }
+    }
+
+    fn from_plan(plan: Plan, mut bytes: Vec<u8>) -> Self {
+        let body = match plan.body {
+            None => Body::Empty,
+            Some(span) if span.start == 0 && span.end >= bytes.len() => Body::Bytes(bytes),
+            Some(span) => {
+                bytes.truncate(span.end);
+                Body::Bytes(bytes.split_off(span.start.min(bytes.len())))
+            }
+        };
+        Reply {
+            status: plan.status,
+            headers: plan.headers,
+            body,
+        }
+    }
+}
+
+/// One incoming request, as the adapter read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    /// The worker's own `scheme://host[:port]`, the base of cache keys.
+    pub self_origin: &'a str,
+    pub path: &'a str,
+    pub range: Option<&'a str>,
+}
+
+/// Answers one request. Routing errors come first, so a write is a 405 even on a misconfigured
+/// edge; every other path needs a valid [`Config`].
+pub async fn handle<P: Platform>(
+    p: &P,
+    config: Result<Config, EdgeError>,
+    req: Incoming<'_>,
+) -> Result<Reply<P::Body>, EdgeError> {
+    let routed = route(req.method, req.path)?;
+    let config = config?;
+    let key = routed.route.cache_key(req.self_origin);
+    match &routed.route {
+        Route::Health => Ok(Reply {
+            status: 200,
+            headers: vec![
+                ("content-type", "application/json".to_string()),
+                ("cache-control", "no-store".to_string()),
+            ],
+            body: Body::Bytes(br#"{"status":"ok"}"#.to_vec()),
+        }),
+        Route::Object { kind, digest } => {
+            let obj = Object {
+                kind: *kind,
+                digest,
+                head: routed.head,
+                range: req.range,
+            };
+            object(p, &config, &routed.route, key, obj).await
+        }
+        Route::Tag { .. } => tag(p, &config, &routed.route, key, routed.head).await,
+    }
+}
+
+struct Object<'a> {
+    kind: Kind,
+    digest: &'a Digest,
+    head: bool,
+    range: Option<&'a str>,
+}
+
+async fn object<P: Platform>(
+    p: &P,
+    config: &Config,
+    route: &Route,
+    key: String,
+    obj: Object<'_>,
+) -> Result<Reply<P::Body>, EdgeError> {
+    if let Some(hit) = p.cache_get(&key).await {
+        if obj.range.is_none() {
+            // The common case streams straight from the cache, never entering Wasm memory.
+            let mut headers =
+                with_cache_status(object_headers(obj.kind, obj.digest), CacheStatus::Hit);
+            let body = if obj.head {
+                if let Some(size) = hit.size {
+                    headers.push(("content-length", size.to_string()));
+                }
+                Body::Empty
+            } else {
+                Body::Pass(hit.body)
+            };
+            return Ok(Reply {
+                status: 200,
+                headers,
+                body,
+            });
+        }
+        let bytes = p.read_body(hit.body, size_limit(obj.kind)).await?;
+        let plan = plan(&obj, bytes.len(), CacheStatus::Hit)?;
+        return Ok(Reply::from_plan(plan, bytes));
+    }
+    let bytes = fetch_checked(p, config, route, size_limit(obj.kind)).await?;
+    verify_object(obj.kind, obj.digest, &bytes)?;
+    // Only verified bytes get here. The whole object is stored (a 206 cannot be cached), and
+    // any range is then cut from the bytes in hand.
+    p.cache_put(key, object_headers(obj.kind, obj.digest), &bytes);
+    let plan = plan(&obj, bytes.len(), CacheStatus::Miss)?;
+    Ok(Reply::from_plan(plan, bytes))
+}
+
+fn plan(obj: &Object<'_>, len: usize, cache: CacheStatus) -> Result<Plan, EdgeError> {
+    object_plan(obj.kind, obj.digest, len as u64, obj.range, obj.head, cache)
+}
+
+async fn tag<P: Platform>(
+    p: &P,
+    config: &Config,
+    route: &Route,
+    key: String,
+    head: bool,
+) -> Result<Reply<P::Body>, EdgeError> {
+    let ttl = config.tag_ttl_seconds;
+    if ttl > 0 {
+        if let Some(hit) = p.cache_get(&key).await {
+            let body = if head {
+                Body::Empty
+            } else {
+                Body::Pass(hit.body)
+            };
+            let headers = with_cache_status(tag_headers(ttl), CacheStatus::Hit);
+            return Ok(Reply {
+                status: 200,
+                headers,
+                body,
+            });
+        }
+    }
+    let raw = fetch_checked(p, config, route, MAX_TAG_BODY_SIZE).await?;
+    let body = canonical_tag_body(&raw)?;
+    if ttl > 0 {
+        p.cache_put(key, tag_headers(ttl), &body);
+    }
+    let headers = with_cache_status(tag_headers(ttl), CacheStatus::Miss);
+    let body = if head { Body::Empty } else { Body::Bytes(body) };
+    Ok(Reply {
+        status: 200,
+        headers,
+        body,
+    })
+}
+
+/// GETs `route` from the origin and reads at most `limit` bytes, all under one deadline.
+async fn fetch_checked<P: Platform>(
+    p: &P,
+    config: &Config,
+    route: &Route,
+    limit: u64,
+) -> Result<Vec<u8>, EdgeError> {
+    let what = route.describe();
+    let url = route.origin_url(&config.origin);
+    let work = async {
+        let upstream = p.origin_get(&url).await?;
+        check_origin_status(upstream.status, &what)?;
+        check_len(limit, &what, upstream.content_length)?;
+        p.read_body(upstream.body, limit).await
+    };
+    let ms = config.origin_timeout_ms;
+    race(work, p.sleep(ms))
+        .await
+        .unwrap_or(Err(EdgeError::OriginTimeout { ms }))
+}

@@ -1,0 +1,165 @@
+//! The Workers entry point: a thin adapter from `Request`/`Env`/`Cache`/`Fetch` to [`crate::flow`].
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use worker::{
+    console_error, event, Cache, Context, Delay, Env, Fetch, Headers as JsHeaders, Method, Request,
+    Response, ResponseBody, ResponseBuilder,
+};
+
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::flow::{handle, Body, Cached, Incoming, Platform, Reply, Upstream};
+use crate::policy::{check_len, Headers};
+
+/// [`Platform`] on Cloudflare Workers: the default Cache API cache, global `fetch`, `setTimeout`.
+struct Workers<'a> {
+    ctx: &'a Context,
+    cache: Cache,
+}
+
+fn content_length(resp: &Response) -> Option<u64> {
+    resp.headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl Platform for Workers<'_> {
+    type Body = Response;
+
+    async fn cache_get(&self, key: &str) -> Option<Cached<Response>> {
+        match self.cache.get(key, false).await {
+            Ok(Some(resp)) => Some(Cached {
+                size: content_length(&resp),
+                body: resp,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                console_error!("edge cache read failed for {key}, treating as a miss: {e}");
+                None
+            }
+        }
+    }
+
+    fn cache_put(&self, key: String, headers: Headers, bytes: &[u8]) {
+        let resp = match build(200, &headers, ResponseBody::Body(bytes.to_vec())) {
+            Ok(resp) => resp,
+            Err(e) => {
+                console_error!("edge cache put skipped for {key}: {e}");
+                return;
+            }
+        };
+        // After the reply: the client never waits for the cache write.
+        self.ctx.wait_until(async move {
+            if let Err(e) = Cache::default().put(key.as_str(), resp).await {
+                console_error!("edge cache put failed for {key}: {e}");
+            }
+        });
+    }
+
+    async fn origin_get(&self, url: &str) -> Result<Upstream<Response>, EdgeError> {
+        let req = Request::new(url, Method::Get).map_err(|e| EdgeError::Runtime(Box::new(e)))?;
+        let resp = Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|e| EdgeError::OriginUnreachable(Box::new(e)))?;
+        Ok(Upstream {
+            status: resp.status_code(),
+            content_length: content_length(&resp),
+            body: resp,
+        })
+    }
+
+    async fn read_body(&self, mut body: Response, limit: u64) -> Result<Vec<u8>, EdgeError> {
+        let mut stream = match body.body() {
+            ResponseBody::Empty => return Ok(Vec::new()),
+            ResponseBody::Body(bytes) => {
+                check_len(limit, "body", Some(bytes.len() as u64))?;
+                return Ok(bytes.clone());
+            }
+            ResponseBody::Stream(_) => body
+                .stream()
+                .map_err(|e| EdgeError::ReadFailed(Box::new(e)))?,
+        };
+        let mut out = Vec::new();
+        while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await
+        {
+            let chunk = chunk.map_err(|e| EdgeError::ReadFailed(Box::new(e)))?;
+            check_len(limit, "body", Some((out.len() + chunk.len()) as u64))?;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    async fn sleep(&self, ms: u64) {
+        Delay::from(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Builds a platform response from a status, a header list and a body.
+fn build(status: u16, headers: &Headers, body: ResponseBody) -> worker::Result<Response> {
+    let js = JsHeaders::new();
+    for (name, value) in headers {
+        js.set(name, value)?;
+    }
+    Ok(ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(js)
+        .body(body))
+}
+
+fn into_response(reply: Reply<Response>) -> worker::Result<Response> {
+    let body = match reply.body {
+        Body::Empty => ResponseBody::Empty,
+        Body::Bytes(bytes) => ResponseBody::Body(bytes),
+        Body::Pass(resp) => resp.into_parts().1,
+    };
+    build(reply.status, &reply.headers, body)
+}
+
+async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
+    let url = match req.url() {
+        Ok(url) => url,
+        Err(e) => return Reply::from_error(&EdgeError::Runtime(Box::new(e))),
+    };
+    let method = req.method().to_string();
+    let range = req.headers().get("range").ok().flatten();
+    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+    let platform = Workers {
+        ctx,
+        cache: Cache::default(),
+    };
+    let incoming = Incoming {
+        method: &method,
+        self_origin: &url.origin().ascii_serialization(),
+        path: url.path(),
+        range: range.as_deref(),
+    };
+    match handle(&platform, config, incoming).await {
+        Ok(reply) => reply,
+        Err(err) => {
+            if err.status() >= 500 {
+                console_error!("{method} {}: {}", url.path(), err.log_line());
+            }
+            Reply::from_error(&err)
+        }
+    }
+}
+
+/// The fetch handler. Every outcome is an HTTP response with a JSON error body; it returns
+/// `Err` (a thrown exception) only if even a plain 500 cannot be built.
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let reply = respond(&req, &env, &ctx).await;
+    into_response(reply).or_else(|e| {
+        console_error!("building the response failed: {e}");
+        Response::error(
+            "{\"error\":{\"code\":\"internal\",\"message\":\"internal error at the edge\"}}",
+            500,
+        )
+    })
+}
