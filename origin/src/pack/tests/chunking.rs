@@ -139,7 +139,7 @@ fn creation_order_does_not_change_the_manifest() {
 }
 
 #[test]
-fn one_changed_small_file_changes_about_one_bundle() {
+fn an_early_edit_changes_only_nearby_bundles() {
     let params = ChunkParams {
         bundle_avg: 32 << 10,
         bundle_max: 128 << 10,
@@ -150,7 +150,9 @@ fn one_changed_small_file_changes_about_one_bundle() {
         for i in 0..400u64 {
             let mut body = noise(i + 7, 2000 + (i as usize * 37) % 3000);
             if change && i == 5 {
-                body.extend_from_slice(b"# patched\n");
+                // One file grows and a new one appears next to it.
+                body.extend_from_slice(&noise(99, 3000));
+                std::fs::write(dir.path().join("m005a.py"), noise(98, 4000)).unwrap();
             }
             std::fs::write(dir.path().join(format!("m{i:03}.py")), body).unwrap();
         }
@@ -168,8 +170,8 @@ fn one_changed_small_file_changes_about_one_bundle() {
         .collect();
     let new_bytes: u64 = new.iter().map(|b| b.size).sum();
     // The early change must not shift every later bundle boundary.
-    assert!(new.len() <= 2, "{} new blocks", new.len());
-    assert!(new_bytes <= 2 * params.bundle_max, "{new_bytes} new bytes");
+    assert!(new.len() <= 3, "{} new blocks", new.len());
+    assert!(new_bytes <= 3 * params.bundle_max, "{new_bytes} new bytes");
 }
 
 #[test]
