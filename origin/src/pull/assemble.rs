@@ -88,6 +88,8 @@ impl Assembly {
             let file = fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                // Other pieces may be in it already: pieces are written where they belong.
+                .truncate(false)
                 .mode(0o600)
                 .open(&part)
                 .map_err(io_err("creating", &part))?;

@@ -17,8 +17,9 @@ pub enum PullError {
     #[error("could not fetch {what}")]
     Fetch {
         what: String,
+        /// Boxed: it is large, and `PullError` travels in every `Result` here.
         #[source]
-        source: TransferError,
+        source: Box<TransferError>,
     },
     /// The source answered a manifest request with bytes of another manifest.
     #[error("manifest from {at} hashes to {actual}, not the requested {expected}; refused")]
@@ -79,7 +80,7 @@ impl PullError {
     /// Stable machine code, for `--json` error output.
     pub fn code(&self) -> &'static str {
         match self {
-            PullError::Fetch { source, .. } => match source {
+            PullError::Fetch { source, .. } => match **source {
                 TransferError::NotFound { .. } => "not_found",
                 TransferError::Integrity { .. } => "integrity",
                 TransferError::Unauthorized { .. } => "unauthorized",
@@ -95,6 +96,13 @@ impl PullError {
             PullError::DestExists(_) | PullError::DestNotDir(_) => "dest_exists",
             PullError::BadDest(_) => "bad_dest",
             PullError::Io { .. } => "io",
+        }
+    }
+
+    pub(crate) fn fetch(what: String, source: TransferError) -> Self {
+        PullError::Fetch {
+            what,
+            source: Box::new(source),
         }
     }
 

@@ -45,23 +45,15 @@ pub async fn fetch_manifest(
 ) -> Result<(Digest, Manifest), PullError> {
     let digest = match what {
         RuntimeRef::Digest(d) => *d,
-        RuntimeRef::Tagged(name, tag) => {
-            source
-                .resolve_tag(name, tag)
-                .await
-                .map_err(|source| PullError::Fetch {
-                    what: format!("tag {name}:{tag}"),
-                    source,
-                })?
-        }
+        RuntimeRef::Tagged(name, tag) => source
+            .resolve_tag(name, tag)
+            .await
+            .map_err(|e| PullError::fetch(format!("tag {name}:{tag}"), e))?,
     };
     let bytes = source
         .fetch_manifest(&digest)
         .await
-        .map_err(|source| PullError::Fetch {
-            what: format!("manifest {digest}"),
-            source,
-        })?;
+        .map_err(|e| PullError::fetch(format!("manifest {digest}"), e))?;
     let actual = Digest::of(&bytes);
     if actual != digest {
         return Err(PullError::ManifestDigest {
@@ -145,7 +137,7 @@ pub async fn fetch_missing(
                 }
                 Some((digest, pieces, Err(source))) => {
                     let path = &asm.targets[pieces[0].target].path;
-                    break Err(PullError::Fetch { what: format!("block {digest} (part of {path:?})"), source });
+                    break Err(PullError::fetch(format!("block {digest} (part of {path:?})"), source));
                 }
                 None => downloads_done = true,
             },
