@@ -94,6 +94,10 @@ impl Linker {
                 }
                 Err(e) => match Errno::from_io_error(&e) {
                     Some(Errno::XDEV | Errno::PERM | Errno::OPNOTSUPP) if auto => {
+                        tracing::warn!(
+                            cache = %src.display(), dest = %dst.display(), err = %e,
+                            "hard links impossible here; reflinking or copying instead"
+                        );
                         self.no_hardlink = true;
                     }
                     Some(Errno::MLINK) if auto => {}

@@ -13,6 +13,10 @@
 //! corrupting the cache that other sandboxes share. Reflinks and copies are new inodes and get
 //! exact modes; use `--link-mode copy` where exact write bits matter. Directories and
 //! symlinks are always exact.
+//!
+//! Read-only modes stop accidents, not an adversary: the owner of an inode can `chmod` it back,
+//! and root ignores modes. A sandbox that may write to its runtime must get it through a
+//! read-only bind mount (or an overlay), or run under another uid than the cache's owner.
 
 mod assemble;
 mod cache;
@@ -131,7 +135,10 @@ pub async fn pull(
     if !opts.replace && std::fs::symlink_metadata(&opts.into).is_ok() {
         return Err(PullError::DestExists(opts.into.clone()));
     }
-    let cache = FileCache::open(&opts.cache_dir)?;
+    let cache_dir = opts.cache_dir.clone();
+    let cache = tokio::task::spawn_blocking(move || FileCache::open(&cache_dir))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     let (digest, manifest) = fetch_manifest(source, what).await?;
 
     let bar = progress_bar(opts.progress);
