@@ -5,6 +5,7 @@
 //! on a host from a file-level cache.
 
 pub mod cli_output;
+pub mod config;
 pub mod error;
 pub mod pack;
 pub mod pull;

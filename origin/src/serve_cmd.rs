@@ -1,72 +1,151 @@
-//! `prewarm serve`: open and probe the stores, then run the origin until SIGINT/SIGTERM.
+//! `prewarm serve`: read the config, build and probe the tiers, then run the origin until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use prewarm_origin::cli_output;
+use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
 use prewarm_origin::server::{self, AppState, Limits, Token};
-use prewarm_origin::store::DiskStore;
+use prewarm_origin::store::{DiskStore, RedisOptions, RedisStore, Role, S3Credentials, S3Options, S3Store, Tier, Tiered};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
+    /// TOML config file (see `prewarm_origin::config` for every key). Flags override it.
+    #[arg(long, env = "PREWARM_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on (`127.0.0.1:0` picks a free port; the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:7070", env = "PREWARM_LISTEN")]
-    listen: SocketAddr,
-    /// Where the embedded store keeps blocks, manifests and tags.
-    #[arg(long, default_value = "prewarm-data", env = "PREWARM_DATA_DIR")]
-    data_dir: PathBuf,
+    /// Default `127.0.0.1:7070`.
+    #[arg(long, env = "PREWARM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory of the local disk tier (blocks, manifests, tags). Default `prewarm-data`.
+    #[arg(long, env = "PREWARM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// File holding the bearer token required for writes. Without it, writes are open.
     #[arg(long, env = "PREWARM_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Redis URL of the hot tier (`redis://[user:pass@]host:port[/db]`).
+    #[arg(long = o::REDIS_URL, env = o::REDIS_URL_ENV, hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Endpoint of an S3-compatible server for the durable tier (omit for AWS).
+    #[arg(long = o::S3_ENDPOINT, env = o::S3_ENDPOINT_ENV)]
+    s3_endpoint: Option<String>,
+    /// Bucket of the durable tier; setting it enables S3.
+    #[arg(long = o::S3_BUCKET, env = o::S3_BUCKET_ENV)]
+    s3_bucket: Option<String>,
+    /// Region to sign S3 requests for.
+    #[arg(long = o::S3_REGION, env = o::S3_REGION_ENV)]
+    s3_region: Option<String>,
+    /// Prefix of every S3 key (e.g. `prod/`).
+    #[arg(long = o::S3_PREFIX, env = o::S3_PREFIX_ENV)]
+    s3_prefix: Option<String>,
+    #[command(flatten)]
+    node: prewarm_origin::sandbox::node::NodeArgs,
 }
 
 pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
-    let token = match &a.token_file {
+    let file = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let overrides = Overrides {
+        redis_url: a.redis_url.map(SecretUrl::new),
+        s3_endpoint: a.s3_endpoint,
+        s3_bucket: a.s3_bucket,
+        s3_region: a.s3_region,
+        s3_prefix: a.s3_prefix,
+    };
+    let cfg = file.resolve(overrides, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))?;
+    let listen = a.listen.or(cfg.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+    let data_dir = a.data_dir.or_else(|| cfg.data_dir.clone()).unwrap_or_else(|| PathBuf::from("prewarm-data"));
+    let token = match a.token_file.as_ref().or(cfg.token_file.as_ref()) {
         Some(f) => {
-            let raw = std::fs::read_to_string(f)
-                .with_context(|| format!("reading token file {}", f.display()))?;
-            Some(Arc::new(Token::new(&raw).with_context(|| {
-                format!("token file {} is empty", f.display())
-            })?))
+            let raw = std::fs::read_to_string(f).with_context(|| format!("reading token file {}", f.display()))?;
+            Some(Arc::new(Token::new(&raw).with_context(|| format!("token file {} is empty", f.display()))?))
         }
         None => None,
     };
-    let disk = Arc::new(
-        DiskStore::open(&a.data_dir)
-            .await
-            .with_context(|| format!("opening data dir {}", a.data_dir.display()))?,
-    );
-    let repo = Repo::new(disk.clone(), disk, a.data_dir.display().to_string());
-    let state = AppState {
-        repo,
-        token,
-        limits: Limits::default(),
-    };
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("binding {}", a.listen))?;
+    let limits = Limits::default();
+    let tiers = build_tiers(&cfg, &data_dir, limits.max_manifest_bytes).await?;
+    let repo = Repo::new(Arc::new(tiers.clone()), Arc::new(tiers.clone()), data_dir.display().to_string());
+    let redis_url = cfg.redis.as_ref().map(|r| r.url.expose());
+    let sandboxes = a.node.start(&data_dir, Arc::new(repo.clone()), redis_url).await.context("starting warming and sandboxes")?;
+    let state = AppState { repo, token, limits, sandboxes: sandboxes.clone(), tiers: Some(tiers.clone()) };
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     cli_output::line(&format!("listening on http://{addr}"));
-    tracing::info!(%addr, data_dir = %a.data_dir.display(), "origin serving");
-    axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(%addr, tiers = %tiers.describe(), "origin serving");
+    axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    if let Some(s) = &sandboxes {
+        s.shutdown().await;
+    }
     Ok(())
+}
+
+/// Builds local → Redis → S3 from the config and probes each; the first that fails stops start-up.
+async fn build_tiers(cfg: &Config, data_dir: &Path, max_manifest_bytes: u64) -> anyhow::Result<Tiered> {
+    let local = if cfg.local.enabled {
+        let disk = DiskStore::open(data_dir).await.with_context(|| format!("local tier: opening data dir {}", data_dir.display()))?;
+        Some(Tier::new(Role::Local, Arc::new(disk)))
+    } else {
+        None
+    };
+    let hot = match &cfg.redis {
+        Some(r) => {
+            let store = RedisStore::new(RedisOptions {
+                url: r.url.clone(),
+                namespace: r.namespace.clone(),
+                ttl: Duration::from_secs(r.ttl_secs),
+                max_object_bytes: r.max_block_bytes,
+                timeout: Duration::from_millis(r.timeout_ms),
+            })
+            .with_context(|| format!("redis tier {}", r.url))?;
+            if let Err(e) = store.probe().await {
+                bail!("redis tier {} is not reachable: {e}", r.url);
+            }
+            let ttl = Duration::from_secs(r.ttl_secs);
+            Some(Tier::new(Role::Hot, Arc::new(store)).with_limits(r.max_block_bytes, r.budget_bytes, ttl).required(r.required))
+        }
+        None => None,
+    };
+    let remote = match &cfg.s3 {
+        Some(s) => {
+            let credentials = match (&s.access_key_id, &s.secret_access_key) {
+                (Some(id), Some(secret)) => Some(S3Credentials { access_key_id: id.clone(), secret_access_key: secret.clone(), session_token: s.session_token.clone() }),
+                _ => None,
+            };
+            let store = S3Store::new(&S3Options {
+                endpoint: s.endpoint.clone(),
+                region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                bucket: s.bucket.clone(),
+                prefix: s.prefix.clone(),
+                credentials,
+                connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+                timeout: Duration::from_millis(s.timeout_ms),
+            });
+            if let Err(e) = store.probe().await {
+                let at = s.endpoint.as_deref().unwrap_or("AWS");
+                bail!("s3 tier: bucket {:?} at {at} is not usable: {e}", s.bucket);
+            }
+            Some(Tier::new(Role::Remote, Arc::new(store)))
+        }
+        None => None,
+    };
+    Ok(Tiered::new(local, hot, remote, max_manifest_bytes)?)
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -3,6 +3,7 @@
 mod auth;
 mod objects;
 mod range;
+mod status;
 mod tags;
 
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct AppState {
     /// When set, writes need `Authorization: Bearer <token>`.
     pub token: Option<Arc<Token>>,
     pub limits: Limits,
+    /// The tier stack behind `repo`, for `/readyz` and `/metrics`; `None` reports no tiers.
+    pub tiers: Option<crate::store::Tiered>,
 }
 
 /// Request-size limits; each maps to 413 when exceeded.
@@ -58,6 +61,8 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.limits.max_manifest_bytes.max(state.limits.max_block_bytes) as usize;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/metrics", get(status::metrics))
         .route("/v1/blocks/{digest}", get(objects::get_block).put(objects::put_block))
         .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest))
         .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag))

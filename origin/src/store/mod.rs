@@ -5,6 +5,11 @@
 
 mod disk;
 mod memory;
+mod metrics;
+mod redis;
+mod s3;
+mod tier;
+mod tiered;
 
 use std::fmt;
 use std::ops::Range;
@@ -16,6 +21,11 @@ use prewarm_shared::{Digest, RuntimeName, Tag};
 
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
+pub use metrics::{Health, MetricsSnapshot, TierHealth, TierMetrics};
+pub use redis::{RedisOptions, RedisStore};
+pub use s3::{S3Credentials, S3Options, S3Store};
+pub use tier::{Budget, Probe, Role, Tier};
+pub use tiered::{TierStackError, Tiered};
 
 /// The two content-addressed namespaces. Same digest type, separate key spaces, so a manifest
 /// can never be served as a block or the reverse.
@@ -154,3 +164,7 @@ impl<S: Store + ?Sized> StoreExt for S {}
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod test_services;
+#[cfg(test)]
+pub(crate) use test_services::test_service_env;

@@ -1,0 +1,502 @@
+//! The tiered store: local disk → Redis → S3 behind one [`Store`], read-through with verified backfill.
+//!
+//! # Policy
+//! - **Reads** try tiers fastest first. The local tier is streamed as is (it only ever holds
+//!   verified bytes). A hit in a slower tier is read into memory (bounded by the object-size
+//!   limit), hashed once, served, and backfilled into the faster tiers from those same bytes;
+//!   the slow tier is never read twice. Bytes with the wrong hash are never served or
+//!   backfilled: they are counted, dropped from the cache tier that held them, and the next tier
+//!   is tried. Concurrent misses of one object share one fetch (single-flight).
+//! - **Fail-open** is decided here, not in the backends: an error from a cache tier (Redis, or
+//!   the local disk when S3 is durable) is counted and the next tier is tried. An error from the
+//!   durable tier is returned (→ 503), because only it can say "this does not exist".
+//! - **Writes** are verified, then acknowledged only once the durable tier (S3 when configured,
+//!   else the local disk) has them; the cache tiers are then filled best-effort, subject to their
+//!   size limit and byte budget.
+//! - **Tags** are written to the durable tier, then to the hot tier. With S3 they are read from
+//!   Redis, then S3 (backfilling Redis); they are never cached on local disk, where they would go
+//!   stale. Without S3 the local disk holds them.
+//! - `head` of an object that is only in the hot tier fetches and verifies it (the hot tier holds
+//!   small objects only), so the size it reports is that of verified bytes; the bytes are parked
+//!   for the `get` that follows in the same request.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use prewarm_shared::wire::MAX_BLOCK_SIZE;
+use prewarm_shared::{Digest, Hasher, RuntimeName, Tag};
+
+use super::metrics::{inc, Counters, Health, MetricsSnapshot, TierCounters, TierHealth};
+use super::tier::{Parked, Role, Tier};
+use super::{ByteStream, Kind, Object, Store, StoreError, StoreExt, TagStore};
+
+/// Bytes parked between a `head` and its `get`, at most.
+const PARKED_BYTES: u64 = 64 << 20;
+
+/// A stack of tiers as one store. Cheap to clone.
+#[derive(Clone)]
+pub struct Tiered {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tiers: Vec<Tier>,
+    durable: usize,
+    max_manifest_bytes: u64,
+    counters: Counters,
+    flights: Mutex<HashMap<(Kind, Digest), Flight>>,
+    parked: Mutex<Parked>,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>, FlightError>>>;
+
+/// A fetch failure shared by every request that joined the fetch.
+#[derive(Debug, Clone)]
+struct FlightError {
+    unavailable: bool,
+    store: String,
+    message: String,
+}
+
+impl From<FlightError> for StoreError {
+    fn from(e: FlightError) -> Self {
+        if e.unavailable {
+            StoreError::unavailable(&e.store, e.message)
+        } else {
+            StoreError::other(&e.store, e.message)
+        }
+    }
+}
+
+impl From<&StoreError> for FlightError {
+    fn from(e: &StoreError) -> Self {
+        let (unavailable, store) = match e {
+            StoreError::Unavailable { store, .. } => (true, store.clone()),
+            StoreError::Other { store, .. } => (false, store.clone()),
+            StoreError::Integrity { .. } => (false, "tiered".to_string()),
+        };
+        Self { unavailable, store, message: e.to_string() }
+    }
+}
+
+/// Why a tier stack was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid tier stack: {0}")]
+pub struct TierStackError(&'static str);
+
+impl Tiered {
+    /// Stacks `local`, `hot` and `remote` (each optional, at least one of local/remote). The
+    /// remote tier is durable when present, else the local one.
+    pub fn new(local: Option<Tier>, hot: Option<Tier>, remote: Option<Tier>, max_manifest_bytes: u64) -> Result<Self, TierStackError> {
+        if local.as_ref().is_some_and(|t| t.role != Role::Local) || hot.as_ref().is_some_and(|t| t.role != Role::Hot) || remote.as_ref().is_some_and(|t| t.role != Role::Remote) {
+            return Err(TierStackError("each tier must be passed in the slot of its role"));
+        }
+        let has_remote = remote.is_some();
+        let mut tiers: Vec<Tier> = [local, hot, remote].into_iter().flatten().collect();
+        let durable = if has_remote { tiers.len() - 1 } else { tiers.iter().position(|t| t.role == Role::Local).ok_or(TierStackError("a local or a remote tier is needed"))? };
+        tiers[durable].required = true;
+        let counters = Counters { tiers: tiers.iter().map(|_| TierCounters::default()).collect(), ..Counters::default() };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tiers,
+                durable,
+                max_manifest_bytes,
+                counters,
+                flights: Mutex::new(HashMap::new()),
+                parked: Mutex::new(Parked::new(PARKED_BYTES)),
+            }),
+        })
+    }
+
+    /// Names of the tiers, fastest first, with the durable one marked.
+    pub fn describe(&self) -> String {
+        let i = &self.inner;
+        i.tiers.iter().enumerate().map(|(n, t)| if n == i.durable { format!("{} (durable)", t.name) } else { t.name.clone() }).collect::<Vec<_>>().join(" → ")
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot::take(&self.inner.counters, &self.inner.tiers)
+    }
+
+    /// Probes every tier once, concurrently. Details of failures are logged, not returned.
+    pub async fn health(&self) -> Health {
+        let i = &self.inner;
+        let probes = i.tiers.iter().map(|t| t.probe.probe());
+        let results = futures::future::join_all(probes).await;
+        let mut ready = true;
+        let tiers = i
+            .tiers
+            .iter()
+            .zip(results)
+            .enumerate()
+            .map(|(n, (t, r))| {
+                let status = match &r {
+                    Ok(()) => "ok",
+                    Err(StoreError::Unavailable { .. }) => "unavailable",
+                    Err(StoreError::Integrity { .. }) => "integrity",
+                    Err(StoreError::Other { .. }) => "error",
+                };
+                if let Err(e) = &r {
+                    tracing::warn!(tier = %t.name, error = %e, "tier probe failed");
+                    ready &= !t.required;
+                }
+                TierHealth { name: t.name.clone(), role: t.role, durable: n == i.durable, required: t.required, status }
+            })
+            .collect();
+        Health { ready, tiers }
+    }
+
+    /// Probes every tier and fails on the first that is down, naming it.
+    pub async fn probe_all(&self) -> Result<(), StoreError> {
+        for t in &self.inner.tiers {
+            t.probe.probe().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn cap(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Block => MAX_BLOCK_SIZE,
+            Kind::Manifest => self.max_manifest_bytes,
+        }
+    }
+
+    fn c(&self, tier: usize) -> &TierCounters {
+        &self.counters.tiers[tier]
+    }
+
+    /// Counts a tier error; returns it if the tier is durable (no fail-open past the durable tier).
+    fn tier_error(&self, tier: usize, e: StoreError) -> Result<(), StoreError> {
+        inc(&self.c(tier).errors);
+        if tier == self.durable {
+            return Err(e);
+        }
+        tracing::warn!(tier = %self.tiers[tier].name, error = %e, "tier failed; trying the next one");
+        Ok(())
+    }
+
+    /// Tries tiers `from..to` (all of them non-local): first verified hit wins and is backfilled.
+    async fn fetch(&self, kind: Kind, digest: &Digest, tiers: Range<usize>) -> Result<Option<Bytes>, StoreError> {
+        let mut failure = None;
+        for n in tiers {
+            let tier = &self.tiers[n];
+            let got = match tier.store.get(kind, digest).await {
+                Ok(Some(o)) => read_bounded(o, self.cap(kind), &tier.name).await,
+                Ok(None) => {
+                    inc(&self.c(n).misses);
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            let bytes = match got {
+                Ok(b) => b,
+                Err(e) => {
+                    if let Err(e) = self.tier_error(n, e) {
+                        failure = Some(e);
+                    }
+                    continue;
+                }
+            };
+            let actual = Digest::of(&bytes);
+            if actual != *digest {
+                inc(&self.c(n).integrity_failures);
+                tracing::error!(tier = %tier.name, kind = kind.as_str(), %digest, %actual, "tier returned bytes with the wrong hash; not serving them");
+                if n == self.durable {
+                    failure = Some(StoreError::other(&tier.name, format!("the durable copy of {} {digest} is corrupt", kind.as_str())));
+                } else if let Err(e) = tier.store.delete(kind, digest).await {
+                    inc(&self.c(n).errors);
+                    tracing::warn!(tier = %tier.name, error = %e, "could not drop a corrupt cached object");
+                }
+                continue;
+            }
+            inc(&self.c(n).hits);
+            self.backfill(kind, digest, &bytes, 0..n).await;
+            return Ok(Some(bytes));
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes verified bytes into each tier of `tiers` that admits them; failures are counted only.
+    async fn backfill(&self, kind: Kind, digest: &Digest, bytes: &Bytes, tiers: Range<usize>) {
+        for n in tiers {
+            let tier = &self.tiers[n];
+            let len = bytes.len() as u64;
+            if !tier.fits(len) || tier.budget.as_ref().is_some_and(|b| !b.try_take(len)) {
+                inc(&self.c(n).backfill_skips);
+                continue;
+            }
+            match tier.store.put_bytes(kind, digest, bytes.clone()).await {
+                Ok(()) => inc(&self.c(n).backfills),
+                Err(e) => {
+                    inc(&self.c(n).errors);
+                    tracing::warn!(tier = %tier.name, error = %e, "backfill failed");
+                }
+            }
+        }
+    }
+
+    /// Index of the first tier that is not local (everything from there on is verified on read).
+    fn first_remote(&self) -> usize {
+        self.tiers.iter().position(|t| t.role != Role::Local).unwrap_or(self.tiers.len())
+    }
+
+    fn take_parked(&self, kind: Kind, digest: &Digest) -> Option<Bytes> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner()).take(kind, digest)
+    }
+}
+
+impl Tiered {
+    /// The full read-through fetch of everything past the local tier, shared by concurrent callers.
+    async fn fetch_coalesced(&self, kind: Kind, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+        let flight = {
+            let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(&(kind, *digest)) {
+                Some(f) => {
+                    inc(&self.inner.counters.coalesced);
+                    f.clone()
+                }
+                None => {
+                    let inner = self.inner.clone();
+                    let d = *digest;
+                    let fut = async move {
+                        let r = inner.fetch(kind, &d, inner.first_remote()..inner.tiers.len()).await.map_err(|e| FlightError::from(&e));
+                        inner.flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&(kind, d));
+                        r
+                    }
+                    .boxed()
+                    .shared();
+                    flights.insert((kind, *digest), fut.clone());
+                    fut
+                }
+            }
+        };
+        let got = flight.await.map_err(StoreError::from)?;
+        if got.is_none() {
+            inc(&self.inner.counters.not_found);
+        }
+        Ok(got)
+    }
+}
+
+/// Collects an object's body, refusing more than `cap` bytes.
+async fn read_bounded(mut o: Object, cap: u64, tier: &str) -> Result<Bytes, StoreError> {
+    if o.size > cap {
+        return Err(StoreError::other(tier, format!("object of {} bytes is over the limit of {cap}", o.size)));
+    }
+    let mut buf = BytesMut::with_capacity(o.size as usize);
+    while let Some(piece) = o.body.next().await {
+        let piece = piece?;
+        if (buf.len() + piece.len()) as u64 > cap {
+            return Err(StoreError::other(tier, format!("object body is over the limit of {cap} bytes")));
+        }
+        buf.extend_from_slice(&piece);
+    }
+    Ok(buf.freeze())
+}
+
+fn slice(b: Bytes, range: Range<u64>) -> Result<Object, StoreError> {
+    if range.start > range.end || range.end > b.len() as u64 {
+        return Err(StoreError::other("tiered", format!("range {range:?} outside object of {} bytes", b.len())));
+    }
+    Ok(Object::from_bytes(b.slice(range.start as usize..range.end as usize)))
+}
+
+#[async_trait::async_trait]
+impl Store for Tiered {
+    fn name(&self) -> &str {
+        "tiered"
+    }
+
+    async fn get(&self, kind: Kind, digest: &Digest) -> Result<Option<Object>, StoreError> {
+        let i = &self.inner;
+        if let Some(b) = i.take_parked(kind, digest) {
+            return Ok(Some(Object::from_bytes(b)));
+        }
+        for n in 0..i.first_remote() {
+            match i.tiers[n].store.get(kind, digest).await {
+                Ok(Some(o)) => {
+                    inc(&i.c(n).hits);
+                    return Ok(Some(o));
+                }
+                Ok(None) => inc(&i.c(n).misses),
+                Err(e) => i.tier_error(n, e)?,
+            }
+        }
+        Ok(self.fetch_coalesced(kind, digest).await?.map(Object::from_bytes))
+    }
+
+    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError> {
+        let i = &self.inner;
+        if let Some(b) = i.take_parked(kind, digest) {
+            return slice(b, range).map(Some);
+        }
+        for n in 0..i.first_remote() {
+            match i.tiers[n].store.get_range(kind, digest, range.clone()).await {
+                Ok(Some(o)) => {
+                    inc(&i.c(n).hits);
+                    return Ok(Some(o));
+                }
+                Ok(None) => inc(&i.c(n).misses),
+                Err(e) => i.tier_error(n, e)?,
+            }
+        }
+        match self.fetch_coalesced(kind, digest).await? {
+            Some(b) => slice(b, range).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let i = &self.inner;
+        if let Some(n) = i.parked.lock().unwrap_or_else(|p| p.into_inner()).peek_len(kind, digest) {
+            return Ok(Some(n));
+        }
+        let mut failure = None;
+        for n in 0..i.tiers.len() {
+            let tier = &i.tiers[n];
+            let found = match tier.role {
+                // Small and close: fetch and verify now, so the size is that of good bytes.
+                Role::Hot => match i.fetch(kind, digest, n..n + 1).await {
+                    Ok(Some(b)) => {
+                        let len = b.len() as u64;
+                        i.parked.lock().unwrap_or_else(|p| p.into_inner()).park(kind, *digest, b);
+                        Ok(Some(len))
+                    }
+                    other => other.map(|_| None),
+                },
+                Role::Local | Role::Remote => tier.store.head(kind, digest).await,
+            };
+            match found {
+                Ok(Some(len)) => return Ok(Some(len)),
+                Ok(None) => {}
+                Err(e) => {
+                    if let Err(e) = i.tier_error(n, e) {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, kind: Kind, digest: &Digest, mut body: ByteStream) -> Result<(), StoreError> {
+        let i = &self.inner;
+        if i.tiers.len() == 1 {
+            return i.tiers[0].store.put(kind, digest, body).await;
+        }
+        let cap = i.cap(kind);
+        let mut h = Hasher::new();
+        let mut buf = BytesMut::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            if (buf.len() + piece.len()) as u64 > cap {
+                return Err(StoreError::other("tiered", format!("{} over the limit of {cap} bytes", kind.as_str())));
+            }
+            h.update(&piece);
+            buf.extend_from_slice(&piece);
+        }
+        let actual = h.finish();
+        if actual != *digest {
+            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+        }
+        let bytes = buf.freeze();
+        if let Err(e) = i.tiers[i.durable].store.put_bytes(kind, digest, bytes.clone()).await {
+            inc(&i.c(i.durable).errors);
+            return Err(e);
+        }
+        i.backfill(kind, digest, &bytes, 0..i.durable).await;
+        i.backfill(kind, digest, &bytes, i.durable + 1..i.tiers.len()).await;
+        Ok(())
+    }
+
+    async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+        let i = &self.inner;
+        i.take_parked(kind, digest);
+        let mut first_err = None;
+        for (n, t) in i.tiers.iter().enumerate() {
+            if let Err(e) = t.store.delete(kind, digest).await {
+                inc(&i.c(n).errors);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait::async_trait]
+impl TagStore for Tiered {
+    async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
+        let i = &self.inner;
+        let durable = &i.tiers[i.durable];
+        let hot = i.tiers.iter().position(|t| t.role == Role::Hot).filter(|_| durable.role == Role::Remote);
+        if let Some(n) = hot {
+            if let Some(tags) = &i.tiers[n].tags {
+                match tags.get_tag(name, tag).await {
+                    Ok(Some(d)) => {
+                        inc(&i.c(n).hits);
+                        return Ok(Some(d));
+                    }
+                    Ok(None) => inc(&i.c(n).misses),
+                    Err(e) => i.tier_error(n, e)?,
+                }
+            }
+        }
+        let tags = durable.tags.as_ref().ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
+        let found = match tags.get_tag(name, tag).await {
+            Ok(found) => found,
+            Err(e) => {
+                inc(&i.c(i.durable).errors);
+                return Err(e);
+            }
+        };
+        if found.is_some() {
+            inc(&i.c(i.durable).hits);
+        }
+        if let (Some(d), Some(n)) = (found, hot) {
+            if let Some(hot_tags) = &i.tiers[n].tags {
+                match hot_tags.set_tag(name, tag, &d).await {
+                    Ok(()) => inc(&i.c(n).backfills),
+                    Err(_) => inc(&i.c(n).errors),
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let durable = &i.tiers[i.durable];
+        let tags = durable.tags.as_ref().ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
+        if let Err(e) = tags.set_tag(name, tag, digest).await {
+            inc(&i.c(i.durable).errors);
+            return Err(e);
+        }
+        if durable.role == Role::Remote {
+            for (n, t) in i.tiers.iter().enumerate().filter(|(_, t)| t.role == Role::Hot) {
+                if let Some(hot) = &t.tags {
+                    if let Err(e) = hot.set_tag(name, tag, digest).await {
+                        inc(&i.c(n).errors);
+                        tracing::warn!(tier = %t.name, error = %e, "tag not cached; the hot tier may serve the old one until its TTL");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "tiered_tests.rs"]
+mod tests;
