@@ -13,5 +13,7 @@ pub mod push;
 pub mod remote;
 pub mod server;
 pub mod repo;
+pub mod sandbox;
 pub mod store;
 pub mod transfer;
+pub mod warm;

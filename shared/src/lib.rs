@@ -9,6 +9,7 @@ pub mod name;
 pub mod pack;
 pub mod path;
 pub mod range;
+pub mod sandbox;
 pub mod wire;
 
 pub use digest::{Digest, DigestError, Hasher};

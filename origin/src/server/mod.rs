@@ -30,6 +30,8 @@ pub struct AppState {
     /// When set, writes need `Authorization: Bearer <token>`.
     pub token: Option<Arc<Token>>,
     pub limits: Limits,
+    /// Warming and sandboxes on this node; `None` disables `/v1/sandboxes` and `/v1/warm`.
+    pub sandboxes: Option<crate::sandbox::SandboxService>,
     /// The tier stack behind `repo`, for `/readyz` and `/metrics`; `None` reports no tiers.
     pub tiers: Option<crate::store::Tiered>,
 }
@@ -58,6 +60,9 @@ pub fn app(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/blocks/missing", post(objects::missing))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    // Sandboxes run commands: every route needs the token when one is configured.
+    let sandboxes = crate::sandbox::routes::router()
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     let body_limit = state.limits.max_manifest_bytes.max(state.limits.max_block_bytes) as usize;
     Router::new()
         .route("/healthz", get(healthz))
@@ -67,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest))
         .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag))
         .merge(writes)
+        .merge(sandboxes)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))

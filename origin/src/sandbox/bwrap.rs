@@ -1,0 +1,146 @@
+//! The bubblewrap command line every sandboxed process (warm commands and exec) runs under.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use prewarm_shared::sandbox::WORKSPACE_DIR;
+
+/// Host paths a sandbox sees read-only when they exist: the OS (`/usr`, with the merged-usr
+/// symlinks) and the few files in `/etc` that dynamic linking, time zones and TLS need.
+/// Nothing under the node dir: no cache, no other runtime, no other workspace.
+const RO_ETC: &[&str] = &[
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+];
+/// Only with `network: true`: name resolution.
+const RO_ETC_NET: &[&str] = &["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"];
+
+/// Default `PATH` when the runtime's env has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// How one sandboxed process is confined.
+///
+/// Always: every namespace unshared (`--unshare-all`: user, ipc, pid, net, uts, cgroup),
+/// `--die-with-parent` (killing the origin kills the tree), `--new-session`, all capabilities
+/// dropped (so uid 0 inside cannot override file modes), a clean environment, a private
+/// `/tmp`, `/proc` and `/dev`. The runtime is bound at its prefix, read-only unless
+/// `runtime_writable` (warm-up only).
+#[derive(Debug, Clone)]
+pub struct Jail {
+    pub bwrap: PathBuf,
+    pub runtime: PathBuf,
+    pub prefix: String,
+    pub runtime_writable: bool,
+    /// Bound read-write at [`WORKSPACE_DIR`] and made the working directory; else `/tmp`.
+    pub workspace: Option<PathBuf>,
+    pub network: bool,
+    /// The complete environment (nothing is inherited from the origin).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Jail {
+    /// `bwrap ARGS… -- argv…`, ready to spawn. Its own process group, so a timeout can kill
+    /// everything it started.
+    pub fn command(&self, argv: &[String]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.bwrap);
+        c.args(self.args()).arg("--").args(argv);
+        c.env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        c
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::with_capacity(64);
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        push(&["--ro-bind", "/usr", "/usr"]);
+        for (link, target) in [
+            ("/bin", "usr/bin"),
+            ("/sbin", "usr/sbin"),
+            ("/lib", "usr/lib"),
+            ("/lib64", "usr/lib64"),
+        ] {
+            if Path::new(link).exists() {
+                push(&["--symlink", target, link]);
+            }
+        }
+        let etc = RO_ETC
+            .iter()
+            .chain(if self.network { RO_ETC_NET } else { &[] });
+        for p in etc {
+            push(&["--ro-bind-try", p, p]);
+        }
+        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        push(&["--unshare-all"]);
+        if self.network {
+            push(&["--share-net"]);
+        }
+        push(&[
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            "sandbox",
+            "--clearenv",
+        ]);
+        let runtime = self.runtime.to_string_lossy();
+        let bind = if self.runtime_writable {
+            "--bind"
+        } else {
+            "--ro-bind"
+        };
+        push(&[bind, &runtime, &self.prefix]);
+        match &self.workspace {
+            Some(ws) => {
+                let ws = ws.to_string_lossy();
+                push(&["--bind", &ws, WORKSPACE_DIR, "--chdir", WORKSPACE_DIR]);
+            }
+            None => push(&["--chdir", "/tmp"]),
+        }
+        let home = if self.workspace.is_some() {
+            WORKSPACE_DIR
+        } else {
+            "/tmp"
+        };
+        let mut env = self.env.clone();
+        env.entry("PATH".into())
+            .or_insert_with(|| DEFAULT_PATH.into());
+        env.entry("HOME".into()).or_insert_with(|| home.into());
+        for (k, v) in &env {
+            push(&["--setenv", k, v]);
+        }
+        a
+    }
+}
+
+/// Checks an environment map before it reaches a command line: keys non-empty without `=`
+/// or NUL, values without NUL. Returns the offending key.
+pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
+    match env
+        .iter()
+        .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
+    {
+        Some((k, _)) => Err(k.clone()),
+        None => Ok(()),
+    }
+}
+
+/// The `bwrap` binary: `$PREWARM_BWRAP`, else `bwrap` on `PATH`.
+pub fn find_bwrap() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PREWARM_BWRAP") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,80 @@
+//! Running one sandboxed command to completion: timeout that kills the whole tree, capped output.
+
+use std::time::{Duration, Instant};
+
+use prewarm_shared::sandbox::ExecResult;
+use rustix::process::{kill_process_group, Pid, Signal};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How long to keep draining pipes after the process is gone (a grandchild could hold them).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Spawns `cmd` (built by [`super::bwrap::Jail::command`], so in its own process group) and
+/// waits for it, at most `timeout`. On timeout the whole process group gets SIGKILL; the
+/// sandbox's pid namespace dies with bwrap (`--die-with-parent`), taking every descendant.
+/// Each of stdout and stderr keeps its first `cap` bytes; the rest is read and discarded
+/// (so the command never blocks on a full pipe) and `truncated` is set.
+pub async fn run(
+    mut cmd: tokio::process::Command,
+    timeout: Duration,
+    cap: usize,
+) -> std::io::Result<ExecResult> {
+    let started = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    // Pipes are drained while the command runs, or a chatty command would block on them.
+    let readers = tokio::time::timeout(timeout + DRAIN_GRACE, async {
+        tokio::join!(read_capped(out, cap), read_capped(err, cap))
+    });
+    let waiter = async {
+        tokio::select! {
+            s = child.wait() => s.map(|s| (s, false)),
+            _ = tokio::time::sleep(timeout) => {
+                if let Some(pg) = pgid {
+                    // The group may be gone already; nothing to do then.
+                    let _ = kill_process_group(pg, Signal::Kill);
+                }
+                let _ = child.start_kill();
+                child.wait().await.map(|s| (s, true))
+            }
+        }
+    };
+    let (status, drained) = tokio::join!(waiter, readers);
+    let (status, timed_out) = status?;
+    let ((stdout, t1), (stderr, t2)) = drained.unwrap_or(((Vec::new(), true), (Vec::new(), true)));
+    use std::os::unix::process::ExitStatusExt;
+    Ok(ExecResult {
+        exit_code: if status.signal().is_some() {
+            None
+        } else {
+            status.code()
+        },
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        timed_out,
+        truncated: t1 || t2,
+    })
+}
+
+/// Reads a pipe to its end, keeping the first `cap` bytes; true if more was discarded.
+async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>, cap: usize) -> (Vec<u8>, bool) {
+    let Some(mut r) = r else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut truncated = false;
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return (kept, truncated),
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                truncated |= n > room;
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `prewarm serve`'s flags for warming and sandboxes, and starting the service from them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::bwrap::find_bwrap;
+use super::{SandboxConfig, SandboxService};
+use crate::transfer::Source;
+use crate::warm::layout::NODE_DIR;
+use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
+
+/// Flag names, declared once.
+pub mod flags {
+    pub const NO_SANDBOXES: &str = "no-sandboxes";
+    pub const WORKERS: &str = "sandbox-concurrency";
+    pub const DISK_BUDGET: &str = "warm-disk-budget";
+    pub const IDLE: &str = "sandbox-idle-timeout-secs";
+    pub const WARM_TIMEOUT: &str = "warm-command-timeout-secs";
+    pub const NODE_NAME: &str = "node-name";
+}
+
+/// Warming and sandbox options of `prewarm serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Disable `/v1/sandboxes` and `/v1/warm` on this origin.
+    #[arg(long = flags::NO_SANDBOXES, env = "PREWARM_NO_SANDBOXES")]
+    pub no_sandboxes: bool,
+    /// Runtimes warming at once; more wait in a priority queue (high > normal > low).
+    #[arg(long = flags::WORKERS, env = "PREWARM_SANDBOX_CONCURRENCY", default_value_t = 2)]
+    pub workers: usize,
+    /// Bytes of warm runtimes kept on this node; beyond it the least recently used runtime
+    /// without sandboxes is evicted. Default 50 GiB.
+    #[arg(long = flags::DISK_BUDGET, env = "PREWARM_WARM_DISK_BUDGET", default_value_t = 50 << 30)]
+    pub disk_budget: u64,
+    /// Sandboxes unused for this long are removed.
+    #[arg(long = flags::IDLE, env = "PREWARM_SANDBOX_IDLE_TIMEOUT_SECS", default_value_t = 1800)]
+    pub idle_timeout_secs: u64,
+    /// Longest one `meta.warm` command may run.
+    #[arg(long = flags::WARM_TIMEOUT, env = "PREWARM_WARM_COMMAND_TIMEOUT_SECS", default_value_t = 600)]
+    pub warm_command_timeout_secs: u64,
+    /// This node's name in the Redis registry of warm runtimes. Default: the hostname.
+    #[arg(long = flags::NODE_NAME, env = "PREWARM_NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+/// Why the sandbox service could not start. Start-up fails fast rather than on first use.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeStartError {
+    #[error(
+        "bubblewrap (`bwrap`) is not installed; run scripts/sandbox-tools or pass --{}",
+        flags::NO_SANDBOXES
+    )]
+    NoBwrap,
+    #[error("opening the node directory")]
+    Node(#[from] crate::pull::PullError),
+    #[error("the warm-runtime registry")]
+    Registry(#[from] crate::warm::index::RegistryError),
+}
+
+impl NodeArgs {
+    /// Opens `<data_dir>/node-v1`, connects the registry (Redis at `redis_url` when the origin
+    /// has a Redis tier, else none) and starts the service. `Ok(None)` when disabled.
+    pub async fn start(
+        &self,
+        data_dir: &Path,
+        source: Arc<dyn Source>,
+        redis_url: Option<&str>,
+    ) -> Result<Option<SandboxService>, NodeStartError> {
+        if self.no_sandboxes {
+            return Ok(None);
+        }
+        let Some(bwrap) = find_bwrap() else {
+            tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
+            return Ok(None);
+        };
+        let registry: Arc<dyn Registry> = match redis_url {
+            Some(url) => Arc::new(RedisRegistry::connect(url).await?),
+            None => Arc::new(NoRegistry),
+        };
+        let node_name = self.node_name.clone().unwrap_or_else(hostname);
+        let cfg = WarmConfig {
+            node_dir: data_dir.join(NODE_DIR),
+            node_name,
+            workers: self.workers.max(1),
+            fetch_concurrency: 16,
+            disk_budget: self.disk_budget,
+            warm_command_timeout: Duration::from_secs(self.warm_command_timeout_secs),
+            bwrap,
+        };
+        let warmer = Warmer::open(cfg, source, registry)?;
+        Ok(Some(SandboxService::start(
+            warmer,
+            SandboxConfig {
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+                default_exec_timeout: Duration::from_secs(60),
+                max_exec_timeout: Duration::from_secs(280),
+                output_cap: 1 << 20,
+            },
+        )))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
+}

@@ -1,0 +1,167 @@
+//! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, the progress WebSocket, and the error mapping.
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prewarm_shared::sandbox::{
+    CreateSandbox, ExecRequest, Status, WarmInfo, WarmRequest, WarmState,
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::{SandboxError, SandboxService};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::transfer::TransferError;
+use crate::warm::{Ensured, WarmError};
+
+/// The sandbox and warm routes, merged into [`crate::server::app`].
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sandboxes", post(create))
+        .route("/v1/sandboxes/{id}", get(status).delete(remove))
+        .route("/v1/sandboxes/{id}/events", get(events))
+        .route("/v1/sandboxes/{id}/exec", post(exec))
+        .route("/v1/warm", post(warm))
+        .route("/v1/warm/stats", get(stats))
+}
+
+fn service(state: &AppState) -> Result<&SandboxService, ApiError> {
+    state
+        .sandboxes
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("sandboxes are not enabled on this origin".into()))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_request", e))
+}
+
+async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateSandbox = parse(&body)?;
+    let info = service(&state)?.create(req).await?;
+    let code = if info.hot {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(info)).into_response())
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(service(&state)?.get(&id)?).into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let svc = service(&state)?.clone();
+    tokio::task::spawn_blocking(move || svc.delete(&id))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn exec(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: ExecRequest = parse(&body)?;
+    Ok(Json(service(&state)?.exec(&id, req).await?).into_response())
+}
+
+async fn warm(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: WarmRequest = parse(&body)?;
+    let svc = service(&state)?;
+    let (digest, ensured) = svc
+        .warmer()
+        .ensure(&req.runtime, req.priority, false)
+        .await
+        .map_err(SandboxError::from)?;
+    let (hot, st, code) = match ensured {
+        Ensured::Hot(_) => (true, WarmState::ready(), StatusCode::OK),
+        Ensured::Warming(job) => (false, job.state(), StatusCode::ACCEPTED),
+    };
+    let info = WarmInfo {
+        runtime: req.runtime,
+        digest,
+        hot,
+        state: st,
+    };
+    Ok((code, Json(info)).into_response())
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let svc = service(&state)?;
+    let mut s = svc.warmer().stats();
+    s.sandboxes = svc.count() as u64;
+    Ok(Json(s).into_response())
+}
+
+/// Streams the sandbox's warm state as JSON text messages: the current state first, then
+/// every change, closing after `ready` or `failed`.
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let rx = service(&state)?.subscribe(&id)?;
+    Ok(ws.on_upgrade(move |socket| stream_events(socket, rx)))
+}
+
+async fn stream_events(mut socket: WebSocket, mut rx: watch::Receiver<WarmState>) {
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let text = match serde_json::to_string(&current) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+        if current.status != Status::Warming {
+            break;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() {
+                // The job is gone; its last state was sent or is in `borrow`.
+                if rx.borrow().status == Status::Warming { break; }
+            },
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            SandboxError::Invalid(m) => ApiError::bad_request("bad_request", m),
+            SandboxError::NotReady { .. } => ApiError::State {
+                code: "not_ready",
+                message: e.to_string(),
+            },
+            SandboxError::Warm(WarmError::Resolve { source, what }) => match source {
+                TransferError::NotFound { .. } => {
+                    ApiError::NotFound(format!("runtime {what} not found"))
+                }
+                TransferError::Unavailable { .. } => ApiError::Internal(Box::new(source)),
+                other => ApiError::Internal(Box::new(other)),
+            },
+            SandboxError::Io { .. } => ApiError::Internal(Box::new(e)),
+        }
+    }
+}

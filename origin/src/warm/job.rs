@@ -1,0 +1,147 @@
+//! One warm job: its identity, and its state published through a `watch` channel to every waiter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prewarm_shared::sandbox::{Priority, Status, Step, WarmFailure, WarmState};
+use prewarm_shared::{Digest, RuntimeRef};
+use tokio::sync::watch;
+
+/// Share of the progress figure each step carries; they add up to 1.
+pub(crate) fn weight(step: Step) -> f64 {
+    match step {
+        Step::Queued | Step::Done => 0.0,
+        Step::Manifest => 0.05,
+        Step::Fetch => 0.50,
+        Step::Materialise => 0.15,
+        Step::Warm => 0.25,
+        Step::Seal => 0.05,
+    }
+}
+
+/// Progress at the start of `step`.
+fn base(step: Step) -> f64 {
+    [
+        Step::Manifest,
+        Step::Fetch,
+        Step::Materialise,
+        Step::Warm,
+        Step::Seal,
+    ]
+    .iter()
+    .take_while(|s| **s != step)
+    .map(|s| weight(*s))
+    .sum()
+}
+
+/// A warm of one runtime (one manifest digest). Every request that wants it while it runs
+/// subscribes to the same channel: single-flight, and all become ready together.
+#[derive(Debug)]
+pub struct Job {
+    pub digest: Digest,
+    pub runtime: RuntimeRef,
+    pub(crate) priority: Mutex<Priority>,
+    /// Order of arrival in the queue (FIFO within a priority).
+    pub(crate) seq: u64,
+    tx: watch::Sender<WarmState>,
+    started: Mutex<Option<Instant>>,
+    /// Expected total duration in ms; refined once the manifest's size is known.
+    estimate_ms: AtomicU64,
+}
+
+impl Job {
+    pub(crate) fn new(
+        digest: Digest,
+        runtime: RuntimeRef,
+        priority: Priority,
+        seq: u64,
+        estimate_ms: u64,
+    ) -> Self {
+        let (tx, _) = watch::channel(WarmState {
+            status: Status::Warming,
+            progress: 0.0,
+            step: Step::Queued,
+            estimated_ms: Some(estimate_ms),
+            queue_position: Some(0),
+            error: None,
+        });
+        Self {
+            digest,
+            runtime,
+            priority: Mutex::new(priority),
+            seq,
+            tx,
+            started: Mutex::new(None),
+            estimate_ms: AtomicU64::new(estimate_ms),
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<WarmState> {
+        self.tx.subscribe()
+    }
+
+    pub fn state(&self) -> WarmState {
+        self.tx.borrow().clone()
+    }
+
+    pub(crate) fn priority(&self) -> Priority {
+        *self.priority.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Raises the priority (a `high` request joining a `low` warm); never lowers it.
+    pub(crate) fn raise(&self, p: Priority) {
+        let mut cur = self.priority.lock().unwrap_or_else(|p| p.into_inner());
+        if p > *cur {
+            *cur = p;
+        }
+    }
+
+    pub(crate) fn set_queue_position(&self, pos: u64) {
+        self.tx.send_if_modified(|s| {
+            let changed = s.queue_position != Some(pos);
+            s.queue_position = Some(pos);
+            changed
+        });
+    }
+
+    pub(crate) fn set_estimate(&self, ms: u64) {
+        self.estimate_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn estimate(&self) -> u64 {
+        self.estimate_ms.load(Ordering::Relaxed)
+    }
+
+    /// Reports that `step` is `fraction` (0..=1) done. Progress never moves backwards.
+    pub(crate) fn progress(&self, step: Step, fraction: f64) {
+        if step == Step::Manifest {
+            let mut s = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert_with(Instant::now);
+        }
+        let total = (base(step) + weight(step) * fraction.clamp(0.0, 1.0)).min(1.0);
+        let remaining = (self.estimate() as f64 * (1.0 - total)) as u64;
+        self.tx.send_if_modified(|s| {
+            let moved = step != s.step || total > s.progress + 0.001;
+            s.step = step;
+            s.queue_position = None;
+            s.progress = s.progress.max(total);
+            s.estimated_ms = Some(remaining);
+            moved
+        });
+    }
+
+    pub(crate) fn finish_ready(&self) {
+        self.tx.send_replace(WarmState::ready());
+    }
+
+    pub(crate) fn finish_failed(&self, failure: WarmFailure) {
+        self.tx.send_modify(|s| {
+            s.status = Status::Failed;
+            s.step = Step::Done;
+            s.estimated_ms = None;
+            s.queue_position = None;
+            s.error = Some(failure);
+        });
+    }
+}

@@ -1,0 +1,155 @@
+//! The node directory: where warm runtimes, sandboxes and the node's file cache live, and its startup sweep.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use prewarm_shared::Digest;
+use rustix::fs::{flock, FlockOperation};
+
+/// Versioned name of the node directory inside the origin's data dir.
+pub const NODE_DIR: &str = "node-v1";
+
+/// Paths of one node. One origin process owns a node directory at a time (an exclusive
+/// `flock` on `lock`), so the startup sweep may remove whatever a killed process left.
+///
+/// ```text
+/// <data-dir>/node-v1/
+/// ├── lock                     flock held while an origin runs on this node dir
+/// ├── index.json               warm runtimes: digest → {runtime, prefix, env, size, last_used…}
+/// ├── estimates.json           learned warm durations per runtime (for `estimated_ms`)
+/// ├── cache/                   the pull FileCache (files-v1/…, tmp/); runtimes hard-link from it
+/// ├── runtimes/
+/// │   ├── <manifest hex>/      a sealed warm runtime (read-only), listed in index.json
+/// │   └── .warming-<hex>-<r>/  a runtime being built; renamed to <hex> only when warm and sealed
+/// └── sandboxes/
+///     └── sb-<id>/workspace/   a sandbox's private writable workspace (mounted at /workspace)
+/// ```
+///
+/// Runtimes and the cache share a filesystem, so materialising is hard linking. At startup,
+/// everything in `runtimes/` that is not a runtime listed in the index (half-built trees of a
+/// killed warm), every `sandboxes/` entry (sandboxes do not survive a restart) and the cache's
+/// scratch are removed, and index entries whose tree is gone are dropped.
+#[derive(Debug)]
+pub struct NodeLayout {
+    pub root: PathBuf,
+    pub cache: PathBuf,
+    pub runtimes: PathBuf,
+    pub sandboxes: PathBuf,
+    pub index: PathBuf,
+    pub estimates: PathBuf,
+    /// Holds the flock for the life of the process.
+    _lock: fs::File,
+}
+
+impl NodeLayout {
+    /// Creates the directories and takes the node lock (failing if another process holds it).
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let cache = root.join("cache");
+        let runtimes = root.join("runtimes");
+        let sandboxes = root.join("sandboxes");
+        for d in [root, &cache, &runtimes, &sandboxes] {
+            fs::create_dir_all(d)?;
+        }
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("lock"))?;
+        flock(&lock, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another origin ({e})", root.display()),
+            )
+        })?;
+        Ok(Self {
+            index: root.join("index.json"),
+            estimates: root.join("estimates.json"),
+            root: root.to_path_buf(),
+            cache,
+            runtimes,
+            sandboxes,
+            _lock: lock,
+        })
+    }
+
+    /// Where the warm runtime with manifest `digest` lives once sealed.
+    pub fn runtime_dir(&self, digest: &Digest) -> PathBuf {
+        self.runtimes.join(digest.hex())
+    }
+
+    /// A fresh build directory for `digest` (not created; `materialise` creates it).
+    pub fn build_dir(&self, digest: &Digest) -> PathBuf {
+        self.runtimes.join(format!(
+            ".warming-{}-{:016x}",
+            digest.hex(),
+            rand::random::<u64>()
+        ))
+    }
+
+    /// Removes leftovers of a previous process: returns the names of runtime dirs kept.
+    /// `keep` says whether a `runtimes/<name>` directory is a registered runtime.
+    pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut kept = Vec::new();
+        for (dir, all) in [(&self.runtimes, false), (&self.sandboxes, true)] {
+            let Ok(rd) = fs::read_dir(dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !all && keep(&name) {
+                    kept.push(name);
+                    continue;
+                }
+                tracing::info!(path = %e.path().display(), "removing leftover of a previous run");
+                remove_tree(&e.path());
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.cache.join("tmp")) {
+            for e in rd.flatten() {
+                remove_tree(&e.path());
+            }
+        }
+        kept
+    }
+}
+
+/// Removes a tree whose directories may be read-only (sealed runtimes); logs failures.
+pub fn remove_tree(path: &Path) {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => make_writable(path),
+        Ok(_) => {}
+        Err(_) => return,
+    }
+    let res = if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    if let Err(err) = res {
+        if err.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), %err, "could not remove a tree");
+        }
+    }
+}
+
+/// Gives every directory under `path` owner rwx, each before it is listed.
+fn make_writable(path: &Path) {
+    if fs::set_permissions(path, fs::Permissions::from_mode(0o700)).is_err() {
+        return;
+    }
+    let Ok(dir) = fs::read_dir(path) else { return };
+    for e in dir.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            make_writable(&e.path());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{:08x}", rand::random::<u32>()));
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}

@@ -1,0 +1,221 @@
+//! Wire types of the warming and sandbox API (`/v1/sandboxes`, `/v1/warm`), shared so clients cannot drift.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::name::RuntimeRef;
+
+/// How urgently a warm is wanted: `high` overtakes `normal`, which overtakes `low`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+/// `POST /v1/sandboxes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandbox {
+    pub runtime: RuntimeRef,
+    pub user_id: String,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Applied after the runtime's `meta.env`, before the context.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Reaches the sandbox as `PREWARM_CONTEXT` (a string as given, anything else as JSON) and
+    /// as the file [`CONTEXT_FILE`] in the workspace. Never interpolated into code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
+    /// Give commands the host's network. Off by default: sandboxes get an empty network namespace.
+    #[serde(default)]
+    pub network: bool,
+}
+
+/// Where the context lands inside the workspace (the working directory of every command).
+pub const CONTEXT_FILE: &str = ".prewarm/context.json";
+/// The environment variable carrying the context.
+pub const CONTEXT_ENV: &str = "PREWARM_CONTEXT";
+/// Where a sandbox's private workspace is mounted; every command starts there.
+pub const WORKSPACE_DIR: &str = "/workspace";
+
+/// Where a sandbox (or a warm) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Warming,
+    Ready,
+    Failed,
+}
+
+/// The steps of warming a runtime, in order. Each has a weight in the progress figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Waiting for a worker.
+    Queued,
+    /// Fetching and verifying the manifest through the tiers (the tag is resolved at request time).
+    Manifest,
+    /// Downloading the blocks of files the node cache lacks; progress by bytes.
+    Fetch,
+    /// Linking the tree from the node cache (one pass over the merged tree: base, then deps).
+    Materialise,
+    /// Running the pack's `warm` commands, isolated, runtime writable; progress by commands.
+    Warm,
+    /// Checking the cache is intact, sealing the runtime read-only, registering it.
+    Seal,
+    /// Finished (ready or failed).
+    Done,
+}
+
+/// Why a warm failed: the step it failed in and a reason fit for a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmFailure {
+    pub step: Step,
+    pub reason: String,
+}
+
+/// The state of one warm job, as streamed over `GET /v1/sandboxes/{id}/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmState {
+    pub status: Status,
+    /// 0.0 to 1.0, weighted by step; only ever moves forward.
+    pub progress: f64,
+    pub step: Step,
+    /// Milliseconds still expected until ready (learned from earlier warms of the runtime, else
+    /// from its size). `None` once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_ms: Option<u64>,
+    /// Jobs ahead of this one in the queue (0 = next); `None` once a worker runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WarmFailure>,
+}
+
+impl WarmState {
+    /// A runtime that is warm already.
+    pub fn ready() -> Self {
+        Self {
+            status: Status::Ready,
+            progress: 1.0,
+            step: Step::Done,
+            estimated_ms: None,
+            queue_position: None,
+            error: None,
+        }
+    }
+}
+
+/// `POST /v1/sandboxes` (201 or 202) and `GET /v1/sandboxes/{id}` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    pub sandbox_id: String,
+    pub runtime: RuntimeRef,
+    /// The manifest the tag resolved to when the sandbox was created.
+    pub digest: Digest,
+    pub user_id: String,
+    /// True when the runtime was already warm at creation.
+    pub hot: bool,
+    #[serde(flatten)]
+    pub state: WarmState,
+}
+
+/// `POST /v1/warm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmRequest {
+    pub runtime: RuntimeRef,
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// `POST /v1/warm` response (200 when warm, 202 when warming).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmInfo {
+    pub runtime: RuntimeRef,
+    pub digest: Digest,
+    pub hot: bool,
+    #[serde(flatten)]
+    pub state: WarmState,
+}
+
+/// `GET /v1/warm/stats`: counters since the origin started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmStats {
+    /// Warm jobs started (single-flight: concurrent requests for one runtime start one).
+    pub warms_started: u64,
+    pub warms_succeeded: u64,
+    pub warms_failed: u64,
+    pub queued: u64,
+    pub running: u64,
+    /// Runtimes warm on this node now.
+    pub warm_runtimes: u64,
+    pub sandboxes: u64,
+    pub evictions: u64,
+}
+
+/// `POST /v1/sandboxes/{id}/exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    /// Applied after the sandbox's env, before the context.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Kill the command's whole process tree after this long (default: the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/sandboxes/{id}/exec` response. Output is decoded as UTF-8 (invalid bytes replaced)
+/// and capped per stream; `truncated` says when the cap cut it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// The exit code; `None` when killed by a signal (including the timeout).
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+    pub timed_out: bool,
+    pub truncated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_forms() {
+        let c: CreateSandbox = serde_json::from_str(
+            r#"{"runtime":"python-data:v1","user_id":"u1","priority":"high","context":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.priority, Priority::High);
+        assert!(!c.network);
+        assert!(serde_json::from_str::<CreateSandbox>(
+            r#"{"runtime":"p:v1","user_id":"u","priorty":"high"}"#
+        )
+        .is_err());
+        assert!(Priority::High > Priority::Normal && Priority::Normal > Priority::Low);
+        let info = SandboxInfo {
+            sandbox_id: "sb-1".into(),
+            runtime: "p:v1".parse().unwrap(),
+            digest: Digest::of(b""),
+            user_id: "u".into(),
+            hot: true,
+            state: WarmState::ready(),
+        };
+        let v = serde_json::to_value(&info).unwrap();
+        assert_eq!(v["status"], "ready");
+        assert_eq!(v["step"], "done");
+        assert!(v.get("queue_position").is_none());
+    }
+}
