@@ -36,8 +36,9 @@ const STALE_SCRATCH: Duration = Duration::from_secs(24 * 3600);
 /// that reaches a cached inode through a hard link can change it by accident, and the owner
 /// can always read it (to copy or reflink from it). Files enter the cache only after their
 /// bytes hashed to their digest, by an atomic rename from `tmp/`, which is on the same
-/// filesystem; a reader never sees a partial file under a real name. The cache is trusted
-/// afterwards: it is not re-hashed on every use.
+/// filesystem; a reader never sees a partial file under a real name. Nothing is fsynced (a
+/// cache can be refetched): after a power loss a file whose size is wrong is fetched again,
+/// but bytes are not re-hashed on every use; the cache is trusted once written.
 #[derive(Debug, Clone)]
 pub struct FileCache {
     root: PathBuf,
@@ -82,6 +83,13 @@ impl FileCache {
     /// True if the file is cached (as a regular file).
     pub fn contains(&self, digest: &Digest, mode: u32) -> bool {
         fs::symlink_metadata(self.path_for(digest, mode)).is_ok_and(|m| m.is_file())
+    }
+
+    /// True if the file is cached with the right size. Nothing is fsynced, so after a power
+    /// loss a renamed file can be empty or short; those are fetched again, not trusted.
+    pub(crate) fn holds(&self, digest: &Digest, mode: u32, size: u64) -> bool {
+        fs::symlink_metadata(self.path_for(digest, mode))
+            .is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
     /// A fresh scratch directory under `tmp/`, removed when the guard drops.

@@ -196,10 +196,11 @@ fn classify(
     let mut targets = Vec::new();
     let mut derived = 0;
     for (digest, w) in wanted {
+        let size = w.chunks.iter().map(|c| c.size).sum();
         let (present, missing): (Vec<u32>, Vec<u32>) = w
             .modes
             .values()
-            .partition(|&&mode| cache.contains(&digest, mode));
+            .partition(|&&mode| cache.holds(&digest, mode, size));
         if missing.is_empty() {
             continue;
         }

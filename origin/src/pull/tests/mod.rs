@@ -3,7 +3,7 @@
 mod fixture;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -149,6 +149,26 @@ async fn a_second_version_downloads_only_the_changed_content() {
         report.bytes_downloaded,
         v2.blocks[&new_bundle[0]].len() as u64
     );
+
+    // A cache file cut short (a power loss before the data reached the disk) is refetched.
+    let cache = FileCache::open(cache_dir.path()).unwrap();
+    let (_, mode, digest, _) = v2
+        .manifest
+        .files()
+        .find(|f| f.0.as_str() == "bin/python")
+        .unwrap();
+    let cached = cache.path_for(digest, mode);
+    fs::set_permissions(&cached, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&cached, b"").unwrap();
+    fs::set_permissions(&cached, fs::Permissions::from_mode(0o400)).unwrap();
+    opts.into = dir.path().join("rt-after-crash");
+    pull(&source, &tagged("v2"), &opts).await.unwrap();
+    assert_eq!(source.take_fetched(), {
+        let mut b = v2.blocks_of("bin/python");
+        b.sort();
+        b
+    });
+    assert_eq!(read_tree(&opts.into), expected_tree(&v2_nodes(), false));
 
     // Everything cached: nothing is downloaded at all.
     opts.into = dir.path().join("rt3");
