@@ -1,10 +1,67 @@
 //! `prewarm pull` argument parsing and wiring (the work is in `prewarm_origin::pull`).
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
+use prewarm_origin::cli_output;
+use prewarm_origin::pull::{default_cache_dir, pull, LinkMode, PullOptions};
+use prewarm_origin::remote::Remote;
+use prewarm_shared::RuntimeRef;
 
 #[derive(Args)]
-pub(crate) struct PullArgs {}
+pub(crate) struct PullArgs {
+    /// NAME:TAG to resolve, or an exact manifest digest (sha256:…).
+    what: String,
+    /// The origin or edge to pull from (http://…).
+    #[arg(long)]
+    from: String,
+    /// Where the runtime appears. Built beside it and renamed into place.
+    #[arg(long)]
+    into: PathBuf,
+    /// The file-level cache. Keep it on the same filesystem as --into, or files are copied.
+    #[arg(long, env = "PREWARM_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// How files reach --into: auto tries hardlink, then reflink, then copy, and reports which.
+    #[arg(long, value_enum, default_value_t = LinkMode::Auto)]
+    link_mode: LinkMode,
+    /// Atomically swap an existing --into instead of refusing.
+    #[arg(long)]
+    replace: bool,
+    /// Blocks downloaded at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Print a JSON report.
+    #[arg(long)]
+    json: bool,
+}
 
-pub(crate) async fn run(_a: PullArgs) -> anyhow::Result<()> {
-    anyhow::bail!("pull is being wired")
+pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
+    let what: RuntimeRef = a.what.parse()?;
+    let source = Remote::new(&a.from, None)?;
+    let opts = PullOptions {
+        into: a.into.clone(),
+        cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
+        concurrency: a.concurrency.max(1),
+        link_mode: a.link_mode,
+        replace: a.replace,
+        progress: !a.json,
+    };
+    let report = pull(&source, &what, &opts)
+        .await
+        .with_context(|| format!("pulling {what} from {} into {}", a.from, a.into.display()))?;
+    cli_output::result(&report, a.json, |r| {
+        format!(
+            "{} → {}: {} files, {} bytes downloaded in {} blocks ({} reused), {} in {} ms",
+            r.digest,
+            a.into.display(),
+            r.files,
+            r.bytes_downloaded,
+            r.blocks_downloaded,
+            r.blocks_reused,
+            r.link_mode,
+            r.duration_ms
+        )
+    });
+    Ok(())
 }
