@@ -117,7 +117,7 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(ErrorBody::new(self.code(), message))).into_response();
         if let ApiError::RangeNotSatisfiable { size } = &self {
-            if let Ok(v) = format!("bytes */{size}").parse() {
+            if let Ok(v) = prewarm_shared::content_range(None, *size).parse() {
                 resp.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
             }
         }

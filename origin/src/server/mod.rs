@@ -2,7 +2,6 @@
 
 mod auth;
 mod objects;
-mod range;
 mod status;
 mod tags;
 

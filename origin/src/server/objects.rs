@@ -11,9 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use prewarm_shared::wire::{MissingRequest, MissingResponse, IMMUTABLE_CACHE_CONTROL, MAX_MISSING_QUERY};
-use prewarm_shared::Digest;
+use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
-use super::range::{decide, RangeDecision};
 use super::AppState;
 use crate::error::ApiError;
 use crate::store::{Kind, StoreError};
@@ -48,12 +47,12 @@ async fn serve(State(state): State<AppState>, kind: Kind, Path(raw): Path<String
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, object) = match decide(range_header, size) {
+    let (status, object) = match decide_range(range_header, size) {
         RangeDecision::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size }),
         RangeDecision::Full => (StatusCode::OK, None),
         RangeDecision::Partial(r) => {
-            let content_range = format!("bytes {}-{}/{size}", r.start, r.end - 1);
-            out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&content_range).map_err(|e| ApiError::Internal(Box::new(e)))?);
+            let value = content_range(Some(&r), size);
+            out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(Box::new(e)))?);
             (StatusCode::PARTIAL_CONTENT, Some(r))
         }
     };
