@@ -93,7 +93,9 @@ impl SecretUrl {
     /// The URL with any password masked.
     pub fn redacted(&self) -> String {
         let s = self.0.expose();
-        let Some(scheme_end) = s.find("://").map(|i| i + 3) else { return "<unparsable url>".into() };
+        let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+            return "<unparsable url>".into();
+        };
         let rest = &s[scheme_end..];
         let authority_end = rest.find('/').unwrap_or(rest.len());
         match rest[..authority_end].rfind('@') {
@@ -101,7 +103,11 @@ impl SecretUrl {
             Some(at) => {
                 let userinfo = &rest[..at];
                 let user = userinfo.split(':').next().unwrap_or("");
-                let masked = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_string() };
+                let masked = if userinfo.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    "***".to_string()
+                };
                 format!("{}{masked}{}", &s[..scheme_end], &rest[at..])
             }
         }
@@ -250,9 +256,15 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -260,19 +272,32 @@ pub enum ConfigError {
 impl Config {
     /// Reads and checks a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
             other => other,
         })
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(e),
+        })
     }
 
     /// Applies flag/env overrides, then the standard AWS variables (`env` looks them up), and checks the result.
-    pub fn resolve(mut self, o: Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn resolve(
+        mut self,
+        o: Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         use overrides as k;
         if let Some(url) = o.redis_url {
             match &mut self.redis {
@@ -280,7 +305,11 @@ impl Config {
                 None => self.redis = Some(RedisConfig::with_url(url)),
             }
         }
-        if o.s3_endpoint.is_some() || o.s3_bucket.is_some() || o.s3_region.is_some() || o.s3_prefix.is_some() {
+        if o.s3_endpoint.is_some()
+            || o.s3_bucket.is_some()
+            || o.s3_region.is_some()
+            || o.s3_prefix.is_some()
+        {
             let s3 = self.s3.get_or_insert_with(S3Config::unset);
             s3.endpoint = o.s3_endpoint.or(s3.endpoint.take());
             s3.region = o.s3_region.or(s3.region.take());
@@ -293,7 +322,10 @@ impl Config {
         }
         if let Some(s3) = &mut self.s3 {
             if s3.bucket.is_empty() {
-                return Err(ConfigError::Invalid(format!("s3: a bucket is required (`bucket` in [s3] or --{})", k::S3_BUCKET)));
+                return Err(ConfigError::Invalid(format!(
+                    "s3: a bucket is required (`bucket` in [s3] or --{})",
+                    k::S3_BUCKET
+                )));
             }
             if let Some(id) = env(k::AWS_ACCESS_KEY_ID) {
                 s3.access_key_id = Some(id);
@@ -305,18 +337,26 @@ impl Config {
                 s3.session_token = Some(Secret::new(token));
             }
             if s3.region.is_none() {
-                s3.region = env(k::AWS_REGION).or_else(|| env(k::AWS_DEFAULT_REGION)).or_else(|| Some("us-east-1".into()));
+                s3.region = env(k::AWS_REGION)
+                    .or_else(|| env(k::AWS_DEFAULT_REGION))
+                    .or_else(|| Some("us-east-1".into()));
             }
             if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
-                return Err(ConfigError::Invalid("s3: access_key_id and secret_access_key must be given together".into()));
+                return Err(ConfigError::Invalid(
+                    "s3: access_key_id and secret_access_key must be given together".into(),
+                ));
             }
         }
         if !self.local.enabled && self.s3.is_none() {
-            return Err(ConfigError::Invalid("local.enabled = false needs [s3]: something has to be durable".into()));
+            return Err(ConfigError::Invalid(
+                "local.enabled = false needs [s3]: something has to be durable".into(),
+            ));
         }
         if let Some(r) = &self.redis {
             if r.ttl_secs == 0 || r.timeout_ms == 0 {
-                return Err(ConfigError::Invalid("redis: ttl_secs and timeout_ms must be positive".into()));
+                return Err(ConfigError::Invalid(
+                    "redis: ttl_secs and timeout_ms must be positive".into(),
+                ));
             }
         }
         Ok(self)
@@ -368,20 +408,40 @@ mod tests {
     fn secrets_never_print() {
         let c = Config::parse("[redis]\nurl = \"redis://app:hunter2@db:6379/0\"\n[s3]\nbucket = \"b\"\nsecret_access_key = \"hunter3\"\n").unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
         assert!(shown.contains("redis://app:***@db:6379/0"), "{shown}");
-        assert_eq!(SecretUrl::new("redis://:pw@h:1").redacted(), "redis://:***@h:1");
+        assert_eq!(
+            SecretUrl::new("redis://:pw@h:1").redacted(),
+            "redis://:***@h:1"
+        );
         assert_eq!(SecretUrl::new("redis://h:1/0").redacted(), "redis://h:1/0");
     }
 
     #[test]
     fn overrides_and_aws_env_win() {
-        let c = Config::parse("[s3]\nbucket = \"file\"\naccess_key_id = \"from-file\"\nsecret_access_key = \"s\"\n").unwrap();
-        let o = Overrides { s3_bucket: Some("flag".into()), redis_url: Some(SecretUrl::new("redis://127.0.0.1:1")), ..Default::default() };
+        let c = Config::parse(
+            "[s3]\nbucket = \"file\"\naccess_key_id = \"from-file\"\nsecret_access_key = \"s\"\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            s3_bucket: Some("flag".into()),
+            redis_url: Some(SecretUrl::new("redis://127.0.0.1:1")),
+            ..Default::default()
+        };
         let env = |k: &str| (k == overrides::AWS_ACCESS_KEY_ID).then(|| "from-env".to_string());
         let c = c.resolve(o, env).unwrap();
         let s3 = c.s3.unwrap();
-        assert_eq!((s3.bucket.as_str(), s3.access_key_id.as_deref(), s3.region.as_deref()), ("flag", Some("from-env"), Some("us-east-1")));
+        assert_eq!(
+            (
+                s3.bucket.as_str(),
+                s3.access_key_id.as_deref(),
+                s3.region.as_deref()
+            ),
+            ("flag", Some("from-env"), Some("us-east-1"))
+        );
         assert_eq!(c.redis.unwrap().ttl_secs, 3600);
     }
 
@@ -389,7 +449,13 @@ mod tests {
     fn nothing_durable_is_refused() {
         let c = Config::parse("[local]\nenabled = false\n").unwrap();
         assert!(c.resolve(Overrides::default(), |_| None).is_err());
-        let c = Config::parse("").unwrap().resolve(Overrides { s3_endpoint: Some("http://x".into()), ..Default::default() }, |_| None);
+        let c = Config::parse("").unwrap().resolve(
+            Overrides {
+                s3_endpoint: Some("http://x".into()),
+                ..Default::default()
+            },
+            |_| None,
+        );
         assert!(c.unwrap_err().to_string().contains("bucket"));
     }
 }

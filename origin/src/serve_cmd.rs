@@ -11,7 +11,9 @@ use prewarm_origin::cli_output;
 use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
 use prewarm_origin::server::{self, AppState, Limits, Token};
-use prewarm_origin::store::{DiskStore, RedisOptions, RedisStore, Role, S3Credentials, S3Options, S3Store, Tier, Tiered};
+use prewarm_origin::store::{
+    DiskStore, RedisOptions, RedisStore, Role, S3Credentials, S3Options, S3Store, Tier, Tiered,
+};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -59,27 +61,56 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         s3_region: a.s3_region,
         s3_prefix: a.s3_prefix,
     };
-    let cfg = file.resolve(overrides, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))?;
-    let listen = a.listen.or(cfg.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
-    let data_dir = a.data_dir.or_else(|| cfg.data_dir.clone()).unwrap_or_else(|| PathBuf::from("prewarm-data"));
+    let cfg = file.resolve(overrides, |k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    })?;
+    let listen = a
+        .listen
+        .or(cfg.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+    let data_dir = a
+        .data_dir
+        .or_else(|| cfg.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("prewarm-data"));
     let token = match a.token_file.as_ref().or(cfg.token_file.as_ref()) {
         Some(f) => {
-            let raw = std::fs::read_to_string(f).with_context(|| format!("reading token file {}", f.display()))?;
-            Some(Arc::new(Token::new(&raw).with_context(|| format!("token file {} is empty", f.display()))?))
+            let raw = std::fs::read_to_string(f)
+                .with_context(|| format!("reading token file {}", f.display()))?;
+            Some(Arc::new(Token::new(&raw).with_context(|| {
+                format!("token file {} is empty", f.display())
+            })?))
         }
         None => None,
     };
     let limits = Limits::default();
     let tiers = build_tiers(&cfg, &data_dir, limits.max_manifest_bytes).await?;
-    let repo = Repo::new(Arc::new(tiers.clone()), Arc::new(tiers.clone()), data_dir.display().to_string());
+    let repo = Repo::new(
+        Arc::new(tiers.clone()),
+        Arc::new(tiers.clone()),
+        data_dir.display().to_string(),
+    );
     let redis_url = cfg.redis.as_ref().map(|r| r.url.expose());
-    let sandboxes = a.node.start(&data_dir, Arc::new(repo.clone()), redis_url).await.context("starting warming and sandboxes")?;
-    let state = AppState { repo, token, limits, sandboxes: sandboxes.clone(), tiers: Some(tiers.clone()) };
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let sandboxes = a
+        .node
+        .start(&data_dir, Arc::new(repo.clone()), redis_url)
+        .await
+        .context("starting warming and sandboxes")?;
+    let state = AppState {
+        repo,
+        token,
+        limits,
+        sandboxes: sandboxes.clone(),
+        tiers: Some(tiers.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     cli_output::line(&format!("listening on http://{addr}"));
     tracing::info!(%addr, tiers = %tiers.describe(), "origin serving");
-    axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, server::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     if let Some(s) = &sandboxes {
         s.shutdown().await;
     }
@@ -87,9 +118,15 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Builds local → Redis → S3 from the config and probes each; the first that fails stops start-up.
-async fn build_tiers(cfg: &Config, data_dir: &Path, max_manifest_bytes: u64) -> anyhow::Result<Tiered> {
+async fn build_tiers(
+    cfg: &Config,
+    data_dir: &Path,
+    max_manifest_bytes: u64,
+) -> anyhow::Result<Tiered> {
     let local = if cfg.local.enabled {
-        let disk = DiskStore::open(data_dir).await.with_context(|| format!("local tier: opening data dir {}", data_dir.display()))?;
+        let disk = DiskStore::open(data_dir)
+            .await
+            .with_context(|| format!("local tier: opening data dir {}", data_dir.display()))?;
         Some(Tier::new(Role::Local, Arc::new(disk)))
     } else {
         None
@@ -108,14 +145,22 @@ async fn build_tiers(cfg: &Config, data_dir: &Path, max_manifest_bytes: u64) -> 
                 bail!("redis tier {} is not reachable: {e}", r.url);
             }
             let ttl = Duration::from_secs(r.ttl_secs);
-            Some(Tier::new(Role::Hot, Arc::new(store)).with_limits(r.max_block_bytes, r.budget_bytes, ttl).required(r.required))
+            Some(
+                Tier::new(Role::Hot, Arc::new(store))
+                    .with_limits(r.max_block_bytes, r.budget_bytes, ttl)
+                    .required(r.required),
+            )
         }
         None => None,
     };
     let remote = match &cfg.s3 {
         Some(s) => {
             let credentials = match (&s.access_key_id, &s.secret_access_key) {
-                (Some(id), Some(secret)) => Some(S3Credentials { access_key_id: id.clone(), secret_access_key: secret.clone(), session_token: s.session_token.clone() }),
+                (Some(id), Some(secret)) => Some(S3Credentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: s.session_token.clone(),
+                }),
                 _ => None,
             };
             let store = S3Store::new(&S3Options {
@@ -142,10 +187,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

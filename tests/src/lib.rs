@@ -3,6 +3,8 @@
 //! The binary is the one `cargo build -p prewarm-origin` produced beside this test executable
 //! (`scripts/test` builds it first), or `$PREWARM_BIN`.
 
+pub mod services;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -12,9 +12,16 @@ use crate::store::Health;
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let health = match &state.tiers {
         Some(t) => t.health().await,
-        None => Health { ready: true, tiers: Vec::new() },
+        None => Health {
+            ready: true,
+            tiers: Vec::new(),
+        },
     };
-    let status = if health.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if health.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(health)).into_response()
 }
 
@@ -24,9 +31,16 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         return Json(serde_json::json!({"tiers": []})).into_response();
     };
     let snapshot = tiers.metrics();
-    let wants_text = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/plain"));
+    let wants_text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/plain"));
     if wants_text {
-        return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], snapshot.to_prometheus()).into_response();
+        return (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            snapshot.to_prometheus(),
+        )
+            .into_response();
     }
     Json(snapshot).into_response()
 }

@@ -74,7 +74,11 @@ impl MetricsSnapshot {
                 budget_used_bytes: t.budget.as_ref().map(|b| b.used()),
             })
             .collect();
-        Self { tiers, not_found: load(&c.not_found), coalesced: load(&c.coalesced) }
+        Self {
+            tiers,
+            not_found: load(&c.not_found),
+            coalesced: load(&c.coalesced),
+        }
     }
 
     /// Prometheus text exposition of the same numbers.
@@ -91,11 +95,21 @@ impl MetricsSnapshot {
         for (name, get) in series {
             out.push_str(&format!("# TYPE prewarm_tier_{name}_total counter\n"));
             for t in &self.tiers {
-                out.push_str(&format!("prewarm_tier_{name}_total{{tier=\"{}\"}} {}\n", t.name, get(t)));
+                out.push_str(&format!(
+                    "prewarm_tier_{name}_total{{tier=\"{}\"}} {}\n",
+                    t.name,
+                    get(t)
+                ));
             }
         }
-        out.push_str(&format!("# TYPE prewarm_not_found_total counter\nprewarm_not_found_total {}\n", self.not_found));
-        out.push_str(&format!("# TYPE prewarm_coalesced_reads_total counter\nprewarm_coalesced_reads_total {}\n", self.coalesced));
+        out.push_str(&format!(
+            "# TYPE prewarm_not_found_total counter\nprewarm_not_found_total {}\n",
+            self.not_found
+        ));
+        out.push_str(&format!(
+            "# TYPE prewarm_coalesced_reads_total counter\nprewarm_coalesced_reads_total {}\n",
+            self.coalesced
+        ));
         out
     }
 }

@@ -52,21 +52,34 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("url", &self.opts.url).field("namespace", &self.opts.namespace).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("url", &self.opts.url)
+            .field("namespace", &self.opts.namespace)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
     /// Sets up the connection lazily: nothing is contacted until [`RedisStore::probe`] or a request.
     pub fn new(opts: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(opts.url.expose()).map_err(|e| StoreError::other(NAME, format!("{}: not a usable Redis URL ({:?})", opts.url, e.kind())))?;
+        let client = redis::Client::open(opts.url.expose()).map_err(|e| {
+            StoreError::other(
+                NAME,
+                format!("{}: not a usable Redis URL ({:?})", opts.url, e.kind()),
+            )
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(opts.timeout))
             .set_response_timeout(Some(opts.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| StoreError::other(NAME, e))?;
-        Ok(Self { conn, opts, down_until: Mutex::new(None) })
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::other(NAME, e))?;
+        Ok(Self {
+            conn,
+            opts,
+            down_until: Mutex::new(None),
+        })
     }
 
     pub fn options(&self) -> &RedisOptions {
@@ -75,17 +88,29 @@ impl RedisStore {
 
     /// The key an object lives under.
     pub fn object_key(&self, kind: Kind, digest: &Digest) -> String {
-        format!("{}:v1:{}:{}", self.opts.namespace, kind.as_str(), digest.hex())
+        format!(
+            "{}:v1:{}:{}",
+            self.opts.namespace,
+            kind.as_str(),
+            digest.hex()
+        )
     }
 
     fn tag_key(&self, name: &RuntimeName, tag: &Tag) -> String {
-        format!("{}:v1:tag:{}:{}", self.opts.namespace, name.as_str(), tag.as_str())
+        format!(
+            "{}:v1:tag:{}:{}",
+            self.opts.namespace,
+            name.as_str(),
+            tag.as_str()
+        )
     }
 
     /// `PING`, for the start-up probe and `/readyz`. Ignores the cool-down.
     pub async fn probe(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let pong: String = self.bounded(async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
+        let pong: String = self
+            .bounded(async move { redis::cmd("PING").query_async(&mut conn).await })
+            .await?;
         if pong != "PONG" {
             return Err(StoreError::other(NAME, format!("PING answered {pong:?}")));
         }
@@ -104,21 +129,37 @@ impl RedisStore {
     }
 
     /// Runs one command with the timeout and maps its failure.
-    async fn bounded<T>(&self, fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.opts.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                let connection = e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error();
+                let connection = e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error();
                 if connection {
                     self.set_down(true);
-                    Err(StoreError::unavailable(NAME, format!("{}: {e}", self.opts.url)))
+                    Err(StoreError::unavailable(
+                        NAME,
+                        format!("{}: {e}", self.opts.url),
+                    ))
                 } else {
                     Err(StoreError::other(NAME, format!("{}: {e}", self.opts.url)))
                 }
             }
             Err(_) => {
                 self.set_down(true);
-                Err(StoreError::unavailable(NAME, format!("{}: no answer within {:?}", self.opts.url, self.opts.timeout)))
+                Err(StoreError::unavailable(
+                    NAME,
+                    format!(
+                        "{}: no answer within {:?}",
+                        self.opts.url, self.opts.timeout
+                    ),
+                ))
             }
         }
     }
@@ -129,16 +170,23 @@ impl RedisStore {
         T: redis::FromRedisValue,
     {
         if self.cooling_down() {
-            return Err(StoreError::unavailable(NAME, format!("{}: down (cooling off after a failure)", self.opts.url)));
+            return Err(StoreError::unavailable(
+                NAME,
+                format!("{}: down (cooling off after a failure)", self.opts.url),
+            ));
         }
         let mut conn = self.conn.clone();
-        self.bounded(async move { cmd.query_async(&mut conn).await }).await
+        self.bounded(async move { cmd.query_async(&mut conn).await })
+            .await
     }
 
     /// Sets raw bytes under a key, skipping verification. For fault tests that plant corruption.
     pub async fn put_unverified(&self, key: &str, value: Bytes) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value.as_ref()).arg("EX").arg(self.opts.ttl.as_secs());
+        cmd.arg(key)
+            .arg(value.as_ref())
+            .arg("EX")
+            .arg(self.opts.ttl.as_secs());
         self.run::<()>(cmd).await
     }
 }
@@ -152,49 +200,88 @@ impl Store for RedisStore {
     async fn get(&self, kind: Kind, digest: &Digest) -> Result<Option<Object>, StoreError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.object_key(kind, digest));
-        Ok(self.run::<Option<Bytes>>(cmd).await?.map(Object::from_bytes))
+        Ok(self
+            .run::<Option<Bytes>>(cmd)
+            .await?
+            .map(Object::from_bytes))
     }
 
-    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError> {
+    async fn get_range(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
         // Values are small (bounded by `max_object_bytes`); one GET is simpler than GETRANGE's
         // empty-string-for-missing ambiguity.
-        let Some(o) = self.get(kind, digest).await? else { return Ok(None) };
+        let Some(o) = self.get(kind, digest).await? else {
+            return Ok(None);
+        };
         let b = o.into_bytes().await?;
         if range.start > range.end || range.end > b.len() as u64 {
-            return Err(StoreError::other(NAME, format!("range {range:?} outside object of {} bytes", b.len())));
+            return Err(StoreError::other(
+                NAME,
+                format!("range {range:?} outside object of {} bytes", b.len()),
+            ));
         }
-        Ok(Some(Object::from_bytes(b.slice(range.start as usize..range.end as usize))))
+        Ok(Some(Object::from_bytes(
+            b.slice(range.start as usize..range.end as usize),
+        )))
     }
 
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
         if self.cooling_down() {
-            return Err(StoreError::unavailable(NAME, format!("{}: down (cooling off after a failure)", self.opts.url)));
+            return Err(StoreError::unavailable(
+                NAME,
+                format!("{}: down (cooling off after a failure)", self.opts.url),
+            ));
         }
         let key = self.object_key(kind, digest);
         let mut pipe = redis::pipe();
         pipe.cmd("EXISTS").arg(&key).cmd("STRLEN").arg(&key);
         let mut conn = self.conn.clone();
-        let (exists, len): (bool, u64) = self.bounded(async move { pipe.query_async(&mut conn).await }).await?;
+        let (exists, len): (bool, u64) = self
+            .bounded(async move { pipe.query_async(&mut conn).await })
+            .await?;
         Ok(exists.then_some(len))
     }
 
-    async fn put(&self, kind: Kind, digest: &Digest, mut body: ByteStream) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        mut body: ByteStream,
+    ) -> Result<(), StoreError> {
         let mut h = Hasher::new();
         let mut buf = BytesMut::new();
         while let Some(piece) = body.next().await {
             let piece = piece?;
             if (buf.len() + piece.len()) as u64 > self.opts.max_object_bytes {
-                return Err(StoreError::other(NAME, format!("{kind:?} {digest} is over the Redis object limit of {} bytes", self.opts.max_object_bytes)));
+                return Err(StoreError::other(
+                    NAME,
+                    format!(
+                        "{kind:?} {digest} is over the Redis object limit of {} bytes",
+                        self.opts.max_object_bytes
+                    ),
+                ));
             }
             h.update(&piece);
             buf.extend_from_slice(&piece);
         }
         let actual = h.finish();
         if actual != *digest {
-            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+            return Err(StoreError::Integrity {
+                kind: kind.as_str(),
+                expected: *digest,
+                actual,
+            });
         }
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.object_key(kind, digest)).arg(buf.as_ref()).arg("EX").arg(self.opts.ttl.as_secs()).arg("NX");
+        cmd.arg(self.object_key(kind, digest))
+            .arg(buf.as_ref())
+            .arg("EX")
+            .arg(self.opts.ttl.as_secs())
+            .arg("NX");
         // `NX` answers nil when the key exists: the put is idempotent either way.
         self.run::<Option<String>>(cmd).await?;
         Ok(())
@@ -213,13 +300,25 @@ impl TagStore for RedisStore {
     async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.tag_key(name, tag));
-        let Some(s) = self.run::<Option<String>>(cmd).await? else { return Ok(None) };
-        s.parse().map(Some).map_err(|e| StoreError::other(NAME, format!("tag {name}:{tag} is corrupt: {e}")))
+        let Some(s) = self.run::<Option<String>>(cmd).await? else {
+            return Ok(None);
+        };
+        s.parse()
+            .map(Some)
+            .map_err(|e| StoreError::other(NAME, format!("tag {name}:{tag} is corrupt: {e}")))
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.tag_key(name, tag)).arg(digest.to_string()).arg("EX").arg(self.opts.ttl.as_secs());
+        cmd.arg(self.tag_key(name, tag))
+            .arg(digest.to_string())
+            .arg("EX")
+            .arg(self.opts.ttl.as_secs());
         self.run::<()>(cmd).await
     }
 }
@@ -232,7 +331,9 @@ mod tests {
     /// Runs the conformance suite against `PREWARM_TEST_REDIS_URL`.
     #[tokio::test]
     async fn conformance_suite() {
-        let Some(url) = crate::store::test_service_env("PREWARM_TEST_REDIS_URL") else { return };
+        let Some(url) = crate::store::test_service_env("PREWARM_TEST_REDIS_URL") else {
+            return;
+        };
         let store = RedisStore::new(RedisOptions {
             url: SecretUrl::new(url),
             namespace: format!("prewarm-test-{:08x}", rand::random::<u32>()),
@@ -241,14 +342,21 @@ mod tests {
             timeout: Duration::from_secs(2),
         })
         .unwrap();
-        store.probe().await.expect("PREWARM_TEST_REDIS_URL answers PING");
+        store
+            .probe()
+            .await
+            .expect("PREWARM_TEST_REDIS_URL answers PING");
         conformance::run_all(&store).await;
         conformance::tags(&store).await;
     }
 
     #[tokio::test]
     async fn dead_redis_is_unavailable_quickly() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let store = RedisStore::new(RedisOptions {
             url: SecretUrl::new(format!("redis://:pw@127.0.0.1:{port}")),
             namespace: "prewarm".into(),

@@ -16,7 +16,9 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{
+    retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as AwsBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -90,9 +92,20 @@ impl S3Store {
         }
         if let Some(c) = &o.credentials {
             let token = c.session_token.as_ref().map(|t| t.expose().to_string());
-            b = b.credentials_provider(Credentials::new(&c.access_key_id, c.secret_access_key.expose(), token, None, "prewarm-config"));
+            b = b.credentials_provider(Credentials::new(
+                &c.access_key_id,
+                c.secret_access_key.expose(),
+                token,
+                None,
+                "prewarm-config",
+            ));
         }
-        Self { client: aws_sdk_s3::Client::from_conf(b.build()), bucket: o.bucket.clone(), prefix: o.prefix.clone(), timeout: o.timeout }
+        Self {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            bucket: o.bucket.clone(),
+            prefix: o.prefix.clone(),
+            timeout: o.timeout,
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -114,7 +127,12 @@ impl S3Store {
 
     /// Checks that the bucket exists and the credentials may use it.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| map_err(&self.bucket, e))?;
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| map_err(&self.bucket, e))?;
         Ok(())
     }
 
@@ -123,15 +141,32 @@ impl S3Store {
         if self.probe().await.is_ok() {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(map_err(&self.bucket, e)),
         }
     }
 
     /// GET of a key; a 404 is `None`.
-    async fn get_key(&self, key: &str, range: Option<&Range<u64>>) -> Result<Option<Object>, StoreError> {
+    async fn get_key(
+        &self,
+        key: &str,
+        range: Option<&Range<u64>>,
+    ) -> Result<Option<Object>, StoreError> {
         let mut req = self.client.get_object().bucket(&self.bucket).key(key);
         if let Some(r) = range {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
@@ -141,12 +176,21 @@ impl S3Store {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(map_err(key, e)),
         };
-        let size = out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        let size = out
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
         let timeout = self.timeout;
         let body = futures::stream::unfold(Some(out.body), move |body| async move {
             let mut body = body?;
             match tokio::time::timeout(timeout, body.next()).await {
-                Err(_) => Some((Err(StoreError::unavailable(NAME, "timed out reading an object body")), None)),
+                Err(_) => Some((
+                    Err(StoreError::unavailable(
+                        NAME,
+                        "timed out reading an object body",
+                    )),
+                    None,
+                )),
                 Ok(None) => None,
                 Ok(Some(Ok(b))) => Some((Ok(b), Some(body))),
                 Ok(Some(Err(e))) => Some((Err(StoreError::unavailable(NAME, e)), None)),
@@ -171,10 +215,35 @@ impl S3Store {
     }
 
     /// Streams `first` and the rest of `body` as parts; completes only if the digest matches.
-    async fn put_multipart(&self, kind: Kind, digest: &Digest, key: &str, first: Bytes, mut h: Hasher, mut body: ByteStream) -> Result<(), StoreError> {
-        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await.map_err(|e| map_err(key, e))?;
-        let upload_id = created.upload_id().ok_or_else(|| StoreError::other(NAME, "create_multipart_upload returned no upload id"))?.to_string();
-        let guard = AbortGuard { client: self.client.clone(), bucket: self.bucket.clone(), key: key.to_string(), upload_id: Some(upload_id.clone()) };
+    async fn put_multipart(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        key: &str,
+        first: Bytes,
+        mut h: Hasher,
+        mut body: ByteStream,
+    ) -> Result<(), StoreError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_err(key, e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| {
+                StoreError::other(NAME, "create_multipart_upload returned no upload id")
+            })?
+            .to_string();
+        let guard = AbortGuard {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id: Some(upload_id.clone()),
+        };
         let mut parts = Vec::new();
         let mut buf = BytesMut::from(&first[..]);
         let mut eof = false;
@@ -207,14 +276,25 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| map_err(key, e))?;
-            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build(),
+            );
         }
         let actual = h.finish();
         if actual != *digest {
             guard.abort().await;
-            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+            return Err(StoreError::Integrity {
+                kind: kind.as_str(),
+                expected: *digest,
+                actual,
+            });
         }
-        let completed = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
@@ -240,7 +320,14 @@ struct AbortGuard {
 impl AbortGuard {
     async fn abort(mut self) {
         if let Some(id) = self.upload_id.take() {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await;
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
         }
     }
 
@@ -251,9 +338,18 @@ impl AbortGuard {
 
 impl Drop for AbortGuard {
     fn drop(&mut self) {
-        let Some(id) = self.upload_id.take() else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let req = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id);
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let req = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(id);
         // Cleanup of an upload that is invisible anyway; the lifecycle rule is the backstop.
         rt.spawn(async move {
             let _ = req.send().await;
@@ -265,7 +361,10 @@ type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
 fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     match e {
-        SdkError::ServiceError(s) => matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "404")) || status_of(e) == Some(404),
+        SdkError::ServiceError(s) => {
+            matches!(s.err().code(), Some("NoSuchKey" | "NotFound" | "404"))
+                || status_of(e) == Some(404)
+        }
         _ => false,
     }
 }
@@ -280,12 +379,21 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let message = match &e {
-        SdkError::ServiceError(s) => format!("{what}: {} ({})", s.err().code().unwrap_or("error"), s.err().message().unwrap_or("no message")),
+        SdkError::ServiceError(s) => format!(
+            "{what}: {} ({})",
+            s.err().code().unwrap_or("error"),
+            s.err().message().unwrap_or("no message")
+        ),
         other => format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(other)),
     };
     let unavailable = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(_) => status_of(&e).is_some_and(|s| s >= 500 || s == 429) || matches!(e.code(), Some("SlowDown" | "ServiceUnavailable")),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => {
+            status_of(&e).is_some_and(|s| s >= 500 || s == 429)
+                || matches!(e.code(), Some("SlowDown" | "ServiceUnavailable"))
+        }
         _ => false,
     };
     if unavailable {
@@ -305,28 +413,55 @@ impl Store for S3Store {
         self.get_key(&self.object_key(kind, digest), None).await
     }
 
-    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError> {
+    async fn get_range(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
         // S3 cannot express an empty range, and answers a range past the end with the whole object.
-        let Some(size) = self.head(kind, digest).await? else { return Ok(None) };
+        let Some(size) = self.head(kind, digest).await? else {
+            return Ok(None);
+        };
         if range.start > range.end || range.end > size {
-            return Err(StoreError::other(NAME, format!("range {range:?} outside object of {size} bytes")));
+            return Err(StoreError::other(
+                NAME,
+                format!("range {range:?} outside object of {size} bytes"),
+            ));
         }
         if range.is_empty() {
             return Ok(Some(Object::from_bytes(Bytes::new())));
         }
-        self.get_key(&self.object_key(kind, digest), Some(&range)).await
+        self.get_key(&self.object_key(kind, digest), Some(&range))
+            .await
     }
 
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
         let key = self.object_key(kind, digest);
-        match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
-            Ok(o) => Ok(Some(o.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0))),
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(
+                o.content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+            )),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(map_err(&key, e)),
         }
     }
 
-    async fn put(&self, kind: Kind, digest: &Digest, mut body: ByteStream) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        mut body: ByteStream,
+    ) -> Result<(), StoreError> {
         let key = self.object_key(kind, digest);
         let mut h = Hasher::new();
         let mut buf = BytesMut::new();
@@ -340,18 +475,29 @@ impl Store for S3Store {
                 None => {
                     let actual = h.finish();
                     if actual != *digest {
-                        return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+                        return Err(StoreError::Integrity {
+                            kind: kind.as_str(),
+                            expected: *digest,
+                            actual,
+                        });
                     }
                     return self.put_small(&key, buf.freeze()).await;
                 }
             }
         }
-        self.put_multipart(kind, digest, &key, buf.freeze(), h, body).await
+        self.put_multipart(kind, digest, &key, buf.freeze(), h, body)
+            .await
     }
 
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
         let key = self.object_key(kind, digest);
-        self.client.delete_object().bucket(&self.bucket).key(&key).send().await.map_err(|e| map_err(&key, e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| map_err(&key, e))?;
         Ok(())
     }
 }
@@ -360,14 +506,26 @@ impl Store for S3Store {
 impl TagStore for S3Store {
     async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
         let key = self.tag_key(name, tag);
-        let Some(o) = self.get_key(&key, None).await? else { return Ok(None) };
+        let Some(o) = self.get_key(&key, None).await? else {
+            return Ok(None);
+        };
         let text = o.into_bytes().await?;
-        let s = std::str::from_utf8(&text).map_err(|e| StoreError::other(NAME, format!("tag {name}:{tag} is corrupt: {e}")))?;
-        s.trim().parse().map(Some).map_err(|e| StoreError::other(NAME, format!("tag {name}:{tag} is corrupt: {e}")))
+        let s = std::str::from_utf8(&text)
+            .map_err(|e| StoreError::other(NAME, format!("tag {name}:{tag} is corrupt: {e}")))?;
+        s.trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| StoreError::other(NAME, format!("tag {name}:{tag} is corrupt: {e}")))
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
-        self.put_small(&self.tag_key(name, tag), Bytes::from(digest.to_string())).await
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        self.put_small(&self.tag_key(name, tag), Bytes::from(digest.to_string()))
+            .await
     }
 }
 
@@ -379,13 +537,19 @@ mod tests {
     /// Runs the conformance suite against the S3 server at `PREWARM_TEST_S3_ENDPOINT`, in a fresh bucket.
     #[tokio::test]
     async fn conformance_suite() {
-        let Some(endpoint) = crate::store::test_service_env("PREWARM_TEST_S3_ENDPOINT") else { return };
+        let Some(endpoint) = crate::store::test_service_env("PREWARM_TEST_S3_ENDPOINT") else {
+            return;
+        };
         let store = S3Store::new(&S3Options {
             endpoint: Some(endpoint),
             region: "us-east-1".into(),
             bucket: format!("conformance-{:08x}", rand::random::<u32>()),
             prefix: "t/".into(),
-            credentials: Some(S3Credentials { access_key_id: "test".into(), secret_access_key: Secret::new("test"), session_token: None }),
+            credentials: Some(S3Credentials {
+                access_key_id: "test".into(),
+                secret_access_key: Secret::new("test"),
+                session_token: None,
+            }),
             connect_timeout: Duration::from_secs(2),
             timeout: Duration::from_secs(30),
         });
@@ -394,33 +558,76 @@ mod tests {
         conformance::run_all(&store).await;
         conformance::tags(&store).await;
         // Bigger than one part: a multipart upload, completed only because the digest matches.
-        let big: Bytes = (0..PART_SIZE * 2 + 12345).map(|i| (i % 253) as u8).collect::<Vec<_>>().into();
+        let big: Bytes = (0..PART_SIZE * 2 + 12345)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<_>>()
+            .into();
         let d = Digest::of(&big);
-        let chunks: Vec<Result<Bytes, StoreError>> = big.chunks(1 << 20).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        store.put(Kind::Manifest, &d, futures::stream::iter(chunks).boxed()).await.unwrap();
-        assert_eq!(store.get(Kind::Manifest, &d).await.unwrap().unwrap().into_bytes().await.unwrap(), big);
+        let chunks: Vec<Result<Bytes, StoreError>> = big
+            .chunks(1 << 20)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        store
+            .put(Kind::Manifest, &d, futures::stream::iter(chunks).boxed())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get(Kind::Manifest, &d)
+                .await
+                .unwrap()
+                .unwrap()
+                .into_bytes()
+                .await
+                .unwrap(),
+            big
+        );
         // A wrong digest after several parts: aborted, nothing visible.
         let wrong = Digest::of(b"not it");
-        let chunks: Vec<Result<Bytes, StoreError>> = big.chunks(1 << 20).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let e = store.put(Kind::Manifest, &wrong, futures::stream::iter(chunks).boxed()).await.unwrap_err();
+        let chunks: Vec<Result<Bytes, StoreError>> = big
+            .chunks(1 << 20)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let e = store
+            .put(
+                Kind::Manifest,
+                &wrong,
+                futures::stream::iter(chunks).boxed(),
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::Integrity { .. }), "{e}");
         assert_eq!(store.head(Kind::Manifest, &wrong).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn dead_endpoint_is_unavailable() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let store = S3Store::new(&S3Options {
             endpoint: Some(format!("http://127.0.0.1:{port}")),
             region: "us-east-1".into(),
             bucket: "b".into(),
             prefix: String::new(),
-            credentials: Some(S3Credentials { access_key_id: "k".into(), secret_access_key: Secret::new("s"), session_token: None }),
+            credentials: Some(S3Credentials {
+                access_key_id: "k".into(),
+                secret_access_key: Secret::new("s"),
+                session_token: None,
+            }),
             connect_timeout: Duration::from_millis(300),
             timeout: Duration::from_secs(1),
         });
-        let e = store.head(Kind::Block, &Digest::of(b"x")).await.unwrap_err();
+        let e = store
+            .head(Kind::Block, &Digest::of(b"x"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
-        assert!(matches!(store.probe().await, Err(StoreError::Unavailable { .. })));
+        assert!(matches!(
+            store.probe().await,
+            Err(StoreError::Unavailable { .. })
+        ));
     }
 }

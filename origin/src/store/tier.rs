@@ -85,8 +85,22 @@ impl Tier {
     }
 
     /// A tier built from separate parts (tests wrap stores to inject faults).
-    pub fn from_parts(role: Role, store: Arc<dyn Store>, tags: Option<Arc<dyn TagStore>>, probe: Arc<dyn Probe>) -> Self {
-        Self { name: store.name().to_string(), role, store, tags, probe, max_object_bytes: None, budget: None, required: false }
+    pub fn from_parts(
+        role: Role,
+        store: Arc<dyn Store>,
+        tags: Option<Arc<dyn TagStore>>,
+        probe: Arc<dyn Probe>,
+    ) -> Self {
+        Self {
+            name: store.name().to_string(),
+            role,
+            store,
+            tags,
+            probe,
+            max_object_bytes: None,
+            budget: None,
+            required: false,
+        }
     }
 
     /// Only objects up to `max` bytes, and only `budget` bytes per `window`, are put here.
@@ -116,14 +130,22 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limit: u64, window: Duration) -> Self {
-        Self { limit, window, state: Mutex::new((VecDeque::new(), 0)) }
+        Self {
+            limit,
+            window,
+            state: Mutex::new((VecDeque::new(), 0)),
+        }
     }
 
     /// Reserves `len` bytes if they fit; `false` means skip this write.
     pub fn try_take(&self, len: u64) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        while s.0.front().is_some_and(|(t, _)| now.duration_since(*t) >= self.window) {
+        while s
+            .0
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= self.window)
+        {
             let (_, n) = s.0.pop_front().unwrap_or((now, 0));
             s.1 -= n;
         }
@@ -151,7 +173,12 @@ pub(crate) struct Parked {
 
 impl Parked {
     pub(crate) fn new(cap: u64) -> Self {
-        Self { cap, bytes: 0, map: HashMap::new(), order: VecDeque::new() }
+        Self {
+            cap,
+            bytes: 0,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     pub(crate) fn park(&mut self, kind: Kind, digest: Digest, b: Bytes) {
@@ -159,7 +186,9 @@ impl Parked {
             return;
         }
         while self.bytes + b.len() as u64 > self.cap {
-            let Some(old) = self.order.pop_front() else { break };
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
             if let Some(v) = self.map.remove(&old) {
                 self.bytes -= v.len() as u64;
             }

@@ -74,12 +74,11 @@ impl From<FlightError> for StoreError {
 
 impl From<&StoreError> for FlightError {
     fn from(e: &StoreError) -> Self {
-        let (unavailable, store) = match e {
-            StoreError::Unavailable { store, .. } => (true, store.clone()),
-            StoreError::Other { store, .. } => (false, store.clone()),
-            StoreError::Integrity { .. } => (false, "tiered".to_string()),
-        };
-        Self { unavailable, store, message: e.to_string() }
+        match e {
+            StoreError::Unavailable { store, source } => Self { unavailable: true, store: store.clone(), message: source.to_string() },
+            StoreError::Other { store, source } => Self { unavailable: false, store: store.clone(), message: source.to_string() },
+            StoreError::Integrity { .. } => Self { unavailable: false, store: "tiered".into(), message: e.to_string() },
+        }
     }
 }
 
@@ -91,15 +90,35 @@ pub struct TierStackError(&'static str);
 impl Tiered {
     /// Stacks `local`, `hot` and `remote` (each optional, at least one of local/remote). The
     /// remote tier is durable when present, else the local one.
-    pub fn new(local: Option<Tier>, hot: Option<Tier>, remote: Option<Tier>, max_manifest_bytes: u64) -> Result<Self, TierStackError> {
-        if local.as_ref().is_some_and(|t| t.role != Role::Local) || hot.as_ref().is_some_and(|t| t.role != Role::Hot) || remote.as_ref().is_some_and(|t| t.role != Role::Remote) {
-            return Err(TierStackError("each tier must be passed in the slot of its role"));
+    pub fn new(
+        local: Option<Tier>,
+        hot: Option<Tier>,
+        remote: Option<Tier>,
+        max_manifest_bytes: u64,
+    ) -> Result<Self, TierStackError> {
+        if local.as_ref().is_some_and(|t| t.role != Role::Local)
+            || hot.as_ref().is_some_and(|t| t.role != Role::Hot)
+            || remote.as_ref().is_some_and(|t| t.role != Role::Remote)
+        {
+            return Err(TierStackError(
+                "each tier must be passed in the slot of its role",
+            ));
         }
         let has_remote = remote.is_some();
         let mut tiers: Vec<Tier> = [local, hot, remote].into_iter().flatten().collect();
-        let durable = if has_remote { tiers.len() - 1 } else { tiers.iter().position(|t| t.role == Role::Local).ok_or(TierStackError("a local or a remote tier is needed"))? };
+        let durable = if has_remote {
+            tiers.len() - 1
+        } else {
+            tiers
+                .iter()
+                .position(|t| t.role == Role::Local)
+                .ok_or(TierStackError("a local or a remote tier is needed"))?
+        };
         tiers[durable].required = true;
-        let counters = Counters { tiers: tiers.iter().map(|_| TierCounters::default()).collect(), ..Counters::default() };
+        let counters = Counters {
+            tiers: tiers.iter().map(|_| TierCounters::default()).collect(),
+            ..Counters::default()
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 tiers,
@@ -115,7 +134,18 @@ impl Tiered {
     /// Names of the tiers, fastest first, with the durable one marked.
     pub fn describe(&self) -> String {
         let i = &self.inner;
-        i.tiers.iter().enumerate().map(|(n, t)| if n == i.durable { format!("{} (durable)", t.name) } else { t.name.clone() }).collect::<Vec<_>>().join(" → ")
+        i.tiers
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                if n == i.durable {
+                    format!("{} (durable)", t.name)
+                } else {
+                    t.name.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -144,7 +174,13 @@ impl Tiered {
                     tracing::warn!(tier = %t.name, error = %e, "tier probe failed");
                     ready &= !t.required;
                 }
-                TierHealth { name: t.name.clone(), role: t.role, durable: n == i.durable, required: t.required, status }
+                TierHealth {
+                    name: t.name.clone(),
+                    role: t.role,
+                    durable: n == i.durable,
+                    required: t.required,
+                    status,
+                }
             })
             .collect();
         Health { ready, tiers }
@@ -182,7 +218,12 @@ impl Inner {
     }
 
     /// Tries tiers `from..to` (all of them non-local): first verified hit wins and is backfilled.
-    async fn fetch(&self, kind: Kind, digest: &Digest, tiers: Range<usize>) -> Result<Option<Bytes>, StoreError> {
+    async fn fetch(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        tiers: Range<usize>,
+    ) -> Result<Option<Bytes>, StoreError> {
         let mut failure = None;
         for n in tiers {
             let tier = &self.tiers[n];
@@ -208,7 +249,10 @@ impl Inner {
                 inc(&self.c(n).integrity_failures);
                 tracing::error!(tier = %tier.name, kind = kind.as_str(), %digest, %actual, "tier returned bytes with the wrong hash; not serving them");
                 if n == self.durable {
-                    failure = Some(StoreError::other(&tier.name, format!("the durable copy of {} {digest} is corrupt", kind.as_str())));
+                    failure = Some(StoreError::other(
+                        &tier.name,
+                        format!("the durable copy of {} {digest} is corrupt", kind.as_str()),
+                    ));
                 } else if let Err(e) = tier.store.delete(kind, digest).await {
                     inc(&self.c(n).errors);
                     tracing::warn!(tier = %tier.name, error = %e, "could not drop a corrupt cached object");
@@ -246,17 +290,27 @@ impl Inner {
 
     /// Index of the first tier that is not local (everything from there on is verified on read).
     fn first_remote(&self) -> usize {
-        self.tiers.iter().position(|t| t.role != Role::Local).unwrap_or(self.tiers.len())
+        self.tiers
+            .iter()
+            .position(|t| t.role != Role::Local)
+            .unwrap_or(self.tiers.len())
     }
 
     fn take_parked(&self, kind: Kind, digest: &Digest) -> Option<Bytes> {
-        self.parked.lock().unwrap_or_else(|p| p.into_inner()).take(kind, digest)
+        self.parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(kind, digest)
     }
 }
 
 impl Tiered {
     /// The full read-through fetch of everything past the local tier, shared by concurrent callers.
-    async fn fetch_coalesced(&self, kind: Kind, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+    async fn fetch_coalesced(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+    ) -> Result<Option<Bytes>, StoreError> {
         let flight = {
             let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             match flights.get(&(kind, *digest)) {
@@ -268,8 +322,15 @@ impl Tiered {
                     let inner = self.inner.clone();
                     let d = *digest;
                     let fut = async move {
-                        let r = inner.fetch(kind, &d, inner.first_remote()..inner.tiers.len()).await.map_err(|e| FlightError::from(&e));
-                        inner.flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&(kind, d));
+                        let r = inner
+                            .fetch(kind, &d, inner.first_remote()..inner.tiers.len())
+                            .await
+                            .map_err(|e| FlightError::from(&e));
+                        inner
+                            .flights
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&(kind, d));
                         r
                     }
                     .boxed()
@@ -290,13 +351,19 @@ impl Tiered {
 /// Collects an object's body, refusing more than `cap` bytes.
 async fn read_bounded(mut o: Object, cap: u64, tier: &str) -> Result<Bytes, StoreError> {
     if o.size > cap {
-        return Err(StoreError::other(tier, format!("object of {} bytes is over the limit of {cap}", o.size)));
+        return Err(StoreError::other(
+            tier,
+            format!("object of {} bytes is over the limit of {cap}", o.size),
+        ));
     }
     let mut buf = BytesMut::with_capacity(o.size as usize);
     while let Some(piece) = o.body.next().await {
         let piece = piece?;
         if (buf.len() + piece.len()) as u64 > cap {
-            return Err(StoreError::other(tier, format!("object body is over the limit of {cap} bytes")));
+            return Err(StoreError::other(
+                tier,
+                format!("object body is over the limit of {cap} bytes"),
+            ));
         }
         buf.extend_from_slice(&piece);
     }
@@ -305,9 +372,14 @@ async fn read_bounded(mut o: Object, cap: u64, tier: &str) -> Result<Bytes, Stor
 
 fn slice(b: Bytes, range: Range<u64>) -> Result<Object, StoreError> {
     if range.start > range.end || range.end > b.len() as u64 {
-        return Err(StoreError::other("tiered", format!("range {range:?} outside object of {} bytes", b.len())));
+        return Err(StoreError::other(
+            "tiered",
+            format!("range {range:?} outside object of {} bytes", b.len()),
+        ));
     }
-    Ok(Object::from_bytes(b.slice(range.start as usize..range.end as usize)))
+    Ok(Object::from_bytes(
+        b.slice(range.start as usize..range.end as usize),
+    ))
 }
 
 #[async_trait::async_trait]
@@ -331,16 +403,28 @@ impl Store for Tiered {
                 Err(e) => i.tier_error(n, e)?,
             }
         }
-        Ok(self.fetch_coalesced(kind, digest).await?.map(Object::from_bytes))
+        Ok(self
+            .fetch_coalesced(kind, digest)
+            .await?
+            .map(Object::from_bytes))
     }
 
-    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError> {
+    async fn get_range(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
         let i = &self.inner;
         if let Some(b) = i.take_parked(kind, digest) {
             return slice(b, range).map(Some);
         }
         for n in 0..i.first_remote() {
-            match i.tiers[n].store.get_range(kind, digest, range.clone()).await {
+            match i.tiers[n]
+                .store
+                .get_range(kind, digest, range.clone())
+                .await
+            {
                 Ok(Some(o)) => {
                     inc(&i.c(n).hits);
                     return Ok(Some(o));
@@ -357,7 +441,12 @@ impl Store for Tiered {
 
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
         let i = &self.inner;
-        if let Some(n) = i.parked.lock().unwrap_or_else(|p| p.into_inner()).peek_len(kind, digest) {
+        if let Some(n) = i
+            .parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .peek_len(kind, digest)
+        {
             return Ok(Some(n));
         }
         let mut failure = None;
@@ -368,7 +457,10 @@ impl Store for Tiered {
                 Role::Hot => match i.fetch(kind, digest, n..n + 1).await {
                     Ok(Some(b)) => {
                         let len = b.len() as u64;
-                        i.parked.lock().unwrap_or_else(|p| p.into_inner()).park(kind, *digest, b);
+                        i.parked
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .park(kind, *digest, b);
                         Ok(Some(len))
                     }
                     other => other.map(|_| None),
@@ -391,7 +483,12 @@ impl Store for Tiered {
         }
     }
 
-    async fn put(&self, kind: Kind, digest: &Digest, mut body: ByteStream) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        mut body: ByteStream,
+    ) -> Result<(), StoreError> {
         let i = &self.inner;
         if i.tiers.len() == 1 {
             return i.tiers[0].store.put(kind, digest, body).await;
@@ -402,22 +499,34 @@ impl Store for Tiered {
         while let Some(piece) = body.next().await {
             let piece = piece?;
             if (buf.len() + piece.len()) as u64 > cap {
-                return Err(StoreError::other("tiered", format!("{} over the limit of {cap} bytes", kind.as_str())));
+                return Err(StoreError::other(
+                    "tiered",
+                    format!("{} over the limit of {cap} bytes", kind.as_str()),
+                ));
             }
             h.update(&piece);
             buf.extend_from_slice(&piece);
         }
         let actual = h.finish();
         if actual != *digest {
-            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+            return Err(StoreError::Integrity {
+                kind: kind.as_str(),
+                expected: *digest,
+                actual,
+            });
         }
         let bytes = buf.freeze();
-        if let Err(e) = i.tiers[i.durable].store.put_bytes(kind, digest, bytes.clone()).await {
+        if let Err(e) = i.tiers[i.durable]
+            .store
+            .put_bytes(kind, digest, bytes.clone())
+            .await
+        {
             inc(&i.c(i.durable).errors);
             return Err(e);
         }
         i.backfill(kind, digest, &bytes, 0..i.durable).await;
-        i.backfill(kind, digest, &bytes, i.durable + 1..i.tiers.len()).await;
+        i.backfill(kind, digest, &bytes, i.durable + 1..i.tiers.len())
+            .await;
         Ok(())
     }
 
@@ -440,7 +549,11 @@ impl TagStore for Tiered {
     async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
         let i = &self.inner;
         let durable = &i.tiers[i.durable];
-        let hot = i.tiers.iter().position(|t| t.role == Role::Hot).filter(|_| durable.role == Role::Remote);
+        let hot = i
+            .tiers
+            .iter()
+            .position(|t| t.role == Role::Hot)
+            .filter(|_| durable.role == Role::Remote);
         if let Some(n) = hot {
             if let Some(tags) = &i.tiers[n].tags {
                 match tags.get_tag(name, tag).await {
@@ -453,7 +566,10 @@ impl TagStore for Tiered {
                 }
             }
         }
-        let tags = durable.tags.as_ref().ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
+        let tags = durable
+            .tags
+            .as_ref()
+            .ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
         let found = match tags.get_tag(name, tag).await {
             Ok(found) => found,
             Err(e) => {
@@ -475,16 +591,29 @@ impl TagStore for Tiered {
         Ok(found)
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
         let i = &self.inner;
         let durable = &i.tiers[i.durable];
-        let tags = durable.tags.as_ref().ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
+        let tags = durable
+            .tags
+            .as_ref()
+            .ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
         if let Err(e) = tags.set_tag(name, tag, digest).await {
             inc(&i.c(i.durable).errors);
             return Err(e);
         }
         if durable.role == Role::Remote {
-            for (n, t) in i.tiers.iter().enumerate().filter(|(_, t)| t.role == Role::Hot) {
+            for (n, t) in i
+                .tiers
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.role == Role::Hot)
+            {
                 if let Some(hot) = &t.tags {
                     if let Err(e) = hot.set_tag(name, tag, digest).await {
                         inc(&i.c(n).errors);

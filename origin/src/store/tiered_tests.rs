@@ -22,10 +22,16 @@ struct Raw {
 
 impl Raw {
     fn new(name: &'static str) -> Arc<Self> {
-        Arc::new(Self { name, ..Default::default() })
+        Arc::new(Self {
+            name,
+            ..Default::default()
+        })
     }
     fn plant(&self, kind: Kind, d: Digest, b: &'static [u8]) {
-        self.objects.lock().unwrap().insert((kind, d), Bytes::from_static(b));
+        self.objects
+            .lock()
+            .unwrap()
+            .insert((kind, d), Bytes::from_static(b));
     }
     fn has(&self, kind: Kind, d: &Digest) -> bool {
         self.objects.lock().unwrap().contains_key(&(kind, *d))
@@ -47,22 +53,44 @@ impl Store for Raw {
         self.check()?;
         self.gets.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
-        Ok(self.objects.lock().unwrap().get(&(kind, *d)).cloned().map(Object::from_bytes))
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(&(kind, *d))
+            .cloned()
+            .map(Object::from_bytes))
     }
-    async fn get_range(&self, kind: Kind, d: &Digest, r: Range<u64>) -> Result<Option<Object>, StoreError> {
-        let Some(o) = self.get(kind, d).await? else { return Ok(None) };
+    async fn get_range(
+        &self,
+        kind: Kind,
+        d: &Digest,
+        r: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
+        let Some(o) = self.get(kind, d).await? else {
+            return Ok(None);
+        };
         Ok(Some(slice(o.into_bytes().await?, r)?))
     }
     async fn head(&self, kind: Kind, d: &Digest) -> Result<Option<u64>, StoreError> {
         self.check()?;
-        Ok(self.objects.lock().unwrap().get(&(kind, *d)).map(|b| b.len() as u64))
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(&(kind, *d))
+            .map(|b| b.len() as u64))
     }
     async fn put(&self, kind: Kind, d: &Digest, body: ByteStream) -> Result<(), StoreError> {
         self.check()?;
         let b = Object { size: 0, body }.into_bytes().await?;
         let actual = Digest::of(&b);
         if actual != *d {
-            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *d, actual });
+            return Err(StoreError::Integrity {
+                kind: kind.as_str(),
+                expected: *d,
+                actual,
+            });
         }
         self.objects.lock().unwrap().insert((kind, *d), b);
         Ok(())
@@ -104,12 +132,21 @@ fn stack() -> Stack {
     let (local, hot, remote) = (Raw::new("local"), Raw::new("hot"), Raw::new("remote"));
     let tiered = Tiered::new(
         Some(Tier::new(Role::Local, local.clone())),
-        Some(Tier::new(Role::Hot, hot.clone()).with_limits(1 << 20, 10 << 20, Duration::from_secs(3600))),
+        Some(Tier::new(Role::Hot, hot.clone()).with_limits(
+            1 << 20,
+            10 << 20,
+            Duration::from_secs(3600),
+        )),
         Some(Tier::new(Role::Remote, remote.clone())),
         64 << 20,
     )
     .unwrap();
-    Stack { local, hot, remote, tiered }
+    Stack {
+        local,
+        hot,
+        remote,
+        tiered,
+    }
 }
 
 fn tier<'a>(m: &'a MetricsSnapshot, name: &str) -> &'a crate::store::TierMetrics {
@@ -121,7 +158,13 @@ async fn conformance_suite() {
     let s = stack();
     conformance::run_all(&s.tiered).await;
     conformance::tags(&s.tiered).await;
-    let only_disk = Tiered::new(Some(Tier::new(Role::Local, Arc::new(MemoryStore::new()))), None, None, 1 << 20).unwrap();
+    let only_disk = Tiered::new(
+        Some(Tier::new(Role::Local, Arc::new(MemoryStore::new()))),
+        None,
+        None,
+        1 << 20,
+    )
+    .unwrap();
     conformance::run_all(&only_disk).await;
 }
 
@@ -130,12 +173,29 @@ async fn remote_hit_is_verified_served_and_backfilled_once() {
     let s = stack();
     let d = Digest::of(b"block");
     s.remote.plant(Kind::Block, d, b"block");
-    assert_eq!(s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), &b"block"[..]);
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"block"[..]
+    );
     assert!(s.local.has(Kind::Block, &d) && s.hot.has(Kind::Block, &d));
-    assert_eq!(s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), &b"block"[..]);
-    assert_eq!(s.remote.gets.load(Ordering::SeqCst), 1, "the slow tier is read once");
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"block"[..]
+    );
+    assert_eq!(
+        s.remote.gets.load(Ordering::SeqCst),
+        1,
+        "the slow tier is read once"
+    );
     let m = s.tiered.metrics();
-    assert_eq!((tier(&m, "remote").hits, tier(&m, "local").hits, tier(&m, "hot").backfills), (1, 1, 1));
+    assert_eq!(
+        (
+            tier(&m, "remote").hits,
+            tier(&m, "local").hits,
+            tier(&m, "hot").backfills
+        ),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -145,8 +205,20 @@ async fn wrong_bytes_are_never_served_nor_backfilled() {
     s.hot.plant(Kind::Block, d, b"evil bytes");
     s.remote.plant(Kind::Block, d, b"good bytes");
     assert_eq!(s.tiered.head(Kind::Block, &d).await.unwrap(), Some(10));
-    assert_eq!(s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), &b"good bytes"[..]);
-    assert_eq!(s.hot.objects.lock().unwrap().get(&(Kind::Block, d)).unwrap(), &b"good bytes"[..], "corrupt copy replaced");
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"good bytes"[..]
+    );
+    assert_eq!(
+        s.hot
+            .objects
+            .lock()
+            .unwrap()
+            .get(&(Kind::Block, d))
+            .unwrap(),
+        &b"good bytes"[..],
+        "corrupt copy replaced"
+    );
     assert_eq!(tier(&s.tiered.metrics(), "hot").integrity_failures, 1);
     // A corrupt durable copy with nothing else: an error, never the bytes.
     let e = Digest::of(b"other");
@@ -161,13 +233,22 @@ async fn hot_tier_down_fails_open_and_recovers() {
     let d = Digest::of(b"x");
     s.remote.plant(Kind::Block, d, b"x");
     s.hot.down.store(true, Ordering::SeqCst);
-    assert_eq!(s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), &b"x"[..]);
-    s.tiered.put_bytes(Kind::Block, &Digest::of(b"y"), Bytes::from_static(b"y")).await.unwrap();
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"x"[..]
+    );
+    s.tiered
+        .put_bytes(Kind::Block, &Digest::of(b"y"), Bytes::from_static(b"y"))
+        .await
+        .unwrap();
     assert!(tier(&s.tiered.metrics(), "hot").errors >= 2);
     assert!(!s.tiered.health().await.ready || !s.hot.has(Kind::Block, &d));
     s.hot.down.store(false, Ordering::SeqCst);
     let z = Digest::of(b"z");
-    s.tiered.put_bytes(Kind::Block, &z, Bytes::from_static(b"z")).await.unwrap();
+    s.tiered
+        .put_bytes(Kind::Block, &z, Bytes::from_static(b"z"))
+        .await
+        .unwrap();
     assert!(s.hot.has(Kind::Block, &z), "back in use once it answers");
     assert!(s.tiered.health().await.ready);
 }
@@ -176,19 +257,42 @@ async fn hot_tier_down_fails_open_and_recovers() {
 async fn durable_tier_down_refuses_writes_but_serves_cached_reads() {
     let s = stack();
     let d = Digest::of(b"cached");
-    s.tiered.put_bytes(Kind::Block, &d, Bytes::from_static(b"cached")).await.unwrap();
+    s.tiered
+        .put_bytes(Kind::Block, &d, Bytes::from_static(b"cached"))
+        .await
+        .unwrap();
     let name: RuntimeName = "rt".parse().unwrap();
     let tag: Tag = "v1".parse().unwrap();
     s.tiered.set_tag(&name, &tag, &d).await.unwrap();
     s.remote.down.store(true, Ordering::SeqCst);
     let n = Digest::of(b"new");
-    let e = s.tiered.put_bytes(Kind::Block, &n, Bytes::from_static(b"new")).await.unwrap_err();
+    let e = s
+        .tiered
+        .put_bytes(Kind::Block, &n, Bytes::from_static(b"new"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
-    assert!(!s.local.has(Kind::Block, &n) && !s.hot.has(Kind::Block, &n), "nothing cached that is not durable");
+    assert!(
+        !s.local.has(Kind::Block, &n) && !s.hot.has(Kind::Block, &n),
+        "nothing cached that is not durable"
+    );
     assert!(s.tiered.set_tag(&name, &tag, &n).await.is_err());
-    assert_eq!(s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), &b"cached"[..]);
-    assert_eq!(s.tiered.get_tag(&name, &tag).await.unwrap(), Some(d), "tag from the hot tier");
-    assert!(s.tiered.head(Kind::Block, &Digest::of(b"unknown")).await.is_err(), "no 'missing' without the durable tier");
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"cached"[..]
+    );
+    assert_eq!(
+        s.tiered.get_tag(&name, &tag).await.unwrap(),
+        Some(d),
+        "tag from the hot tier"
+    );
+    assert!(
+        s.tiered
+            .head(Kind::Block, &Digest::of(b"unknown"))
+            .await
+            .is_err(),
+        "no 'missing' without the durable tier"
+    );
     let h = s.tiered.health().await;
     assert!(!h.ready);
 }
@@ -213,11 +317,20 @@ async fn concurrent_misses_fetch_once() {
 async fn head_from_hot_tier_hands_its_bytes_to_the_get() {
     let hot = Raw::new("hot");
     let remote = Raw::new("remote");
-    let t = Tiered::new(None, Some(Tier::new(Role::Hot, hot.clone())), Some(Tier::new(Role::Remote, remote.clone())), 1 << 20).unwrap();
+    let t = Tiered::new(
+        None,
+        Some(Tier::new(Role::Hot, hot.clone())),
+        Some(Tier::new(Role::Remote, remote.clone())),
+        1 << 20,
+    )
+    .unwrap();
     let d = Digest::of(b"hot block");
     hot.plant(Kind::Block, d, b"hot block");
     assert_eq!(t.head(Kind::Block, &d).await.unwrap(), Some(9));
-    assert_eq!(t.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), &b"hot block"[..]);
+    assert_eq!(
+        t.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"hot block"[..]
+    );
     assert_eq!(hot.gets.load(Ordering::SeqCst), 1);
     assert_eq!(remote.gets.load(Ordering::SeqCst), 0);
 }
