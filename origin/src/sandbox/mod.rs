@@ -51,13 +51,19 @@ pub enum SandboxError {
     #[error("sandbox {id} is {status:?}, not ready")]
     NotReady { id: String, status: Status },
     #[error(transparent)]
-    Warm(#[from] WarmError),
+    Warm(Box<WarmError>),
     #[error("{action}: {source}")]
     Io {
         action: &'static str,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<WarmError> for SandboxError {
+    fn from(e: WarmError) -> Self {
+        SandboxError::Warm(Box::new(e))
+    }
 }
 
 struct Sandbox {

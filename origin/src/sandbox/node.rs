@@ -1,6 +1,6 @@
 //! `prewarm serve`'s flags for warming and sandboxes, and starting the service from them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ pub mod flags {
     pub const IDLE: &str = "sandbox-idle-timeout-secs";
     pub const WARM_TIMEOUT: &str = "warm-command-timeout-secs";
     pub const NODE_NAME: &str = "node-name";
+    pub const NODE_DIR: &str = "node-dir";
 }
 
 /// Warming and sandbox options of `prewarm serve`.
@@ -39,6 +40,10 @@ pub struct NodeArgs {
     /// Longest one `meta.warm` command may run.
     #[arg(long = flags::WARM_TIMEOUT, env = "PREWARM_WARM_COMMAND_TIMEOUT_SECS", default_value_t = 600)]
     pub warm_command_timeout_secs: u64,
+    /// The node directory (cache, warm runtimes, sandboxes). Default `<data-dir>/node-v1`.
+    /// Keep the cache and runtimes on one filesystem: materialising is hard linking.
+    #[arg(long = flags::NODE_DIR, env = "PREWARM_NODE_DIR")]
+    pub node_dir: Option<PathBuf>,
     /// This node's name in the Redis registry of warm runtimes. Default: the hostname.
     #[arg(long = flags::NODE_NAME, env = "PREWARM_NODE_NAME")]
     pub node_name: Option<String>,
@@ -80,7 +85,10 @@ impl NodeArgs {
         };
         let node_name = self.node_name.clone().unwrap_or_else(hostname);
         let cfg = WarmConfig {
-            node_dir: data_dir.join(NODE_DIR),
+            node_dir: self
+                .node_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join(NODE_DIR)),
             node_name,
             workers: self.workers.max(1),
             fetch_concurrency: 16,

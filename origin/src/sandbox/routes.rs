@@ -154,12 +154,14 @@ impl From<SandboxError> for ApiError {
                 code: "not_ready",
                 message: e.to_string(),
             },
-            SandboxError::Warm(WarmError::Resolve { source, what }) => match source {
-                TransferError::NotFound { .. } => {
-                    ApiError::NotFound(format!("runtime {what} not found"))
-                }
-                TransferError::Unavailable { .. } => ApiError::Internal(Box::new(source)),
-                other => ApiError::Internal(Box::new(other)),
+            SandboxError::Warm(w) => match *w {
+                WarmError::Resolve { source, what } => match source {
+                    TransferError::NotFound { .. } => {
+                        ApiError::NotFound(format!("runtime {what} not found"))
+                    }
+                    TransferError::Unavailable { .. } => ApiError::Internal(Box::new(source)),
+                    other => ApiError::Internal(Box::new(other)),
+                },
             },
             SandboxError::Io { .. } => ApiError::Internal(Box::new(e)),
         }

@@ -174,18 +174,26 @@ async fn run_warm_command(
         )));
     }
     if res.exit_code != Some(0) {
-        let tail: String = {
-            let s = res.stderr.trim_end();
-            let skip = s.chars().count().saturating_sub(STDERR_TAIL);
-            s.chars().skip(skip).collect()
-        };
         let how = match res.exit_code {
             Some(c) => format!("exited with status {c}"),
             None => "was killed by a signal".to_string(),
         };
+        // Tools differ in where they complain (compileall: stdout); keep the end of both.
+        let tail = [tail(&res.stderr), tail(&res.stdout)]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n--- stdout ---\n");
         return Err(fail(format!("warm command #{i} {argv:?} {how}: {tail}")));
     }
     Ok(())
+}
+
+/// The last [`STDERR_TAIL`] characters of a command's output, trimmed.
+fn tail(s: &str) -> String {
+    let s = s.trim_end();
+    let skip = s.chars().count().saturating_sub(STDERR_TAIL);
+    s.chars().skip(skip).collect()
 }
 
 /// The key estimates are learned under: the runtime's name, or the digest for digest refs.

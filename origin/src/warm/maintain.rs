@@ -1,0 +1,107 @@
+//! The warmer's background upkeep: LRU eviction under the disk budget and registry refresh.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prewarm_shared::Digest;
+use tokio_util::sync::CancellationToken;
+
+use super::index::{Mount, RegistryEntry};
+use super::layout::remove_tree;
+use super::{Inner, Warmer};
+
+impl Warmer {
+    /// Eviction under the disk budget and registry refresh, every few seconds or when a warm
+    /// completes; a final registry flush on shutdown.
+    pub(super) async fn maintenance(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.inner.evict_now.notified() => {},
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {},
+            }
+            let inner = self.inner.clone();
+            let evicted = tokio::task::spawn_blocking(move || inner.evict_over_budget())
+                .await
+                .unwrap_or_default();
+            for d in evicted {
+                if let Err(e) = self
+                    .inner
+                    .registry
+                    .withdraw(&self.inner.cfg.node_name, &d)
+                    .await
+                {
+                    tracing::warn!(%e, "registry withdraw failed");
+                }
+            }
+            self.inner.flush_registry().await;
+        }
+        self.inner.flush_registry().await;
+        if let Err(e) = self.inner.lock_index().save(&self.inner.layout.index) {
+            tracing::warn!(%e, "could not write the node index");
+        }
+    }
+}
+
+impl Inner {
+    /// Removes least-recently-used runtimes not in use until the total fits the budget.
+    /// Blocking (removes trees). Returns the evicted digests.
+    fn evict_over_budget(&self) -> Vec<Digest> {
+        let mut evicted = Vec::new();
+        loop {
+            let victim = {
+                let st = self.lock_state();
+                let mut index = self.lock_index();
+                if index.total_bytes() <= self.cfg.disk_budget {
+                    break;
+                }
+                let Some(v) = index
+                    .by_age()
+                    .into_iter()
+                    .find(|r| !st.in_use.contains_key(&r.digest))
+                else {
+                    break;
+                };
+                index.remove(&v.digest);
+                if let Err(e) = index.save(&self.layout.index) {
+                    tracing::error!(%e, "could not write the node index");
+                }
+                v
+            };
+            tracing::info!(digest = %victim.digest, runtime = %victim.runtime, bytes = victim.size_bytes, "evicting warm runtime");
+            remove_tree(&self.layout.runtime_dir(&victim.digest));
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+            evicted.push(victim.digest);
+        }
+        evicted
+    }
+
+    /// Publishes registry entries for runtimes warmed or used since the last flush.
+    async fn flush_registry(&self) {
+        let dirty: Vec<Digest> =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        for d in dirty {
+            let Some(rec) = self.lock_index().get(&d).cloned() else {
+                continue;
+            };
+            let entry = RegistryEntry {
+                runtime: rec.runtime,
+                digest: d,
+                node: self.cfg.node_name.clone(),
+                mounts: vec![Mount {
+                    source: self.layout.runtime_dir(&d).display().to_string(),
+                    target: rec.prefix,
+                    readonly: true,
+                }],
+                env: rec.env,
+                last_used: rec.last_used_ms,
+            };
+            if let Err(e) = self.registry.publish(&entry).await {
+                tracing::warn!(%e, registry = self.registry.name(), "registry publish failed; will retry");
+                self.mark_dirty(d);
+            }
+        }
+    }
+}
