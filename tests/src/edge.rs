@@ -1,0 +1,314 @@
+//! Helpers for the edge tests: run the worker under `wrangler dev`, and a counting proxy that
+//! stands between the worker and its origin (or plays a misbehaving one).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{free_port, http};
+
+/// The repository root (wrangler.toml, scripts/, .tools/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the worker once per test process (a no-op when edge/build is current), so two
+/// `wrangler dev` started in parallel never run worker-build at the same time. Fails with a
+/// clear message when the tools are missing: the edge tests never pass by skipping.
+fn ensure_built() {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if *built {
+        return;
+    }
+    let root = repo_root();
+    let wrangler = root.join(".tools/node/node_modules/.bin/wrangler");
+    assert!(
+        wrangler.exists(),
+        "{} is missing: the edge tests need Node 22 + wrangler 4 and the Rust→Wasm tools; \
+         run scripts/edge-tools (scripts/test does)",
+        wrangler.display()
+    );
+    let out = Command::new(root.join("scripts/edge-build"))
+        .current_dir(&root)
+        .output()
+        .expect("run scripts/edge-build");
+    assert!(
+        out.status.success(),
+        "scripts/edge-build failed (run scripts/edge-tools first):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    *built = true;
+}
+
+/// A running `wrangler dev` serving the edge worker, stopped (with its workerd) on drop.
+pub struct Wrangler {
+    pub url: String,
+    child: Child,
+    log: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+impl Wrangler {
+    /// Starts `wrangler dev` on a free port with `ORIGIN_URL=origin` and extra `NAME:VALUE`
+    /// vars, with a fresh, private cache, and waits until the worker answers `/healthz`.
+    pub fn start(origin: &str, vars: &[&str]) -> Wrangler {
+        ensure_built();
+        let root = repo_root();
+        let state = tempfile::tempdir().expect("wrangler state dir");
+        let log = state.path().join("wrangler.log");
+        let port = free_port().to_string();
+        let node_bin = root.join(".tools/node/node_modules/.bin");
+        let path = format!(
+            "{}:{}",
+            node_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(node_bin.join("wrangler"));
+        cmd.current_dir(&root)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port])
+            // Parallel instances must not share the default devtools port (9229).
+            .args(["--inspector-port", &free_port().to_string()])
+            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .arg(state.path().join("persist"))
+            .args(["--var", &format!("ORIGIN_URL:{origin}")]);
+        for v in vars {
+            cmd.args(["--var", v]);
+        }
+        let log_file = std::fs::File::create(&log).expect("wrangler log");
+        let child = cmd
+            .env("PATH", path)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file)
+            // Its own process group, so stopping it also stops the workerd it spawned.
+            .process_group(0)
+            .spawn()
+            .expect("spawn wrangler dev");
+        let w = Wrangler {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            _state: state,
+        };
+        w.wait_ready();
+        w
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let client = http();
+        while Instant::now() < deadline {
+            let ok = client
+                .get(format!("{}/healthz", self.url))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("wrangler dev did not become ready:\n{}", self.log_tail());
+    }
+
+    /// The end of wrangler's output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Wrangler {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// How the proxy answers one path instead of forwarding it.
+#[derive(Clone, Debug)]
+pub enum Rule {
+    /// 200 with these bytes (e.g. the wrong bytes for a digest).
+    Canned(Vec<u8>),
+    /// Accept and never answer, until the proxy stops.
+    Hang,
+}
+
+/// A tiny HTTP/1.1 reverse proxy that records every request path. With no upstream it
+/// answers 404 to anything without a [`Rule`]. Stopping it closes its port: a dead origin.
+pub struct Proxy {
+    pub url: String,
+    hits: Arc<Mutex<Vec<String>>>,
+    rules: Arc<Mutex<HashMap<String, Rule>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: Option<&str>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let upstream = upstream.map(|u| {
+            u.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string()
+        });
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let rules = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = (hits.clone(), rules.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if shared.2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (hits, rules, stop, upstream) = (
+                    shared.0.clone(),
+                    shared.1.clone(),
+                    shared.2.clone(),
+                    upstream.clone(),
+                );
+                std::thread::spawn(move || serve(conn, upstream.as_deref(), &hits, &rules, &stop));
+            }
+        });
+        Proxy {
+            url: format!("http://{addr}"),
+            hits,
+            rules,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// Answers `path` by `rule` from now on.
+    pub fn set_rule(&self, path: &str, rule: Rule) {
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), rule);
+    }
+
+    /// How many requests so far had a path starting with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.hits().iter().filter(|p| p.starts_with(prefix)).count()
+    }
+
+    /// Every request path so far, in arrival order.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Closes the port (later connections are refused) and releases hanging requests.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+            let _ = accept.join();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    upstream: Option<&str>,
+    hits: &Mutex<Vec<String>>,
+    rules: &Mutex<HashMap<String, Rule>>,
+    stop: &AtomicBool,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut first = text.lines().next().unwrap_or_default().split(' ');
+    let (method, path) = (
+        first.next().unwrap_or("GET").to_string(),
+        first.next().unwrap_or("/").to_string(),
+    );
+    if stop.load(Ordering::SeqCst) {
+        return;
+    }
+    hits.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(path.clone());
+    let rule = rules
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&path)
+        .cloned();
+    let reply = match (rule, upstream) {
+        (Some(Rule::Canned(body)), _) => response(200, "application/octet-stream", &body),
+        (Some(Rule::Hang), _) => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+        (None, Some(up)) => match forward(up, &method, &path) {
+            Some(bytes) => bytes,
+            None => return,
+        },
+        (None, None) => response(
+            404,
+            "application/json",
+            br#"{"error":{"code":"not_found","message":"canned upstream"}}"#,
+        ),
+    };
+    let _ = conn.write_all(&reply);
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Sends the request on to the real origin with `Connection: close` and returns its raw answer.
+fn forward(upstream: &str, method: &str, path: &str) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).ok()?;
+    let req = format!("{method} {path} HTTP/1.1\r\nhost: {upstream}\r\nconnection: close\r\n\r\n");
+    up.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    up.read_to_end(&mut out).ok()?;
+    Some(out)
+}
