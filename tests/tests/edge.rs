@@ -7,7 +7,23 @@ use std::path::Path;
 
 use prewarm_shared::Digest;
 use prewarm_tests::edge::{Proxy, Rule, Wrangler};
+use prewarm_tests::services::{Moto, Redis};
 use prewarm_tests::{cli_json, http, Origin};
+
+/// The production shape behind the edge: an origin on S3 (moto) with Redis in front.
+fn tiered_origin(dir: &Path, moto: &Moto, redis: &Redis) -> Origin {
+    moto.create_bucket("prewarm-edge-e2e");
+    let toml = format!(
+        "[s3]\nendpoint = \"{}\"\nbucket = \"prewarm-edge-e2e\"\naccess_key_id = \"test\"\n\
+         secret_access_key = \"test\"\n[redis]\nurl = \"{}\"\n",
+        moto.endpoint(),
+        redis.url()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("prewarm.toml");
+    std::fs::write(&config, toml).unwrap();
+    Origin::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+}
 
 /// What a user sees of a tree: kind, read/execute bits, bytes or link target. (Write bits
 /// differ by link mode: hard-linked files are read-only.)
@@ -86,14 +102,15 @@ fn error_code(resp: reqwest::blocking::Response) -> (u16, String) {
     )
 }
 
-/// A runtime pulled through the edge is exact, and a second host's pull is served from the
-/// edge cache: the origin sees no second request for any block or the manifest.
+/// A runtime pulled through the edge from a tiered origin is exact, and a second host's pull is
+/// served from the edge cache: the origin sees no second request for any block or the manifest.
 #[test]
 fn pulls_through_the_edge_are_exact_and_cached() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     make_tree(&src);
-    let origin = Origin::start(&work.path().join("data"), &[]);
+    let (moto, redis) = (Moto::start(), Redis::start());
+    let origin = tiered_origin(&work.path().join("origin"), &moto, &redis);
     let pushed = cli_json(&[
         "push",
         src.to_str().unwrap(),
