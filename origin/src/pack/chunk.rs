@@ -41,8 +41,8 @@ impl Default for ChunkParams {
     fn default() -> Self {
         Self {
             small_max: 64 << 10,
-            bundle_avg: 1 << 20,
-            bundle_max: 4 << 20,
+            bundle_avg: 128 << 10,
+            bundle_max: 512 << 10,
             cdc_above: 1 << 20,
             cdc_min: 256 << 10,
             cdc_avg: 1 << 20,

@@ -198,6 +198,12 @@ fn measure() {
     let dirs = std::env::var("PREWARM_MEASURE").expect("PREWARM_MEASURE=\"V1 V2\"");
     let (v1, v2) = dirs.split_once(' ').expect("two dirs");
     let d = ChunkParams::default();
+    let b = |small_max: u64, avg: u64, max: u64| ChunkParams {
+        small_max,
+        bundle_avg: avg,
+        bundle_max: max,
+        ..d.clone()
+    };
     let configs = [
         (
             "one block per file",
@@ -208,38 +214,36 @@ fn measure() {
             },
         ),
         (
-            "bundles ≤16K, avg 1M",
-            ChunkParams {
-                small_max: 16 << 10,
-                ..d.clone()
-            },
-        ),
-        ("default", d.clone()),
-        (
-            "bundles ≤64K, avg 256K",
-            ChunkParams {
-                bundle_avg: 256 << 10,
-                bundle_max: 1 << 20,
-                ..d.clone()
-            },
+            "bundles ≤16K avg 256K max 1M",
+            b(16 << 10, 256 << 10, 1 << 20),
         ),
         (
-            "bundles ≤64K, avg 4M",
-            ChunkParams {
-                bundle_avg: 4 << 20,
-                bundle_max: 8 << 20,
-                ..d.clone()
-            },
+            "bundles ≤32K avg 128K max 512K",
+            b(32 << 10, 128 << 10, 512 << 10),
         ),
         (
-            "bundles ≤256K, avg 1M",
-            ChunkParams {
-                small_max: 256 << 10,
-                ..d.clone()
-            },
+            "bundles ≤64K avg 64K max 256K",
+            b(64 << 10, 64 << 10, 256 << 10),
         ),
         (
-            "CDC 64K/256K/1M above 256K",
+            "bundles ≤64K avg 128K max 512K",
+            b(64 << 10, 128 << 10, 512 << 10),
+        ),
+        (
+            "bundles ≤64K avg 256K max 1M",
+            b(64 << 10, 256 << 10, 1 << 20),
+        ),
+        (
+            "bundles ≤64K avg 1M max 4M, CDC >1M",
+            b(64 << 10, 1 << 20, 4 << 20),
+        ),
+        ("bundles ≤64K avg 4M max 8M", b(64 << 10, 4 << 20, 8 << 20)),
+        (
+            "bundles ≤256K avg 1M max 4M",
+            b(256 << 10, 1 << 20, 4 << 20),
+        ),
+        (
+            "default, CDC 64K/256K/1M above 256K",
             ChunkParams {
                 cdc_above: 256 << 10,
                 cdc_min: 64 << 10,
@@ -249,12 +253,13 @@ fn measure() {
             },
         ),
         (
-            "no CDC below 8M",
+            "default, no CDC below 8M",
             ChunkParams {
                 cdc_above: MAX_BLOCK_SIZE,
-                ..d
+                ..d.clone()
             },
         ),
+        ("default (≤64K avg 128K max 512K, CDC >1M)", d),
     ];
     let mut out = String::from(
         "| config | v1 blocks | v1 manifest KiB | v2 new blocks | v2 new block MiB | changed file MiB | ratio |\n|---|---|---|---|---|---|---|\n",
