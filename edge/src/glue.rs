@@ -81,6 +81,17 @@ impl Platform for Workers<'_> {
                 check_len(limit, "body", Some(bytes.len() as u64))?;
                 return Ok(bytes.clone());
             }
+            ResponseBody::Stream(_) if content_length(&body).is_some_and(|n| n <= limit) => {
+                // Declared and within the limit: one `arrayBuffer()` and one copy into Wasm,
+                // far cheaper than a promise per stream chunk. The length is checked again
+                // after reading, and the digest check catches anything else.
+                let bytes = body
+                    .bytes()
+                    .await
+                    .map_err(|e| EdgeError::ReadFailed(Box::new(e)))?;
+                check_len(limit, "body", Some(bytes.len() as u64))?;
+                return Ok(bytes);
+            }
             ResponseBody::Stream(_) => body
                 .stream()
                 .map_err(|e| EdgeError::ReadFailed(Box::new(e)))?,
