@@ -150,12 +150,15 @@ pub fn http() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// One layer's entries for [`write_pack`]: `(path, contents, mode)`; a path ending in `/` is a directory.
+pub type LayerEntries<'a> = Vec<(&'a str, &'a [u8], u32)>;
+
 /// Writes a small runtime pack (meta.json, lock.json, .tar.gz layers) to `dir`.
 /// `layers` is `(name, [(path, contents, mode)])`; paths ending in `/` are directories.
 pub fn write_pack(
     dir: &Path,
     name: &str,
-    layers: &[(&str, Vec<(&str, &[u8], u32)>)],
+    layers: &[(&str, LayerEntries)],
     extra_meta: serde_json::Value,
 ) {
     std::fs::create_dir_all(dir.join("layers")).expect("mkdir layers");

@@ -354,7 +354,7 @@ mod push_pull {
         let into2 = work.path().join("rt2");
         let again = cli_json(&[
             "pull",
-            &pushed["digest"].as_str().unwrap().to_string(),
+            pushed["digest"].as_str().unwrap(),
             "--from",
             &origin.url,
             "--into",
@@ -552,8 +552,11 @@ mod hostile {
 
     use prewarm_tests::{cli, http, Origin};
 
+    /// A raw tar entry: name bytes, type, link target bytes, contents.
+    type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
     /// Writes a one-layer pack whose layer holds raw tar headers, bypassing the tar crate's checks.
-    fn raw_pack(dir: &Path, entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) {
+    fn raw_pack(dir: &Path, entries: &[RawEntry]) {
         std::fs::create_dir_all(dir.join("layers")).unwrap();
         std::fs::write(
             dir.join("meta.json"),
@@ -583,7 +586,7 @@ mod hostile {
     fn hostile_layers_are_refused_naming_the_entry_and_nothing_lands() {
         let work = tempfile::tempdir().unwrap();
         let origin = Origin::start(&work.path().join("data"), &[]);
-        let cases: Vec<(&str, Vec<(&[u8], tar::EntryType, &[u8], &[u8])>, &str)> = vec![
+        let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
             (
                 "dotdot",
                 vec![(b"../escape", tar::EntryType::Regular, b"", b"x")],
@@ -668,7 +671,7 @@ mod hostile {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("zeros"), "names the entry: {stderr}");
-        let many: Vec<(&[u8], tar::EntryType, &[u8], &[u8])> = vec![
+        let many: Vec<RawEntry> = vec![
             (b"a", tar::EntryType::Regular, b"", b""),
             (b"b", tar::EntryType::Regular, b"", b""),
             (b"c", tar::EntryType::Regular, b"", b""),
