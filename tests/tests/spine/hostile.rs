@@ -1,0 +1,210 @@
+//! Hostile input: escaping layers, bombs, corrupt blocks on the origin.
+
+use std::io::Write;
+use std::path::Path;
+
+use prewarm_tests::{cli, http, Origin};
+
+/// A raw tar entry: name bytes, type, link target bytes, contents.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+/// Writes a one-layer pack whose layer holds raw tar headers, bypassing the tar crate's checks.
+fn raw_pack(dir: &Path, entries: &[RawEntry]) {
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    std::fs::write(
+        dir.join("meta.json"),
+        br#"{"name":"evil","version":"1","layers":["l"]}"#,
+    )
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let g = h.as_gnu_mut().unwrap();
+            g.name[..name.len()].copy_from_slice(name);
+            g.linkname[..link.len()].copy_from_slice(link);
+        }
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut f = std::fs::File::create(dir.join("layers/l.tar")).unwrap();
+    f.write_all(&tar).unwrap();
+}
+
+#[test]
+fn hostile_layers_are_refused_naming_the_entry_and_nothing_lands() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
+        (
+            "dotdot",
+            vec![(b"../escape", tar::EntryType::Regular, b"", b"x")],
+            "../escape",
+        ),
+        (
+            "absolute",
+            vec![(b"/etc/evil", tar::EntryType::Regular, b"", b"x")],
+            "/etc/evil",
+        ),
+        (
+            "through-symlink",
+            vec![
+                (b"lnk", tar::EntryType::Symlink, b"/etc", b""),
+                (b"lnk/passwd", tar::EntryType::Regular, b"", b"x"),
+            ],
+            "lnk/passwd",
+        ),
+        (
+            "hardlink-outside",
+            vec![(b"h", tar::EntryType::Link, b"../../etc/shadow", b"")],
+            "h",
+        ),
+        (
+            "device",
+            vec![(b"dev", tar::EntryType::Char, b"", b"")],
+            "dev",
+        ),
+        (
+            "fifo",
+            vec![(b"pipe", tar::EntryType::Fifo, b"", b"")],
+            "pipe",
+        ),
+    ];
+    for (label, entries, named) in cases {
+        let pack = work.path().join(label);
+        raw_pack(&pack, &entries);
+        let out = cli(&[
+            "push",
+            pack.to_str().unwrap(),
+            "--name",
+            "evil:v1",
+            "--to",
+            &origin.url,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{label}: push must fail");
+        assert!(
+            stderr.contains(named),
+            "{label}: error must name {named:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        http()
+            .get(format!("{}/v1/runtimes/evil/tags/v1", origin.url))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    let manifests = walkdir_count(&work.path().join("data/manifests-v1"));
+    assert_eq!(manifests, 0, "no manifest was stored");
+    assert!(!Path::new("/etc/evil").exists());
+}
+
+#[test]
+fn decompression_bombs_hit_the_limits() {
+    let work = tempfile::tempdir().unwrap();
+    let pack = work.path().join("bomb");
+    let zeros = vec![0u8; 4 << 20];
+    raw_pack(&pack, &[(b"zeros", tar::EntryType::Regular, b"", &zeros)]);
+    let out = cli(&[
+        "push",
+        pack.to_str().unwrap(),
+        "--name",
+        "bomb:v1",
+        "--to",
+        work.path().join("store").to_str().unwrap(),
+        "--max-unpacked-bytes",
+        "1000000",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("zeros"), "names the entry: {stderr}");
+    let many: Vec<RawEntry> = vec![
+        (b"a", tar::EntryType::Regular, b"", b""),
+        (b"b", tar::EntryType::Regular, b"", b""),
+        (b"c", tar::EntryType::Regular, b"", b""),
+    ];
+    let pack2 = work.path().join("many");
+    raw_pack(&pack2, &many);
+    let out = cli(&[
+        "push",
+        pack2.to_str().unwrap(),
+        "--name",
+        "bomb:v1",
+        "--to",
+        work.path().join("store").to_str().unwrap(),
+        "--max-entries",
+        "2",
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_corrupt_block_on_the_origin_fails_the_pull_and_leaves_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), vec![1u8; 200_000]).unwrap();
+    let data = work.path().join("data");
+    let out = cli(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "c:v1",
+        "--to",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    // Flip bytes of every stored block behind the store's back.
+    for e in walk(&data.join("blocks-v1")) {
+        std::fs::write(&e, vec![2u8; 200_000]).unwrap();
+    }
+    let origin = Origin::start(&data, &[]);
+    let into = work.path().join("rt");
+    let out = cli(&[
+        "pull",
+        "c:v1",
+        "--from",
+        &origin.url,
+        "--into",
+        into.to_str().unwrap(),
+        "--cache-dir",
+        work.path().join("cache").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sha256:"), "names the block: {stderr}");
+    assert!(!into.exists(), "no half runtime at DIR");
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !leftovers.iter().any(|n| n.contains("rt") && n != "rt"),
+        "no temp tree left beside DIR: {leftovers:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn walkdir_count(dir: &Path) -> usize {
+    walk(dir).len()
+}

@@ -1,0 +1,5 @@
+//! End-to-end: the distribution spine through the real binary — push, the origin's HTTP API, pull.
+
+mod api;
+mod hostile;
+mod push_pull;

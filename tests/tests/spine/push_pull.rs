@@ -1,0 +1,337 @@
+//! Push and pull round trips: exact trees, hard links, new versions, packs with layers.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use prewarm_tests::{cli, cli_json, http, write_pack, Origin};
+
+/// What a user sees of a tree: kind, permission bits, bytes or link target.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let mode = m.permissions().mode() & 0o777;
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link -> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if m.is_dir() {
+                out.insert(rel.clone(), format!("dir {mode:o}"));
+                walk(root, &p, out);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(
+                    rel,
+                    format!(
+                        "file {mode:o} {} {}",
+                        bytes.len(),
+                        prewarm_shared::Digest::of(&bytes)
+                    ),
+                );
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+/// Hard-linked files lose their write bits (the cache inode is shared and read-only).
+fn without_write_bits(mut s: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for v in s.values_mut() {
+        if let Some(rest) = v.strip_prefix("file ") {
+            let (mode, tail) = rest.split_once(' ').unwrap();
+            let m = u32::from_str_radix(mode, 8).unwrap() & !0o222;
+            *v = format!("file {m:o} {tail}");
+        }
+    }
+    s
+}
+
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("lib/pkg")).unwrap();
+    std::fs::create_dir_all(root.join("empty/nested")).unwrap();
+    std::fs::write(root.join("bin/tool"), b"#!/bin/sh\necho tool\n").unwrap();
+    std::fs::set_permissions(
+        root.join("bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("tool", root.join("bin/tool-alias")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("bin/outside")).unwrap();
+    for i in 0..300 {
+        std::fs::write(
+            root.join(format!("lib/pkg/mod{i:03}.py")),
+            format!("# module {i}\nVALUE = {i}\n").repeat(i % 7 + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("lib/pkg/empty.txt"), b"").unwrap();
+    std::fs::write(root.join("lib/dup-a"), b"same bytes").unwrap();
+    std::fs::write(root.join("lib/dup-b"), b"same bytes").unwrap();
+    // A big file spans several content-defined blocks.
+    let mut big = Vec::with_capacity(5 << 20);
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    while big.len() < (5 << 20) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(root.join("lib/libbig.so"), &big).unwrap();
+    std::fs::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn a_directory_round_trips_exactly_by_hard_links() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    let pushed = cli_json(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "tree:v1",
+        "--to",
+        &origin.url,
+        "--json",
+    ]);
+    assert_eq!(pushed["files"], 305);
+    assert!(
+        pushed["blocks_total"].as_u64().unwrap() < 100,
+        "small files are bundled: {pushed}"
+    );
+    assert_eq!(pushed["blocks_uploaded"], pushed["blocks_total"]);
+
+    let into = work.path().join("rt");
+    let cache = work.path().join("cache");
+    let pulled = cli_json(&[
+        "pull",
+        "tree:v1",
+        "--from",
+        &origin.url,
+        "--into",
+        into.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(pulled["digest"], pushed["digest"]);
+    assert_eq!(pulled["link_mode"], "hardlink");
+    assert_eq!(pulled["blocks_downloaded"], pushed["blocks_total"]);
+    assert_eq!(without_write_bits(snapshot(&src)), snapshot(&into));
+    let tool = std::fs::metadata(into.join("bin/tool")).unwrap();
+    assert!(
+        tool.nlink() >= 2,
+        "materialised files are hard links into the cache"
+    );
+    assert_eq!(
+        tool.permissions().mode() & 0o222,
+        0,
+        "linked files are read-only"
+    );
+
+    // A second pull into a new directory downloads nothing.
+    let into2 = work.path().join("rt2");
+    let again = cli_json(&[
+        "pull",
+        pushed["digest"].as_str().unwrap(),
+        "--from",
+        &origin.url,
+        "--into",
+        into2.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(again["bytes_downloaded"], 0);
+    assert_eq!(again["blocks_downloaded"], 0);
+    assert_eq!(snapshot(&into), snapshot(&into2));
+
+    // Copy mode gives exact permission bits.
+    let into3 = work.path().join("rt3");
+    let copied = cli_json(&[
+        "pull",
+        "tree:v1",
+        "--from",
+        &origin.url,
+        "--into",
+        into3.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--link-mode",
+        "copy",
+        "--json",
+    ]);
+    assert_eq!(copied["link_mode"], "copy");
+    assert_eq!(snapshot(&src), snapshot(&into3));
+
+    // The destination is never half-replaced: an existing DIR is refused without --replace.
+    let out = cli(&[
+        "pull",
+        "tree:v1",
+        "--from",
+        &origin.url,
+        "--into",
+        into.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(without_write_bits(snapshot(&src)), snapshot(&into));
+}
+
+#[test]
+fn a_new_version_moves_only_the_changed_content() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    cli_json(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "tree:v1",
+        "--to",
+        &origin.url,
+        "--json",
+    ]);
+    let cache = work.path().join("cache");
+    cli_json(&[
+        "pull",
+        "tree:v1",
+        "--from",
+        &origin.url,
+        "--into",
+        work.path().join("v1").to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ]);
+
+    let changed = vec![b'z'; 300_000];
+    std::fs::write(src.join("lib/changed.bin"), &changed).unwrap();
+    let v2 = cli_json(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "tree:v2",
+        "--to",
+        &origin.url,
+        "--json",
+    ]);
+    assert_eq!(
+        v2["bytes_uploaded"], 300_000,
+        "push uploads only the new content: {v2}"
+    );
+    let pulled = cli_json(&[
+        "pull",
+        "tree:v2",
+        "--from",
+        &origin.url,
+        "--into",
+        work.path().join("v2").to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        pulled["bytes_downloaded"], 300_000,
+        "pull downloads only the new content: {pulled}"
+    );
+    assert!(pulled["blocks_reused"].as_u64().unwrap() > 0);
+    assert_eq!(
+        std::fs::read(work.path().join("v2/lib/changed.bin")).unwrap(),
+        changed
+    );
+}
+
+#[test]
+fn a_runtime_pack_applies_layers_in_order_with_whiteouts() {
+    let work = tempfile::tempdir().unwrap();
+    let pack = work.path().join("pack");
+    write_pack(
+        &pack,
+        "demo",
+        &[
+            (
+                "base",
+                vec![
+                    ("bin/", b"", 0o755),
+                    ("bin/run", b"base", 0o755),
+                    ("share/", b"", 0o755),
+                    ("share/old.txt", b"old", 0o644),
+                ],
+            ),
+            (
+                "extra",
+                vec![
+                    ("bin/run", b"extra wins", 0o755),
+                    ("share/.wh.old.txt", b"", 0o644),
+                    ("share/new.txt", b"new", 0o600),
+                ],
+            ),
+        ],
+        serde_json::json!({"prefix": "/opt/demo"}),
+    );
+    let store = work.path().join("store");
+    // push --to DIR writes a local store; an origin can then serve it.
+    let pushed = cli_json(&[
+        "push",
+        pack.to_str().unwrap(),
+        "--name",
+        "demo:v1",
+        "--to",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(pushed["pack_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("runtime-pack:v1:"));
+    let origin = Origin::start(&store, &[]);
+    let into = work.path().join("rt");
+    cli_json(&[
+        "pull",
+        "demo:v1",
+        "--from",
+        &origin.url,
+        "--into",
+        into.to_str().unwrap(),
+        "--cache-dir",
+        work.path().join("c").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(std::fs::read(into.join("bin/run")).unwrap(), b"extra wins");
+    assert!(
+        !into.join("share/old.txt").exists(),
+        "whiteout deleted the earlier file"
+    );
+    assert!(
+        !into.join("share/.wh.old.txt").exists(),
+        "whiteout markers are not materialised"
+    );
+    assert_eq!(std::fs::read(into.join("share/new.txt")).unwrap(), b"new");
+    let m: serde_json::Value = http()
+        .get(format!(
+            "{}/v1/manifests/{}",
+            origin.url,
+            pushed["digest"].as_str().unwrap()
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(m["meta"]["prefix"], "/opt/demo");
+    assert_eq!(m["lock"]["packages"][1]["layer"], "extra");
+}
