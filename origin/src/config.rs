@@ -22,7 +22,6 @@
 //! or the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
 //! variables (the environment wins). Secrets are held in [`Secret`] and never printed.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -48,83 +47,9 @@ pub mod overrides {
     pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 }
 
-/// A secret string: `Debug` and `Display` print `<redacted>`; [`Secret::expose`] is the only way in.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A URL that may carry a password (`redis://user:pass@host`). It prints with the password
-/// replaced by `***`, so it can go into logs and error messages.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct SecretUrl(Secret);
-
-impl SecretUrl {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(Secret::new(s))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose()
-    }
-
-    /// The URL with any password masked.
-    pub fn redacted(&self) -> String {
-        let s = self.0.expose();
-        let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
-            return "<unparsable url>".into();
-        };
-        let rest = &s[scheme_end..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            None => s.to_string(),
-            Some(at) => {
-                let userinfo = &rest[..at];
-                let user = userinfo.split(':').next().unwrap_or("");
-                let masked = if userinfo.contains(':') {
-                    format!("{user}:***")
-                } else {
-                    "***".to_string()
-                };
-                format!("{}{masked}{}", &s[..scheme_end], &rest[at..])
-            }
-        }
-    }
-}
-
-impl fmt::Debug for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
+#[path = "config_secret.rs"]
+mod secret;
+pub use secret::{Secret, SecretUrl};
 
 /// The whole file. Every key is optional; an empty file is the embedded default.
 #[derive(Debug, Clone, Default, Deserialize)]

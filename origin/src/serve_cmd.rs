@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use axum::serve::ListenerExt;
 use clap::Args;
 use prewarm_origin::cli_output;
 use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
@@ -108,6 +109,12 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     cli_output::line(&format!("listening on http://{addr}"));
     tracing::info!(%addr, tiers = %tiers.describe(), "origin serving");
+    // Without TCP_NODELAY, a body written in several pieces waits on delayed ACKs (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set: {e}");
+        }
+    });
     axum::serve(listener, server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -127,7 +134,7 @@ async fn build_tiers(
         let disk = DiskStore::open(data_dir)
             .await
             .with_context(|| format!("local tier: opening data dir {}", data_dir.display()))?;
-        Some(Tier::new(Role::Local, Arc::new(disk)))
+        Some(Tier::local_disk(disk))
     } else {
         None
     };

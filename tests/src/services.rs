@@ -49,7 +49,9 @@ impl Moto {
             .expect("start moto_server (run scripts/services to install it)");
         let url = format!("http://127.0.0.1:{port}/moto-api/");
         let http = crate::http();
-        wait_until("moto_server", || http.get(&url).send().is_ok_and(|r| r.status().is_success()));
+        wait_until("moto_server", || {
+            http.get(&url).send().is_ok_and(|r| r.status().is_success())
+        });
         Moto { port, child }
     }
 
@@ -59,13 +61,26 @@ impl Moto {
 
     /// Creates a bucket that anonymous requests may write, so tests can plant bytes unsigned.
     pub fn create_bucket(&self, name: &str) {
-        let r = crate::http().put(format!("{}/{name}", self.endpoint())).header("x-amz-acl", "public-read-write").send().expect("PUT bucket");
-        assert!(r.status().is_success(), "create bucket {name}: {}", r.status());
+        let r = crate::http()
+            .put(format!("{}/{name}", self.endpoint()))
+            .header("x-amz-acl", "public-read-write")
+            .send()
+            .expect("PUT bucket");
+        assert!(
+            r.status().is_success(),
+            "create bucket {name}: {}",
+            r.status()
+        );
     }
 
     /// Overwrites an object's bytes directly, bypassing prewarm (to plant corruption).
     pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        let r = crate::http().put(format!("{}/{bucket}/{key}", self.endpoint())).header("content-type", "application/octet-stream").body(bytes.to_vec()).send().expect("PUT object");
+        let r = crate::http()
+            .put(format!("{}/{bucket}/{key}", self.endpoint()))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .expect("PUT object");
         assert!(r.status().is_success(), "put {key}: {}", r.status());
     }
 
@@ -90,7 +105,10 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        let mut r = Redis { port: free_port(), child: None };
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
         r.restart();
         r
     }
@@ -103,7 +121,16 @@ impl Redis {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -122,7 +149,11 @@ impl Redis {
 
     /// Runs `redis-cli -p PORT ARGS…` and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &self.port.to_string()]).args(args).output().expect("run redis-cli");
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }

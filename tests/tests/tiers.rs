@@ -16,7 +16,10 @@ fn origin(dir: &Path, moto: &Moto, redis: Option<&Redis>) -> Origin {
         moto.endpoint()
     );
     if let Some(r) = redis {
-        toml.push_str(&format!("[redis]\nurl = \"{}\"\ntimeout_ms = 300\n", r.url()));
+        toml.push_str(&format!(
+            "[redis]\nurl = \"{}\"\ntimeout_ms = 300\n",
+            r.url()
+        ));
     }
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("prewarm.toml");
@@ -26,16 +29,33 @@ fn origin(dir: &Path, moto: &Moto, redis: Option<&Redis>) -> Origin {
 
 /// A pack with a few blocks (files over the bundling size are one block each).
 fn pack(dir: &Path, seed: u8) -> PathBuf {
-    let files: Vec<Vec<u8>> = (0..3u8).map(|f| (0..200_000u32).map(|i| (i.wrapping_mul(31) as u8) ^ f ^ seed).collect()).collect();
+    let files: Vec<Vec<u8>> = (0..3u8)
+        .map(|f| {
+            (0..200_000u32)
+                .map(|i| (i.wrapping_mul(31) as u8) ^ f ^ seed)
+                .collect()
+        })
+        .collect();
     let names = ["bin/a", "lib/b", "lib/c"];
-    let entries = names.iter().zip(&files).map(|(n, c)| (*n, c.as_slice(), 0o644)).collect();
+    let entries = names
+        .iter()
+        .zip(&files)
+        .map(|(n, c)| (*n, c.as_slice(), 0o644))
+        .collect();
     let src = dir.join(format!("pack-{seed}"));
     write_pack(&src, "rt", &[("base", entries)], serde_json::json!({}));
     src
 }
 
 fn push(src: &Path, tag: &str, url: &str) -> std::process::Output {
-    cli(&["push", src.to_str().unwrap(), "--name", &format!("rt:{tag}"), "--to", url])
+    cli(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        &format!("rt:{tag}"),
+        "--to",
+        url,
+    ])
 }
 
 fn get(url: &str) -> reqwest::blocking::Response {
@@ -47,10 +67,20 @@ fn get(url: &str) -> reqwest::blocking::Response {
 fn fetch_runtime(url: &str, tag: &str) -> Vec<Digest> {
     let r = get(&format!("{url}/v1/runtimes/rt/tags/{tag}"));
     assert_eq!(r.status(), 200, "tag at {url}");
-    let digest: Digest = r.json::<Value>().unwrap()["digest"].as_str().unwrap().parse().unwrap();
-    let bytes = get(&format!("{url}/v1/manifests/{digest}")).bytes().unwrap();
+    let digest: Digest = r.json::<Value>().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = get(&format!("{url}/v1/manifests/{digest}"))
+        .bytes()
+        .unwrap();
     assert_eq!(Digest::of(&bytes), digest, "manifest bytes");
-    let blocks: Vec<Digest> = Manifest::parse(&bytes).unwrap().blocks().into_iter().collect();
+    let blocks: Vec<Digest> = Manifest::parse(&bytes)
+        .unwrap()
+        .blocks()
+        .into_iter()
+        .collect();
     assert!(blocks.len() >= 3);
     for b in &blocks {
         let r = get(&format!("{url}/v1/blocks/{b}"));
@@ -65,7 +95,14 @@ fn metrics(url: &str) -> Value {
 }
 
 fn tier_counter(m: &Value, tier: &str, counter: &str) -> u64 {
-    m["tiers"].as_array().unwrap().iter().find(|t| t["name"] == tier).unwrap()[counter].as_u64().unwrap()
+    m["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == tier)
+        .unwrap()[counter]
+        .as_u64()
+        .unwrap()
 }
 
 #[test]
@@ -76,10 +113,17 @@ fn a_runtime_pushed_to_one_origin_is_served_by_another() {
     let a = origin(&dir.path().join("a"), &moto, Some(&redis));
     let b = origin(&dir.path().join("b"), &moto, Some(&redis));
     let out = push(&pack(dir.path(), 1), "v1", &a.url);
-    assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let blocks = fetch_runtime(&b.url, "v1");
     let m = metrics(&b.url);
-    assert!(tier_counter(&m, "redis", "hits") >= blocks.len() as u64, "small blocks came from Redis: {m}");
+    assert!(
+        tier_counter(&m, "redis", "hits") >= blocks.len() as u64,
+        "small blocks came from Redis: {m}"
+    );
     // A third origin without Redis gets everything from S3 alone.
     let c = origin(&dir.path().join("c"), &moto, None);
     fetch_runtime(&c.url, "v1");
@@ -102,21 +146,50 @@ fn requests_survive_a_redis_outage_and_use_it_again_when_it_returns() {
     redis.kill();
     fetch_runtime(&b.url, "v1");
     assert!(tier_counter(&metrics(&b.url), "redis", "errors") > 0);
-    assert_eq!(get(&format!("{}/readyz", b.url)).status(), 200, "Redis is optional by default");
+    assert_eq!(
+        get(&format!("{}/readyz", b.url)).status(),
+        200,
+        "Redis is optional by default"
+    );
     let out = push(&pack(dir.path(), 3), "v2", &a.url);
-    assert!(out.status.success(), "writes need S3, not Redis: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "writes need S3, not Redis: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     redis.restart();
     // Back without restarting the origin: the tag a push moves is cached in Redis again…
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while redis.cli(&["EXISTS", "prewarm:v1:tag:rt:v3"]).trim() != "1" {
-        assert!(std::time::Instant::now() < deadline, "origin never used Redis again");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "origin never used Redis again"
+        );
         assert!(push(&pack(dir.path(), 4), "v3", &a.url).status.success());
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // …and blocks read through from S3 are backfilled into it.
+    // …and once B sees it again (its /readyz probe reconnects), blocks B reads through from
+    // S3 are backfilled into it.
+    while !get(&format!("{}/readyz", b.url)).json::<Value>().unwrap()["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "redis" && t["status"] == "ok")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never saw Redis again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let blocks = fetch_runtime(&b.url, "v3");
     for d in blocks {
-        assert_eq!(redis.cli(&["EXISTS", &format!("prewarm:v1:block:{}", d.hex())]).trim(), "1");
+        assert_eq!(
+            redis
+                .cli(&["EXISTS", &format!("prewarm:v1:block:{}", d.hex())])
+                .trim(),
+            "1"
+        );
     }
 }
 
@@ -130,19 +203,36 @@ fn with_s3_down_reads_are_served_and_writes_refused() {
     moto.kill();
     fetch_runtime(&a.url, "v1");
     let bytes = b"not durable anywhere".to_vec();
-    let r = http().put(format!("{}/v1/blocks/{}", a.url, Digest::of(&bytes))).body(bytes).send().unwrap();
+    let r = http()
+        .put(format!("{}/v1/blocks/{}", a.url, Digest::of(&bytes)))
+        .body(bytes)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().unwrap();
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     let out = push(&pack(dir.path(), 6), "v2", &a.url);
     assert!(!out.status.success(), "push must fail while S3 is down");
     // Nothing was acknowledged; with S3 down the origin cannot even say "not found".
-    assert_eq!(get(&format!("{}/v1/runtimes/rt/tags/v2", a.url)).status(), 503);
+    assert_eq!(
+        get(&format!("{}/v1/runtimes/rt/tags/v2", a.url)).status(),
+        503
+    );
     let ready = get(&format!("{}/readyz", a.url));
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().unwrap();
-    let s3 = body["tiers"].as_array().unwrap().iter().find(|t| t["name"] == "s3").unwrap().clone();
-    assert_eq!((s3["status"].as_str(), s3["durable"].as_bool()), (Some("unavailable"), Some(true)), "{body}");
+    let s3 = body["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "s3")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (s3["status"].as_str(), s3["durable"].as_bool()),
+        (Some("unavailable"), Some(true)),
+        "{body}"
+    );
 }
 
 #[test]
@@ -155,7 +245,11 @@ fn corrupt_bytes_in_any_tier_are_never_served() {
     let blocks = fetch_runtime(&a.url, "v1");
     let (x, y) = (blocks[0], blocks[1]);
     // Redis holds wrong bytes for x: the next tier (S3) serves the right ones.
-    redis.cli(&["SET", &format!("prewarm:v1:block:{}", x.hex()), "garbage of another length"]);
+    redis.cli(&[
+        "SET",
+        &format!("prewarm:v1:block:{}", x.hex()),
+        "garbage of another length",
+    ]);
     let b = origin(&dir.path().join("b"), &moto, Some(&redis));
     let r = get(&format!("{}/v1/blocks/{x}", b.url));
     assert_eq!(r.status(), 200);
@@ -163,25 +257,56 @@ fn corrupt_bytes_in_any_tier_are_never_served() {
     assert!(tier_counter(&metrics(&b.url), "redis", "integrity_failures") >= 1);
     // S3 (the last tier) holds wrong bytes for y and Redis has none: an error, never the bytes.
     redis.cli(&["DEL", &format!("prewarm:v1:block:{}", y.hex())]);
-    moto.put_object(BUCKET, &format!("e2e/blocks-v1/{}", y.hex()), b"corrupted in the bucket");
+    moto.put_object(
+        BUCKET,
+        &format!("e2e/blocks-v1/{}", y.hex()),
+        b"corrupted in the bucket",
+    );
     let c = origin(&dir.path().join("c"), &moto, Some(&redis));
     let r = get(&format!("{}/v1/blocks/{y}", c.url));
     assert!(r.status().is_server_error(), "got {}", r.status());
-    assert_ne!(Digest::of(&r.bytes().unwrap_or_default()), Digest::of(b"corrupted in the bucket"));
+    assert_ne!(
+        Digest::of(&r.bytes().unwrap_or_default()),
+        Digest::of(b"corrupted in the bucket")
+    );
     assert!(tier_counter(&metrics(&c.url), "s3", "integrity_failures") >= 1);
     // The origin that has y on its own disk still serves it.
-    assert_eq!(Digest::of(&get(&format!("{}/v1/blocks/{y}", a.url)).bytes().unwrap()), y);
+    assert_eq!(
+        Digest::of(&get(&format!("{}/v1/blocks/{y}", a.url)).bytes().unwrap()),
+        y
+    );
 }
 
 #[test]
 fn a_misconfigured_tier_stops_start_up_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let port = prewarm_tests::free_port();
-    let out = cli(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap(), "--redis-url", &format!("redis://u:hunter2@127.0.0.1:{port}")]);
+    let out = cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--redis-url",
+        &format!("redis://u:hunter2@127.0.0.1:{port}"),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("redis tier") && !err.contains("hunter2"), "{err}");
-    let out = cli(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap(), "--s3-endpoint", &format!("http://127.0.0.1:{port}"), "--s3-bucket", "b"]);
+    assert!(
+        err.contains("redis tier") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let out = cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--s3-endpoint",
+        &format!("http://127.0.0.1:{port}"),
+        "--s3-bucket",
+        "b",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("s3 tier"));
 }

@@ -84,7 +84,7 @@ impl MetricsSnapshot {
     /// Prometheus text exposition of the same numbers.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let series: [(&str, fn(&TierMetrics) -> u64); 6] = [
+        let series: [(&str, Field); 6] = [
             ("hits", |t| t.hits),
             ("misses", |t| t.misses),
             ("integrity_failures", |t| t.integrity_failures),
@@ -113,6 +113,9 @@ impl MetricsSnapshot {
         out
     }
 }
+
+/// Reads one counter of a [`TierMetrics`].
+type Field = fn(&TierMetrics) -> u64;
 
 /// Health of every tier, as `GET /readyz` returns it.
 #[derive(Debug, Clone, Serialize)]

@@ -68,6 +68,8 @@ pub struct Tier {
     pub(crate) budget: Option<Budget>,
     /// `/readyz` fails while a required tier is down (the durable tier always is).
     pub(crate) required: bool,
+    /// Set for a local disk tier: small objects are then read without the blocking-pool hop.
+    pub(crate) files: Option<DiskStore>,
 }
 
 impl Tier {
@@ -81,6 +83,16 @@ impl Tier {
             max_object_bytes: None,
             budget: None,
             required: false,
+            files: None,
+        }
+    }
+
+    /// The local disk tier, with the small-object fast path (see [`Tier::read_small`]).
+    pub fn local_disk(disk: DiskStore) -> Self {
+        let files = disk.clone();
+        Self {
+            files: Some(files),
+            ..Self::new(Role::Local, Arc::new(disk))
         }
     }
 
@@ -100,6 +112,7 @@ impl Tier {
             max_object_bytes: None,
             budget: None,
             required: false,
+            files: None,
         }
     }
 
@@ -115,9 +128,49 @@ impl Tier {
         self
     }
 
+    /// For a local disk tier: the object's size, or (up to [`SMALL_READ`]) its bytes, read with
+    /// plain syscalls on the calling thread. From the page cache that takes microseconds, far
+    /// less than a hop through tokio's blocking pool, which capped block GETs at a fifth of
+    /// nginx's rate. `None`: not a disk tier, use the store.
+    pub(crate) fn read_small(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        want_bytes: bool,
+    ) -> Option<Result<Option<Small>, StoreError>> {
+        let disk = self.files.as_ref()?;
+        let path = disk.object_path(kind, digest);
+        let err = |e: std::io::Error| StoreError::other("disk", e);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Ok(None)),
+            Err(e) => return Some(Err(err(e))),
+        };
+        if !want_bytes {
+            return Some(Ok(Some(Small::Size(meta.len()))));
+        }
+        if meta.len() > SMALL_READ {
+            return None;
+        }
+        Some(match std::fs::read(&path) {
+            Ok(b) => Ok(Some(Small::Bytes(Bytes::from(b)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(err(e)),
+        })
+    }
+
     pub(crate) fn fits(&self, len: u64) -> bool {
         self.max_object_bytes.is_none_or(|m| len <= m)
     }
+}
+
+/// Objects up to this size are read from the local disk in one syscall (see [`Tier::read_small`]).
+pub(crate) const SMALL_READ: u64 = 256 << 10;
+
+/// What [`Tier::read_small`] found.
+pub(crate) enum Small {
+    Size(u64),
+    Bytes(Bytes),
 }
 
 /// A client-side byte budget over a sliding window (the TTL): what was added more than one window

@@ -27,12 +27,11 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
-use prewarm_shared::wire::MAX_BLOCK_SIZE;
-use prewarm_shared::{Digest, Hasher, RuntimeName, Tag};
+use prewarm_shared::{Digest, Hasher};
 
-use super::metrics::{inc, Counters, Health, MetricsSnapshot, TierCounters, TierHealth};
-use super::tier::{Parked, Role, Tier};
-use super::{ByteStream, Kind, Object, Store, StoreError, StoreExt, TagStore};
+use super::metrics::{inc, Counters, MetricsSnapshot, TierCounters};
+use super::tier::{Parked, Role, Small, Tier};
+use super::{ByteStream, Kind, Object, Store, StoreError, StoreExt};
 
 /// Bytes parked between a `head` and its `get`, at most.
 const PARKED_BYTES: u64 = 64 << 20;
@@ -75,9 +74,21 @@ impl From<FlightError> for StoreError {
 impl From<&StoreError> for FlightError {
     fn from(e: &StoreError) -> Self {
         match e {
-            StoreError::Unavailable { store, source } => Self { unavailable: true, store: store.clone(), message: source.to_string() },
-            StoreError::Other { store, source } => Self { unavailable: false, store: store.clone(), message: source.to_string() },
-            StoreError::Integrity { .. } => Self { unavailable: false, store: "tiered".into(), message: e.to_string() },
+            StoreError::Unavailable { store, source } => Self {
+                unavailable: true,
+                store: store.clone(),
+                message: source.to_string(),
+            },
+            StoreError::Other { store, source } => Self {
+                unavailable: false,
+                store: store.clone(),
+                message: source.to_string(),
+            },
+            StoreError::Integrity { .. } => Self {
+                unavailable: false,
+                store: "tiered".into(),
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -151,157 +162,6 @@ impl Tiered {
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot::take(&self.inner.counters, &self.inner.tiers)
     }
-
-    /// Probes every tier once, concurrently. Details of failures are logged, not returned.
-    pub async fn health(&self) -> Health {
-        let i = &self.inner;
-        let probes = i.tiers.iter().map(|t| t.probe.probe());
-        let results = futures::future::join_all(probes).await;
-        let mut ready = true;
-        let tiers = i
-            .tiers
-            .iter()
-            .zip(results)
-            .enumerate()
-            .map(|(n, (t, r))| {
-                let status = match &r {
-                    Ok(()) => "ok",
-                    Err(StoreError::Unavailable { .. }) => "unavailable",
-                    Err(StoreError::Integrity { .. }) => "integrity",
-                    Err(StoreError::Other { .. }) => "error",
-                };
-                if let Err(e) = &r {
-                    tracing::warn!(tier = %t.name, error = %e, "tier probe failed");
-                    ready &= !t.required;
-                }
-                TierHealth {
-                    name: t.name.clone(),
-                    role: t.role,
-                    durable: n == i.durable,
-                    required: t.required,
-                    status,
-                }
-            })
-            .collect();
-        Health { ready, tiers }
-    }
-
-    /// Probes every tier and fails on the first that is down, naming it.
-    pub async fn probe_all(&self) -> Result<(), StoreError> {
-        for t in &self.inner.tiers {
-            t.probe.probe().await?;
-        }
-        Ok(())
-    }
-}
-
-impl Inner {
-    fn cap(&self, kind: Kind) -> u64 {
-        match kind {
-            Kind::Block => MAX_BLOCK_SIZE,
-            Kind::Manifest => self.max_manifest_bytes,
-        }
-    }
-
-    fn c(&self, tier: usize) -> &TierCounters {
-        &self.counters.tiers[tier]
-    }
-
-    /// Counts a tier error; returns it if the tier is durable (no fail-open past the durable tier).
-    fn tier_error(&self, tier: usize, e: StoreError) -> Result<(), StoreError> {
-        inc(&self.c(tier).errors);
-        if tier == self.durable {
-            return Err(e);
-        }
-        tracing::warn!(tier = %self.tiers[tier].name, error = %e, "tier failed; trying the next one");
-        Ok(())
-    }
-
-    /// Tries tiers `from..to` (all of them non-local): first verified hit wins and is backfilled.
-    async fn fetch(
-        &self,
-        kind: Kind,
-        digest: &Digest,
-        tiers: Range<usize>,
-    ) -> Result<Option<Bytes>, StoreError> {
-        let mut failure = None;
-        for n in tiers {
-            let tier = &self.tiers[n];
-            let got = match tier.store.get(kind, digest).await {
-                Ok(Some(o)) => read_bounded(o, self.cap(kind), &tier.name).await,
-                Ok(None) => {
-                    inc(&self.c(n).misses);
-                    continue;
-                }
-                Err(e) => Err(e),
-            };
-            let bytes = match got {
-                Ok(b) => b,
-                Err(e) => {
-                    if let Err(e) = self.tier_error(n, e) {
-                        failure = Some(e);
-                    }
-                    continue;
-                }
-            };
-            let actual = Digest::of(&bytes);
-            if actual != *digest {
-                inc(&self.c(n).integrity_failures);
-                tracing::error!(tier = %tier.name, kind = kind.as_str(), %digest, %actual, "tier returned bytes with the wrong hash; not serving them");
-                if n == self.durable {
-                    failure = Some(StoreError::other(
-                        &tier.name,
-                        format!("the durable copy of {} {digest} is corrupt", kind.as_str()),
-                    ));
-                } else if let Err(e) = tier.store.delete(kind, digest).await {
-                    inc(&self.c(n).errors);
-                    tracing::warn!(tier = %tier.name, error = %e, "could not drop a corrupt cached object");
-                }
-                continue;
-            }
-            inc(&self.c(n).hits);
-            self.backfill(kind, digest, &bytes, 0..n).await;
-            return Ok(Some(bytes));
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(None),
-        }
-    }
-
-    /// Writes verified bytes into each tier of `tiers` that admits them; failures are counted only.
-    async fn backfill(&self, kind: Kind, digest: &Digest, bytes: &Bytes, tiers: Range<usize>) {
-        for n in tiers {
-            let tier = &self.tiers[n];
-            let len = bytes.len() as u64;
-            if !tier.fits(len) || tier.budget.as_ref().is_some_and(|b| !b.try_take(len)) {
-                inc(&self.c(n).backfill_skips);
-                continue;
-            }
-            match tier.store.put_bytes(kind, digest, bytes.clone()).await {
-                Ok(()) => inc(&self.c(n).backfills),
-                Err(e) => {
-                    inc(&self.c(n).errors);
-                    tracing::warn!(tier = %tier.name, error = %e, "backfill failed");
-                }
-            }
-        }
-    }
-
-    /// Index of the first tier that is not local (everything from there on is verified on read).
-    fn first_remote(&self) -> usize {
-        self.tiers
-            .iter()
-            .position(|t| t.role != Role::Local)
-            .unwrap_or(self.tiers.len())
-    }
-
-    fn take_parked(&self, kind: Kind, digest: &Digest) -> Option<Bytes> {
-        self.parked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(kind, digest)
-    }
 }
 
 impl Tiered {
@@ -348,40 +208,6 @@ impl Tiered {
     }
 }
 
-/// Collects an object's body, refusing more than `cap` bytes.
-async fn read_bounded(mut o: Object, cap: u64, tier: &str) -> Result<Bytes, StoreError> {
-    if o.size > cap {
-        return Err(StoreError::other(
-            tier,
-            format!("object of {} bytes is over the limit of {cap}", o.size),
-        ));
-    }
-    let mut buf = BytesMut::with_capacity(o.size as usize);
-    while let Some(piece) = o.body.next().await {
-        let piece = piece?;
-        if (buf.len() + piece.len()) as u64 > cap {
-            return Err(StoreError::other(
-                tier,
-                format!("object body is over the limit of {cap} bytes"),
-            ));
-        }
-        buf.extend_from_slice(&piece);
-    }
-    Ok(buf.freeze())
-}
-
-fn slice(b: Bytes, range: Range<u64>) -> Result<Object, StoreError> {
-    if range.start > range.end || range.end > b.len() as u64 {
-        return Err(StoreError::other(
-            "tiered",
-            format!("range {range:?} outside object of {} bytes", b.len()),
-        ));
-    }
-    Ok(Object::from_bytes(
-        b.slice(range.start as usize..range.end as usize),
-    ))
-}
-
 #[async_trait::async_trait]
 impl Store for Tiered {
     fn name(&self) -> &str {
@@ -394,7 +220,13 @@ impl Store for Tiered {
             return Ok(Some(Object::from_bytes(b)));
         }
         for n in 0..i.first_remote() {
-            match i.tiers[n].store.get(kind, digest).await {
+            let fast = match i.tiers[n].read_small(kind, digest, true) {
+                Some(Ok(Some(Small::Bytes(b)))) => Ok(Some(Object::from_bytes(b))),
+                Some(Ok(_)) => Ok(None),
+                Some(Err(e)) => Err(e),
+                None => i.tiers[n].store.get(kind, digest).await,
+            };
+            match fast {
                 Ok(Some(o)) => {
                     inc(&i.c(n).hits);
                     return Ok(Some(o));
@@ -465,7 +297,13 @@ impl Store for Tiered {
                     }
                     other => other.map(|_| None),
                 },
-                Role::Local | Role::Remote => tier.store.head(kind, digest).await,
+                Role::Local => match tier.read_small(kind, digest, false) {
+                    Some(Ok(Some(Small::Size(n)))) => Ok(Some(n)),
+                    Some(Ok(_)) => Ok(None),
+                    Some(Err(e)) => Err(e),
+                    None => tier.store.head(kind, digest).await,
+                },
+                Role::Remote => tier.store.head(kind, digest).await,
             };
             match found {
                 Ok(Some(len)) => return Ok(Some(len)),
@@ -544,87 +382,12 @@ impl Store for Tiered {
     }
 }
 
-#[async_trait::async_trait]
-impl TagStore for Tiered {
-    async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
-        let i = &self.inner;
-        let durable = &i.tiers[i.durable];
-        let hot = i
-            .tiers
-            .iter()
-            .position(|t| t.role == Role::Hot)
-            .filter(|_| durable.role == Role::Remote);
-        if let Some(n) = hot {
-            if let Some(tags) = &i.tiers[n].tags {
-                match tags.get_tag(name, tag).await {
-                    Ok(Some(d)) => {
-                        inc(&i.c(n).hits);
-                        return Ok(Some(d));
-                    }
-                    Ok(None) => inc(&i.c(n).misses),
-                    Err(e) => i.tier_error(n, e)?,
-                }
-            }
-        }
-        let tags = durable
-            .tags
-            .as_ref()
-            .ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
-        let found = match tags.get_tag(name, tag).await {
-            Ok(found) => found,
-            Err(e) => {
-                inc(&i.c(i.durable).errors);
-                return Err(e);
-            }
-        };
-        if found.is_some() {
-            inc(&i.c(i.durable).hits);
-        }
-        if let (Some(d), Some(n)) = (found, hot) {
-            if let Some(hot_tags) = &i.tiers[n].tags {
-                match hot_tags.set_tag(name, tag, &d).await {
-                    Ok(()) => inc(&i.c(n).backfills),
-                    Err(_) => inc(&i.c(n).errors),
-                }
-            }
-        }
-        Ok(found)
-    }
+#[path = "tiered_read.rs"]
+mod read;
+use read::slice;
 
-    async fn set_tag(
-        &self,
-        name: &RuntimeName,
-        tag: &Tag,
-        digest: &Digest,
-    ) -> Result<(), StoreError> {
-        let i = &self.inner;
-        let durable = &i.tiers[i.durable];
-        let tags = durable
-            .tags
-            .as_ref()
-            .ok_or_else(|| StoreError::other(&durable.name, "the durable tier holds no tags"))?;
-        if let Err(e) = tags.set_tag(name, tag, digest).await {
-            inc(&i.c(i.durable).errors);
-            return Err(e);
-        }
-        if durable.role == Role::Remote {
-            for (n, t) in i
-                .tiers
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.role == Role::Hot)
-            {
-                if let Some(hot) = &t.tags {
-                    if let Err(e) = hot.set_tag(name, tag, digest).await {
-                        inc(&i.c(n).errors);
-                        tracing::warn!(tier = %t.name, error = %e, "tag not cached; the hot tier may serve the old one until its TTL");
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
+#[path = "tiered_tags.rs"]
+mod tags;
 
 #[cfg(test)]
 #[path = "tiered_tests.rs"]

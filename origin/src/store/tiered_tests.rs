@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::*;
+use crate::store::TagStore;
 use crate::store::{conformance, MemoryStore, Probe};
+use prewarm_shared::{RuntimeName, Tag};
 
 /// A tier double: stores whatever it is given (so tests can plant bad bytes), can be switched
 /// off (→ Unavailable), counts its reads, and can be slowed down.
