@@ -323,6 +323,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_example_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/prewarm.toml");
+        let c = Config::load(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.redis.as_ref().map(|r| r.ttl_secs), Some(3600));
+        assert_eq!(c.s3.as_ref().map(|s| s.bucket.as_str()), Some("prewarm-runtimes"));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let e = Config::parse("[redis]\nurl = \"redis://x\"\nttl = 5\n").unwrap_err();
         assert!(e.to_string().contains("ttl"), "{e}");
