@@ -327,7 +327,10 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/prewarm.toml");
         let c = Config::load(std::path::Path::new(path)).unwrap();
         assert_eq!(c.redis.as_ref().map(|r| r.ttl_secs), Some(3600));
-        assert_eq!(c.s3.as_ref().map(|s| s.bucket.as_str()), Some("prewarm-runtimes"));
+        assert_eq!(
+            c.s3.as_ref().map(|s| s.bucket.as_str()),
+            Some("prewarm-runtimes")
+        );
     }
 
     #[test]

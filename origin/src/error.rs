@@ -44,7 +44,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl std::fmt::Display) -> Self {
-        ApiError::BadRequest { code, message: message.to_string() }
+        ApiError::BadRequest {
+            code,
+            message: message.to_string(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -82,7 +85,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Integrity { .. } => ApiError::Unprocessable { code: "digest_mismatch", message: e.to_string() },
+            StoreError::Integrity { .. } => ApiError::Unprocessable {
+                code: "digest_mismatch",
+                message: e.to_string(),
+            },
             StoreError::Unavailable { .. } => ApiError::Unavailable(e),
             StoreError::Other { .. } => ApiError::Internal(Box::new(e)),
         }
@@ -92,8 +98,13 @@ impl From<StoreError> for ApiError {
 impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
         match e {
-            RepoError::NotFound { .. } | RepoError::TagNotFound { .. } => ApiError::NotFound(e.to_string()),
-            RepoError::Manifest(m) => ApiError::Unprocessable { code: m.code(), message: m.to_string() },
+            RepoError::NotFound { .. } | RepoError::TagNotFound { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            RepoError::Manifest(m) => ApiError::Unprocessable {
+                code: m.code(),
+                message: m.to_string(),
+            },
             RepoError::MissingBlocks { .. } => ApiError::Conflict(e.to_string()),
             RepoError::Store(s) => s.into(),
         }
@@ -109,7 +120,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let message = if status.is_server_error() {
             match &self {
-                ApiError::Unavailable(_) => "a storage tier is unavailable; retry later".to_string(),
+                ApiError::Unavailable(_) => {
+                    "a storage tier is unavailable; retry later".to_string()
+                }
                 _ => "internal error".to_string(),
             }
         } else {
@@ -118,7 +131,8 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(ErrorBody::new(self.code(), message))).into_response();
         if let ApiError::RangeNotSatisfiable { size } = &self {
             if let Ok(v) = prewarm_shared::content_range(None, *size).parse() {
-                resp.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+                resp.headers_mut()
+                    .insert(axum::http::header::CONTENT_RANGE, v);
             }
         }
         let cause = match &self {
@@ -126,7 +140,8 @@ impl IntoResponse for ApiError {
             ApiError::Internal(e) => format!("{e}"),
             other => other.to_string(),
         };
-        resp.extensions_mut().insert(LoggedCause(std::sync::Arc::new(cause)));
+        resp.extensions_mut()
+            .insert(LoggedCause(std::sync::Arc::new(cause)));
         resp
     }
 }

@@ -44,30 +44,50 @@ pub struct PushOptions {
 
 impl Default for PushOptions {
     fn default() -> Self {
-        Self { limits: PackLimits::default(), concurrency: 8 }
+        Self {
+            limits: PackLimits::default(),
+            concurrency: 8,
+        }
     }
 }
 
 /// Packs `src` and publishes it as `name:tag` on `sink`. Nothing reaches the sink unless the
 /// whole source packed cleanly, and the tag moves only after the manifest is stored.
-pub async fn push(src: &Path, name: &RuntimeName, tag: &Tag, sink: &dyn Sink, opts: PushOptions) -> Result<PushReport, PushError> {
+pub async fn push(
+    src: &Path,
+    name: &RuntimeName,
+    tag: &Tag,
+    sink: &dyn Sink,
+    opts: PushOptions,
+) -> Result<PushReport, PushError> {
     let started = Instant::now();
     let src = src.to_path_buf();
     let limits = opts.limits;
-    let packed: Arc<Packed> = Arc::new(tokio::task::spawn_blocking(move || pack::pack(&src, &limits)).await??);
+    let packed: Arc<Packed> =
+        Arc::new(tokio::task::spawn_blocking(move || pack::pack(&src, &limits)).await??);
 
     let all: Vec<Digest> = packed.blocks.iter().map(|b| b.digest).collect();
-    let missing: std::collections::HashSet<Digest> = sink.missing_blocks(&all).await?.into_iter().collect();
-    let to_upload: Vec<usize> = (0..packed.blocks.len()).filter(|&i| missing.contains(&packed.blocks[i].digest)).collect();
+    let missing: std::collections::HashSet<Digest> =
+        sink.missing_blocks(&all).await?.into_iter().collect();
+    let to_upload: Vec<usize> = (0..packed.blocks.len())
+        .filter(|&i| missing.contains(&packed.blocks[i].digest))
+        .collect();
     let bytes_uploaded: u64 = to_upload.iter().map(|&i| packed.blocks[i].size).sum();
-    tracing::info!(blocks = all.len(), missing = to_upload.len(), bytes = bytes_uploaded, "uploading missing blocks");
+    tracing::info!(
+        blocks = all.len(),
+        missing = to_upload.len(),
+        bytes = bytes_uploaded,
+        "uploading missing blocks"
+    );
 
     futures::stream::iter(to_upload.iter().copied())
         .map(|i| {
             let packed = packed.clone();
             async move {
                 let digest = packed.blocks[i].digest;
-                let bytes = tokio::task::spawn_blocking(move || packed.read_block(&packed.blocks[i])).await??;
+                let bytes =
+                    tokio::task::spawn_blocking(move || packed.read_block(&packed.blocks[i]))
+                        .await??;
                 sink.put_block(&digest, bytes).await?;
                 Ok::<_, PushError>(())
             }

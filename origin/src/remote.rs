@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use prewarm_shared::wire::{ErrorBody, MissingRequest, MissingResponse, TagBody, MAX_BLOCK_SIZE, MAX_MISSING_QUERY};
+use prewarm_shared::wire::{
+    ErrorBody, MissingRequest, MissingResponse, TagBody, MAX_BLOCK_SIZE, MAX_MISSING_QUERY,
+};
 use prewarm_shared::{Digest, RuntimeName, Tag};
 use reqwest::{Method, StatusCode};
 
@@ -25,24 +27,40 @@ pub struct Remote {
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Remote").field("base", &self.base).field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("Remote")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
 impl Remote {
     /// A client for `url` (`http://host:port`, optionally with a path prefix).
     pub fn new(url: &str, token: Option<String>) -> Result<Self, TransferError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| TransferError::Other { at: url.to_string(), message: format!("not a URL: {e}") })?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| TransferError::Other {
+            at: url.to_string(),
+            message: format!("not a URL: {e}"),
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(TransferError::Other { at: url.to_string(), message: "URL must be http:// or https://".into() });
+            return Err(TransferError::Other {
+                at: url.to_string(),
+                message: "URL must be http:// or https://".into(),
+            });
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(|e| TransferError::Other { at: url.to_string(), message: e.to_string() })?;
-        Ok(Self { base: url.trim_end_matches('/').to_string(), http, token })
+            .map_err(|e| TransferError::Other {
+                at: url.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            http,
+            token,
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -50,7 +68,13 @@ impl Remote {
     }
 
     /// Sends a request, retrying connection failures and 5xx with backoff. Non-2xx → error.
-    async fn send(&self, method: Method, path: &str, body: Option<(Bytes, &'static str)>, what: &str) -> Result<reqwest::Response, TransferError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+        what: &str,
+    ) -> Result<reqwest::Response, TransferError> {
         let url = self.url(path);
         let mut last = None;
         for attempt in 0..ATTEMPTS {
@@ -62,7 +86,9 @@ impl Remote {
                 req = req.bearer_auth(t);
             }
             if let Some((b, ct)) = &body {
-                req = req.header(reqwest::header::CONTENT_TYPE, *ct).body(b.clone());
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, *ct)
+                    .body(b.clone());
             }
             match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -74,12 +100,22 @@ impl Remote {
                     last = Some(err);
                 }
                 Err(e) => {
-                    let message = if e.is_timeout() { format!("timed out: {e}") } else { format!("cannot reach it: {e}") };
-                    last = Some(TransferError::Unavailable { at: self.base.clone(), message });
+                    let message = if e.is_timeout() {
+                        format!("timed out: {e}")
+                    } else {
+                        format!("cannot reach it: {e}")
+                    };
+                    last = Some(TransferError::Unavailable {
+                        at: self.base.clone(),
+                        message,
+                    });
                 }
             }
         }
-        Err(last.unwrap_or_else(|| TransferError::Unavailable { at: self.base.clone(), message: "no attempt made".into() }))
+        Err(last.unwrap_or_else(|| TransferError::Unavailable {
+            at: self.base.clone(),
+            message: "no attempt made".into(),
+        }))
     }
 
     async fn status_error(&self, resp: reqwest::Response, what: &str) -> TransferError {
@@ -88,26 +124,49 @@ impl Remote {
         let body = resp.bytes().await.unwrap_or_default();
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => (e.error.code, e.error.message),
-            Err(_) => (status.as_str().to_string(), String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()),
+            Err(_) => (
+                status.as_str().to_string(),
+                String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            ),
         };
         match status {
-            StatusCode::NOT_FOUND => TransferError::NotFound { what: what.to_string(), at },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TransferError::Unauthorized { at, message },
-            s if s.is_server_error() => TransferError::Unavailable { at, message: format!("HTTP {s} ({code}): {message}") },
+            StatusCode::NOT_FOUND => TransferError::NotFound {
+                what: what.to_string(),
+                at,
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                TransferError::Unauthorized { at, message }
+            }
+            s if s.is_server_error() => TransferError::Unavailable {
+                at,
+                message: format!("HTTP {s} ({code}): {message}"),
+            },
             _ => TransferError::Rejected { at, code, message },
         }
     }
 
     /// Reads a body up to `limit` bytes, without trusting Content-Length.
-    async fn read_limited(&self, resp: reqwest::Response, limit: u64, what: &str) -> Result<Bytes, TransferError> {
-        let too_big = || TransferError::Rejected { at: self.base.clone(), code: "too_large".into(), message: format!("{what} is larger than {limit} bytes") };
+    async fn read_limited(
+        &self,
+        resp: reqwest::Response,
+        limit: u64,
+        what: &str,
+    ) -> Result<Bytes, TransferError> {
+        let too_big = || TransferError::Rejected {
+            at: self.base.clone(),
+            code: "too_large".into(),
+            message: format!("{what} is larger than {limit} bytes"),
+        };
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(too_big());
         }
         let mut buf = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(0) as usize);
         let mut stream = resp.bytes_stream();
         while let Some(piece) = stream.next().await {
-            let piece = piece.map_err(|e| TransferError::Unavailable { at: self.base.clone(), message: format!("{what}: body interrupted: {e}") })?;
+            let piece = piece.map_err(|e| TransferError::Unavailable {
+                at: self.base.clone(),
+                message: format!("{what}: body interrupted: {e}"),
+            })?;
             if (buf.len() + piece.len()) as u64 > limit {
                 return Err(too_big());
             }
@@ -116,7 +175,13 @@ impl Remote {
         Ok(buf.freeze())
     }
 
-    async fn get_verified(&self, path: &str, what: &str, digest: &Digest, limit: u64) -> Result<Bytes, TransferError> {
+    async fn get_verified(
+        &self,
+        path: &str,
+        what: &str,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Bytes, TransferError> {
         let resp = self.send(Method::GET, path, None, what).await?;
         let bytes = self.read_limited(resp, limit, what).await?;
         verify(what, &self.base, digest, &bytes)?;
@@ -132,18 +197,40 @@ impl Source for Remote {
 
     async fn resolve_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, TransferError> {
         let what = format!("tag {name}:{tag}");
-        let resp = self.send(Method::GET, &format!("/v1/runtimes/{name}/tags/{tag}"), None, &what).await?;
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/v1/runtimes/{name}/tags/{tag}"),
+                None,
+                &what,
+            )
+            .await?;
         let bytes = self.read_limited(resp, 64 * 1024, &what).await?;
-        let body: TagBody = serde_json::from_slice(&bytes).map_err(|e| TransferError::Other { at: self.base.clone(), message: format!("{what}: bad response: {e}") })?;
+        let body: TagBody = serde_json::from_slice(&bytes).map_err(|e| TransferError::Other {
+            at: self.base.clone(),
+            message: format!("{what}: bad response: {e}"),
+        })?;
         Ok(body.digest)
     }
 
     async fn fetch_manifest(&self, digest: &Digest) -> Result<Bytes, TransferError> {
-        self.get_verified(&format!("/v1/manifests/{digest}"), &format!("manifest {digest}"), digest, MAX_MANIFEST_BYTES).await
+        self.get_verified(
+            &format!("/v1/manifests/{digest}"),
+            &format!("manifest {digest}"),
+            digest,
+            MAX_MANIFEST_BYTES,
+        )
+        .await
     }
 
     async fn fetch_block(&self, digest: &Digest) -> Result<Bytes, TransferError> {
-        self.get_verified(&format!("/v1/blocks/{digest}"), &format!("block {digest}"), digest, MAX_BLOCK_SIZE).await
+        self.get_verified(
+            &format!("/v1/blocks/{digest}"),
+            &format!("block {digest}"),
+            digest,
+            MAX_BLOCK_SIZE,
+        )
+        .await
     }
 }
 
@@ -156,25 +243,74 @@ impl Sink for Remote {
     async fn missing_blocks(&self, digests: &[Digest]) -> Result<Vec<Digest>, TransferError> {
         let mut missing = Vec::new();
         for batch in digests.chunks(MAX_MISSING_QUERY) {
-            let body = serde_json::to_vec(&MissingRequest { digests: batch.to_vec() }).map_err(|e| TransferError::Other { at: self.base.clone(), message: e.to_string() })?;
-            let resp = self.send(Method::POST, "/v1/blocks/missing", Some((body.into(), "application/json")), "missing-blocks query").await?;
-            let bytes = self.read_limited(resp, 64 << 20, "missing-blocks response").await?;
-            let r: MissingResponse = serde_json::from_slice(&bytes).map_err(|e| TransferError::Other { at: self.base.clone(), message: format!("bad missing-blocks response: {e}") })?;
+            let body = serde_json::to_vec(&MissingRequest {
+                digests: batch.to_vec(),
+            })
+            .map_err(|e| TransferError::Other {
+                at: self.base.clone(),
+                message: e.to_string(),
+            })?;
+            let resp = self
+                .send(
+                    Method::POST,
+                    "/v1/blocks/missing",
+                    Some((body.into(), "application/json")),
+                    "missing-blocks query",
+                )
+                .await?;
+            let bytes = self
+                .read_limited(resp, 64 << 20, "missing-blocks response")
+                .await?;
+            let r: MissingResponse =
+                serde_json::from_slice(&bytes).map_err(|e| TransferError::Other {
+                    at: self.base.clone(),
+                    message: format!("bad missing-blocks response: {e}"),
+                })?;
             missing.extend(r.missing);
         }
         Ok(missing)
     }
 
     async fn put_block(&self, digest: &Digest, bytes: Bytes) -> Result<(), TransferError> {
-        self.send(Method::PUT, &format!("/v1/blocks/{digest}"), Some((bytes, "application/octet-stream")), &format!("block {digest}")).await.map(drop)
+        self.send(
+            Method::PUT,
+            &format!("/v1/blocks/{digest}"),
+            Some((bytes, "application/octet-stream")),
+            &format!("block {digest}"),
+        )
+        .await
+        .map(drop)
     }
 
     async fn put_manifest(&self, digest: &Digest, bytes: Bytes) -> Result<(), TransferError> {
-        self.send(Method::PUT, &format!("/v1/manifests/{digest}"), Some((bytes, "application/json")), &format!("manifest {digest}")).await.map(drop)
+        self.send(
+            Method::PUT,
+            &format!("/v1/manifests/{digest}"),
+            Some((bytes, "application/json")),
+            &format!("manifest {digest}"),
+        )
+        .await
+        .map(drop)
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), TransferError> {
-        let body = serde_json::to_vec(&TagBody { digest: *digest }).map_err(|e| TransferError::Other { at: self.base.clone(), message: e.to_string() })?;
-        self.send(Method::PUT, &format!("/v1/runtimes/{name}/tags/{tag}"), Some((body.into(), "application/json")), &format!("tag {name}:{tag}")).await.map(drop)
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), TransferError> {
+        let body =
+            serde_json::to_vec(&TagBody { digest: *digest }).map_err(|e| TransferError::Other {
+                at: self.base.clone(),
+                message: e.to_string(),
+            })?;
+        self.send(
+            Method::PUT,
+            &format!("/v1/runtimes/{name}/tags/{tag}"),
+            Some((body.into(), "application/json")),
+            &format!("tag {name}:{tag}"),
+        )
+        .await
+        .map(drop)
     }
 }

@@ -21,7 +21,11 @@ pub enum RepoError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("manifest {manifest} references {count} missing block(s), first {first}; upload blocks before the manifest")]
-    MissingBlocks { manifest: Digest, count: usize, first: Digest },
+    MissingBlocks {
+        manifest: Digest,
+        count: usize,
+        first: Digest,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -35,8 +39,16 @@ pub struct Repo {
 }
 
 impl Repo {
-    pub fn new(store: Arc<dyn Store>, tags: Arc<dyn TagStore>, location: impl Into<String>) -> Self {
-        Self { store, tags, location: location.into() }
+    pub fn new(
+        store: Arc<dyn Store>,
+        tags: Arc<dyn TagStore>,
+        location: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            tags,
+            location: location.into(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -52,28 +64,51 @@ impl Repo {
     pub async fn put_manifest(&self, digest: &Digest, bytes: Bytes) -> Result<Manifest, RepoError> {
         let actual = Digest::of(&bytes);
         if actual != *digest {
-            return Err(StoreError::Integrity { kind: "manifest", expected: *digest, actual }.into());
+            return Err(StoreError::Integrity {
+                kind: "manifest",
+                expected: *digest,
+                actual,
+            }
+            .into());
         }
         let manifest = Manifest::parse(&bytes)?;
         let blocks: Vec<Digest> = manifest.blocks().into_iter().collect();
         let missing = self.missing(&blocks).await?;
         if let Some(first) = missing.first() {
-            return Err(RepoError::MissingBlocks { manifest: *digest, count: missing.len(), first: *first });
+            return Err(RepoError::MissingBlocks {
+                manifest: *digest,
+                count: missing.len(),
+                first: *first,
+            });
         }
         self.store.put_bytes(Kind::Manifest, digest, bytes).await?;
         Ok(manifest)
     }
 
     /// Moves a tag; the manifest must already be stored.
-    pub async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), RepoError> {
+    pub async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), RepoError> {
         if !self.store.exists(Kind::Manifest, digest).await? {
-            return Err(RepoError::NotFound { kind: "manifest", digest: *digest });
+            return Err(RepoError::NotFound {
+                kind: "manifest",
+                digest: *digest,
+            });
         }
         Ok(self.tags.set_tag(name, tag, digest).await?)
     }
 
     pub async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, RepoError> {
-        self.tags.get_tag(name, tag).await?.ok_or_else(|| RepoError::TagNotFound { name: name.clone(), tag: tag.clone() })
+        self.tags
+            .get_tag(name, tag)
+            .await?
+            .ok_or_else(|| RepoError::TagNotFound {
+                name: name.clone(),
+                tag: tag.clone(),
+            })
     }
 
     /// The subset of `digests` not stored as blocks, in the given order. Checked concurrently.
@@ -87,16 +122,33 @@ impl Repo {
             .buffered(32)
             .try_collect()
             .await?;
-        Ok(digests.iter().zip(present).filter(|(_, p)| !p).map(|(d, _)| *d).collect())
+        Ok(digests
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| !p)
+            .map(|(d, _)| *d)
+            .collect())
     }
 
     pub async fn get(&self, kind: Kind, digest: &Digest) -> Result<Object, RepoError> {
-        self.store.get(kind, digest).await?.ok_or(RepoError::NotFound { kind: kind.as_str(), digest: *digest })
+        self.store
+            .get(kind, digest)
+            .await?
+            .ok_or(RepoError::NotFound {
+                kind: kind.as_str(),
+                digest: *digest,
+            })
     }
 
     /// Bytes of a bounded object, verified against its digest before they are returned.
     async fn get_verified(&self, kind: Kind, digest: &Digest) -> Result<Bytes, TransferError> {
-        let bytes = self.get(kind, digest).await.map_err(|e| self.transfer_error(e))?.into_bytes().await.map_err(|e| self.transfer_error(e.into()))?;
+        let bytes = self
+            .get(kind, digest)
+            .await
+            .map_err(|e| self.transfer_error(e))?
+            .into_bytes()
+            .await
+            .map_err(|e| self.transfer_error(e.into()))?;
         crate::transfer::verify(kind.as_str(), &self.location, digest, &bytes)?;
         Ok(bytes)
     }
@@ -104,15 +156,33 @@ impl Repo {
     fn transfer_error(&self, e: RepoError) -> TransferError {
         let at = self.location.clone();
         match e {
-            RepoError::NotFound { .. } | RepoError::TagNotFound { .. } => TransferError::NotFound { what: e.to_string(), at },
-            RepoError::Store(StoreError::Integrity { kind, expected, actual }) => {
-                TransferError::Integrity { what: kind.to_string(), at, expected, actual }
-            }
-            RepoError::Store(StoreError::Unavailable { .. }) => TransferError::Unavailable { at, message: e.to_string() },
-            RepoError::Manifest(_) | RepoError::MissingBlocks { .. } => {
-                TransferError::Rejected { at, code: "bad_manifest".into(), message: e.to_string() }
-            }
-            RepoError::Store(_) => TransferError::Other { at, message: e.to_string() },
+            RepoError::NotFound { .. } | RepoError::TagNotFound { .. } => TransferError::NotFound {
+                what: e.to_string(),
+                at,
+            },
+            RepoError::Store(StoreError::Integrity {
+                kind,
+                expected,
+                actual,
+            }) => TransferError::Integrity {
+                what: kind.to_string(),
+                at,
+                expected,
+                actual,
+            },
+            RepoError::Store(StoreError::Unavailable { .. }) => TransferError::Unavailable {
+                at,
+                message: e.to_string(),
+            },
+            RepoError::Manifest(_) | RepoError::MissingBlocks { .. } => TransferError::Rejected {
+                at,
+                code: "bad_manifest".into(),
+                message: e.to_string(),
+            },
+            RepoError::Store(_) => TransferError::Other {
+                at,
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -124,7 +194,9 @@ impl Source for Repo {
     }
 
     async fn resolve_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, TransferError> {
-        self.get_tag(name, tag).await.map_err(|e| self.transfer_error(e))
+        self.get_tag(name, tag)
+            .await
+            .map_err(|e| self.transfer_error(e))
     }
 
     async fn fetch_manifest(&self, digest: &Digest) -> Result<Bytes, TransferError> {
@@ -143,18 +215,32 @@ impl Sink for Repo {
     }
 
     async fn missing_blocks(&self, digests: &[Digest]) -> Result<Vec<Digest>, TransferError> {
-        self.missing(digests).await.map_err(|e| self.transfer_error(e))
+        self.missing(digests)
+            .await
+            .map_err(|e| self.transfer_error(e))
     }
 
     async fn put_block(&self, digest: &Digest, bytes: Bytes) -> Result<(), TransferError> {
-        self.put_block(digest, Object::from_bytes(bytes).body).await.map_err(|e| self.transfer_error(e))
+        self.put_block(digest, Object::from_bytes(bytes).body)
+            .await
+            .map_err(|e| self.transfer_error(e))
     }
 
     async fn put_manifest(&self, digest: &Digest, bytes: Bytes) -> Result<(), TransferError> {
-        Repo::put_manifest(self, digest, bytes).await.map(|_| ()).map_err(|e| self.transfer_error(e))
+        Repo::put_manifest(self, digest, bytes)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.transfer_error(e))
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), TransferError> {
-        Repo::set_tag(self, name, tag, digest).await.map_err(|e| self.transfer_error(e))
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), TransferError> {
+        Repo::set_tag(self, name, tag, digest)
+            .await
+            .map_err(|e| self.transfer_error(e))
     }
 }

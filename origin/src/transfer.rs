@@ -13,12 +13,21 @@ pub enum TransferError {
     NotFound { what: String, at: String },
     /// Bytes that do not hash to the digest they were asked for. Never used, never cached.
     #[error("{what} from {at} is corrupt: expected {expected}, got {actual}")]
-    Integrity { what: String, at: String, expected: Digest, actual: Digest },
+    Integrity {
+        what: String,
+        at: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{at} refused the credentials: {message}")]
     Unauthorized { at: String, message: String },
     /// The other side understood and refused (bad input, too large, missing blocks).
     #[error("{at} rejected the request ({code}): {message}")]
-    Rejected { at: String, code: String, message: String },
+    Rejected {
+        at: String,
+        code: String,
+        message: String,
+    },
     /// The other side is down, timed out, or failing; retrying later may work.
     #[error("{at} is unavailable: {message}")]
     Unavailable { at: String, message: String },
@@ -32,7 +41,12 @@ pub fn verify(what: &str, at: &str, expected: &Digest, bytes: &[u8]) -> Result<(
     if actual == *expected {
         Ok(())
     } else {
-        Err(TransferError::Integrity { what: what.to_string(), at: at.to_string(), expected: *expected, actual })
+        Err(TransferError::Integrity {
+            what: what.to_string(),
+            at: at.to_string(),
+            expected: *expected,
+            actual,
+        })
     }
 }
 
@@ -59,5 +73,10 @@ pub trait Sink: Send + Sync {
     async fn missing_blocks(&self, digests: &[Digest]) -> Result<Vec<Digest>, TransferError>;
     async fn put_block(&self, digest: &Digest, bytes: Bytes) -> Result<(), TransferError>;
     async fn put_manifest(&self, digest: &Digest, bytes: Bytes) -> Result<(), TransferError>;
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), TransferError>;
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), TransferError>;
 }

@@ -33,9 +33,22 @@ impl fmt::Debug for Token {
 }
 
 fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
-    let Some(token) = &state.token else { return Ok(()) };
-    let header = req.headers().get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized("this write needs `Authorization: Bearer <token>`"))?;
-    let presented = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized("Authorization header must be `Bearer <token>`"))?;
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(
+            "this write needs `Authorization: Bearer <token>`",
+        ))?;
+    let presented = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized(
+            "Authorization header must be `Bearer <token>`",
+        ))?;
     if token.matches(presented.trim()) {
         Ok(())
     } else {
@@ -44,7 +57,11 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
 }
 
 /// Guards routes that are writes whatever their method (`POST /v1/blocks/missing`).
-pub(super) async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     match check(&state, &req) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -52,7 +69,11 @@ pub(super) async fn require_token(State(state): State<AppState>, req: Request, n
 }
 
 /// Guards every PUT, before its body is read.
-pub(super) async fn require_token_for_puts(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token_for_puts(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() == Method::PUT {
         if let Err(e) = check(&state, &req) {
             return e.into_response();

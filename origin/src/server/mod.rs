@@ -58,11 +58,19 @@ impl Default for Limits {
 pub fn app(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/blocks/missing", post(objects::missing))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     // Sandboxes run commands: every route needs the token when one is configured.
-    let sandboxes = crate::sandbox::routes::router()
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
-    let body_limit = state.limits.max_manifest_bytes.max(state.limits.max_block_bytes) as usize;
+    let sandboxes = crate::sandbox::routes::router().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    let body_limit = state
+        .limits
+        .max_manifest_bytes
+        .max(state.limits.max_block_bytes) as usize;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(status::readyz))

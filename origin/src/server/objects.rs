@@ -10,7 +10,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use prewarm_shared::wire::{MissingRequest, MissingResponse, IMMUTABLE_CACHE_CONTROL, MAX_MISSING_QUERY};
+use prewarm_shared::wire::{
+    MissingRequest, MissingResponse, IMMUTABLE_CACHE_CONTROL, MAX_MISSING_QUERY,
+};
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
 use super::AppState;
@@ -18,32 +20,67 @@ use crate::error::ApiError;
 use crate::store::{Kind, StoreError};
 
 pub(super) fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
-    raw.parse().map_err(|e: prewarm_shared::DigestError| ApiError::bad_request(e.code(), format!("{e} in URL")))
+    raw.parse().map_err(|e: prewarm_shared::DigestError| {
+        ApiError::bad_request(e.code(), format!("{e} in URL"))
+    })
 }
 
-pub(super) async fn get_block(state: State<AppState>, path: Path<String>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn get_block(
+    state: State<AppState>,
+    path: Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     serve(state, Kind::Block, path, method, headers).await
 }
 
-pub(super) async fn get_manifest(state: State<AppState>, path: Path<String>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn get_manifest(
+    state: State<AppState>,
+    path: Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     serve(state, Kind::Manifest, path, method, headers).await
 }
 
 /// Streams an object (or one range of it) with immutable caching headers.
-async fn serve(State(state): State<AppState>, kind: Kind, Path(raw): Path<String>, method: Method, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn serve(
+    State(state): State<AppState>,
+    kind: Kind,
+    Path(raw): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let digest = parse_digest(&raw)?;
     let store = state.repo.store();
     let Some(size) = store.head(kind, &digest).await? else {
-        return Err(ApiError::NotFound(format!("{} {digest} not found", kind.as_str())));
+        return Err(ApiError::NotFound(format!(
+            "{} {digest} not found",
+            kind.as_str()
+        )));
     };
     let etag = format!("\"{digest}\"");
     let mut out = HeaderMap::new();
-    out.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(Box::new(e)))?);
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE_CACHE_CONTROL));
+    out.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(Box::new(e)))?,
+    );
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(IMMUTABLE_CACHE_CONTROL),
+    );
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let content_type = if kind == Kind::Manifest { "application/json" } else { "application/octet-stream" };
+    let content_type = if kind == Kind::Manifest {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -52,7 +89,10 @@ async fn serve(State(state): State<AppState>, kind: Kind, Path(raw): Path<String
         RangeDecision::Full => (StatusCode::OK, None),
         RangeDecision::Partial(r) => {
             let value = content_range(Some(&r), size);
-            out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(Box::new(e)))?);
+            out.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(Box::new(e)))?,
+            );
             (StatusCode::PARTIAL_CONTENT, Some(r))
         }
     };
@@ -66,15 +106,24 @@ async fn serve(State(state): State<AppState>, kind: Kind, Path(raw): Path<String
         Some(r) => store.get_range(kind, &digest, r).await?,
     };
     // Deleted between head and get: report it as gone rather than send a wrong length.
-    let obj = obj.ok_or_else(|| ApiError::NotFound(format!("{} {digest} not found", kind.as_str())))?;
+    let obj =
+        obj.ok_or_else(|| ApiError::NotFound(format!("{} {digest} not found", kind.as_str())))?;
     Ok((status, out, Body::from_stream(obj.body)).into_response())
 }
 
 /// Streams a block into the store; the store hashes while writing and refuses a mismatch.
-pub(super) async fn put_block(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub(super) async fn put_block(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let digest = parse_digest(&raw)?;
     let limit = state.limits.max_block_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::TooLarge { limit });
     }
@@ -115,7 +164,11 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: u64) -> Result<Bytes, 
 }
 
 /// Stores a manifest: hash checked, form validated, all blocks present.
-pub(super) async fn put_manifest(State(state): State<AppState>, Path(raw): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn put_manifest(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let digest = parse_digest(&raw)?;
     let bytes = body_bytes(body, state.limits.max_manifest_bytes)?;
     state.repo.put_manifest(&digest, bytes).await?;
@@ -123,11 +176,24 @@ pub(super) async fn put_manifest(State(state): State<AppState>, Path(raw): Path<
 }
 
 /// `POST /v1/blocks/missing`: which of these blocks should the client upload?
-pub(super) async fn missing(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<MissingResponse>, ApiError> {
+pub(super) async fn missing(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MissingResponse>, ApiError> {
     let bytes = body_bytes(body, state.limits.max_manifest_bytes)?;
-    let req: MissingRequest = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("bad_json", format!("body must be {{\"digests\":[\"sha256:…\"]}}: {e}")))?;
+    let req: MissingRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "bad_json",
+            format!("body must be {{\"digests\":[\"sha256:…\"]}}: {e}"),
+        )
+    })?;
     if req.digests.len() > MAX_MISSING_QUERY {
-        return Err(ApiError::bad_request("too_many_digests", format!("at most {MAX_MISSING_QUERY} digests per request")));
+        return Err(ApiError::bad_request(
+            "too_many_digests",
+            format!("at most {MAX_MISSING_QUERY} digests per request"),
+        ));
     }
-    Ok(Json(MissingResponse { missing: state.repo.missing(&req.digests).await? }))
+    Ok(Json(MissingResponse {
+        missing: state.repo.missing(&req.digests).await?,
+    }))
 }

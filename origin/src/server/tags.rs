@@ -16,23 +16,42 @@ use crate::error::ApiError;
 const TAG_CACHE_CONTROL: &str = "public, max-age=10";
 
 fn parse(name: &str, tag: &str) -> Result<(RuntimeName, Tag), ApiError> {
-    let n = name.parse::<RuntimeName>().map_err(|e| ApiError::bad_request(e.code(), e))?;
-    let t = tag.parse::<Tag>().map_err(|e| ApiError::bad_request(e.code(), e))?;
+    let n = name
+        .parse::<RuntimeName>()
+        .map_err(|e| ApiError::bad_request(e.code(), e))?;
+    let t = tag
+        .parse::<Tag>()
+        .map_err(|e| ApiError::bad_request(e.code(), e))?;
     Ok((n, t))
 }
 
-pub(super) async fn get_tag(State(state): State<AppState>, Path((name, tag)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(super) async fn get_tag(
+    State(state): State<AppState>,
+    Path((name, tag)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let (name, tag) = parse(&name, &tag)?;
     let digest = state.repo.get_tag(&name, &tag).await?;
     let mut resp = Json(TagBody { digest }).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(TAG_CACHE_CONTROL));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(TAG_CACHE_CONTROL),
+    );
     Ok(resp)
 }
 
-pub(super) async fn put_tag(State(state): State<AppState>, Path((name, tag)): Path<(String, String)>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn put_tag(
+    State(state): State<AppState>,
+    Path((name, tag)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let (name, tag) = parse(&name, &tag)?;
     let bytes = body.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
-    let TagBody { digest } = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("bad_json", format!("body must be {{\"digest\":\"sha256:…\"}}: {e}")))?;
+    let TagBody { digest } = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "bad_json",
+            format!("body must be {{\"digest\":\"sha256:…\"}}: {e}"),
+        )
+    })?;
     state.repo.set_tag(&name, &tag, &digest).await?;
     Ok((StatusCode::OK, Json(TagBody { digest })).into_response())
 }

@@ -32,51 +32,101 @@ fn unique(label: &str, len: usize) -> Bytes {
 pub(crate) async fn round_trip(store: &dyn Store) {
     let bytes = unique("round-trip", 300_000);
     let d = Digest::of(&bytes);
-    store.put_bytes(Kind::Block, &d, bytes.clone()).await.unwrap();
-    assert_eq!(store.head(Kind::Block, &d).await.unwrap(), Some(bytes.len() as u64));
-    let got = store.get(Kind::Block, &d).await.unwrap().expect("just stored");
+    store
+        .put_bytes(Kind::Block, &d, bytes.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.head(Kind::Block, &d).await.unwrap(),
+        Some(bytes.len() as u64)
+    );
+    let got = store
+        .get(Kind::Block, &d)
+        .await
+        .unwrap()
+        .expect("just stored");
     assert_eq!(got.size, bytes.len() as u64);
-    assert_eq!(got.into_bytes().await.unwrap(), bytes, "{}: bytes differ", store.name());
+    assert_eq!(
+        got.into_bytes().await.unwrap(),
+        bytes,
+        "{}: bytes differ",
+        store.name()
+    );
 }
 
 pub(crate) async fn miss_is_none(store: &dyn Store) {
     let d = Digest::of(&unique("never-stored", 10));
     assert!(store.get(Kind::Block, &d).await.unwrap().is_none());
-    assert!(store.get_range(Kind::Block, &d, 0..1).await.unwrap().is_none());
+    assert!(store
+        .get_range(Kind::Block, &d, 0..1)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.head(Kind::Block, &d).await.unwrap(), None);
 }
 
 pub(crate) async fn wrong_hash_stores_nothing(store: &dyn Store) {
     let claimed = Digest::of(&unique("claimed", 64));
-    let err = store.put_bytes(Kind::Block, &claimed, unique("other", 64)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Integrity { .. }), "{}: {err}", store.name());
+    let err = store
+        .put_bytes(Kind::Block, &claimed, unique("other", 64))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Integrity { .. }),
+        "{}: {err}",
+        store.name()
+    );
     assert_eq!(store.head(Kind::Block, &claimed).await.unwrap(), None);
 }
 
 pub(crate) async fn put_is_idempotent(store: &dyn Store) {
     let bytes = unique("twice", 1000);
     let d = Digest::of(&bytes);
-    store.put_bytes(Kind::Block, &d, bytes.clone()).await.unwrap();
-    store.put_bytes(Kind::Block, &d, bytes.clone()).await.unwrap();
-    assert_eq!(store.get_bytes(Kind::Block, &d).await.unwrap().unwrap(), bytes);
+    store
+        .put_bytes(Kind::Block, &d, bytes.clone())
+        .await
+        .unwrap();
+    store
+        .put_bytes(Kind::Block, &d, bytes.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        bytes
+    );
 }
 
 pub(crate) async fn ranges(store: &dyn Store) {
     let bytes = unique("ranges", 100_000);
     let d = Digest::of(&bytes);
-    store.put_bytes(Kind::Block, &d, bytes.clone()).await.unwrap();
+    store
+        .put_bytes(Kind::Block, &d, bytes.clone())
+        .await
+        .unwrap();
     for r in [0..1, 10..20_000, 99_999..100_000, 0..100_000, 500..500] {
-        let o = store.get_range(Kind::Block, &d, r.clone()).await.unwrap().unwrap();
+        let o = store
+            .get_range(Kind::Block, &d, r.clone())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(o.size, r.end - r.start);
         let got = o.into_bytes().await.unwrap();
-        assert_eq!(got, bytes.slice(r.start as usize..r.end as usize), "{}: range {r:?}", store.name());
+        assert_eq!(
+            got,
+            bytes.slice(r.start as usize..r.end as usize),
+            "{}: range {r:?}",
+            store.name()
+        );
     }
 }
 
 pub(crate) async fn kinds_are_separate(store: &dyn Store) {
     let bytes = unique("manifest-ns", 200);
     let d = Digest::of(&bytes);
-    store.put_bytes(Kind::Manifest, &d, bytes.clone()).await.unwrap();
+    store
+        .put_bytes(Kind::Manifest, &d, bytes.clone())
+        .await
+        .unwrap();
     assert!(store.exists(Kind::Manifest, &d).await.unwrap());
     assert!(!store.exists(Kind::Block, &d).await.unwrap());
 }
@@ -92,17 +142,24 @@ pub(crate) async fn delete_is_idempotent(store: &dyn Store) {
 
 pub(crate) async fn empty_object(store: &dyn Store) {
     let d = Digest::of(b"");
-    store.put_bytes(Kind::Block, &d, Bytes::new()).await.unwrap();
+    store
+        .put_bytes(Kind::Block, &d, Bytes::new())
+        .await
+        .unwrap();
     let o = store.get(Kind::Block, &d).await.unwrap().unwrap();
     assert_eq!(o.size, 0);
     let pieces: Vec<_> = o.body.collect().await;
-    assert!(pieces.iter().all(|p| p.as_ref().map(|b| b.is_empty()).unwrap_or(false)));
+    assert!(pieces
+        .iter()
+        .all(|p| p.as_ref().map(|b| b.is_empty()).unwrap_or(false)));
     let _ = Object::from_bytes(Bytes::new());
 }
 
 /// Tag cases, for stores that also hold tags.
 pub(crate) async fn tags(store: &dyn TagStore) {
-    let name = format!("conf-{:08x}", rand::random::<u32>()).parse().unwrap();
+    let name = format!("conf-{:08x}", rand::random::<u32>())
+        .parse()
+        .unwrap();
     let tag = "v1".parse().unwrap();
     assert_eq!(store.get_tag(&name, &tag).await.unwrap(), None);
     let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));

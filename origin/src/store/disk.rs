@@ -56,15 +56,24 @@ impl DiskStore {
             Kind::Block => "blocks-v1",
             Kind::Manifest => "manifests-v1",
         };
-        self.root.join(top).join(&hex[0..2]).join(&hex[2..4]).join(hex)
+        self.root
+            .join(top)
+            .join(&hex[0..2])
+            .join(&hex[2..4])
+            .join(hex)
     }
 
     fn tag_path(&self, name: &RuntimeName, tag: &Tag) -> PathBuf {
-        self.root.join("tags-v1").join(name.as_str()).join(tag.as_str())
+        self.root
+            .join("tags-v1")
+            .join(name.as_str())
+            .join(tag.as_str())
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(format!("{:016x}", rand::random::<u64>()))
+        self.root
+            .join("tmp")
+            .join(format!("{:016x}", rand::random::<u64>()))
     }
 
     /// Writes `body` to a temp file, fsyncs, and hands back its path and digest.
@@ -111,21 +120,37 @@ impl Store for DiskStore {
     }
 
     async fn get(&self, kind: Kind, digest: &Digest) -> Result<Option<Object>, StoreError> {
-        let Some(f) = open_if_exists(&self.object_path(kind, digest)).await? else { return Ok(None) };
+        let Some(f) = open_if_exists(&self.object_path(kind, digest)).await? else {
+            return Ok(None);
+        };
         let size = f.metadata().await.map_err(err)?.len();
-        let body = ReaderStream::with_capacity(f, 64 * 1024).map(|r| r.map_err(err)).boxed();
+        let body = ReaderStream::with_capacity(f, 64 * 1024)
+            .map(|r| r.map_err(err))
+            .boxed();
         Ok(Some(Object { size, body }))
     }
 
-    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError> {
-        let Some(mut f) = open_if_exists(&self.object_path(kind, digest)).await? else { return Ok(None) };
+    async fn get_range(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
+        let Some(mut f) = open_if_exists(&self.object_path(kind, digest)).await? else {
+            return Ok(None);
+        };
         let size = f.metadata().await.map_err(err)?.len();
         if range.start > range.end || range.end > size {
-            return Err(StoreError::other(NAME, format!("range {range:?} outside object of {size} bytes")));
+            return Err(StoreError::other(
+                NAME,
+                format!("range {range:?} outside object of {size} bytes"),
+            ));
         }
         f.seek(SeekFrom::Start(range.start)).await.map_err(err)?;
         let len = range.end - range.start;
-        let body = ReaderStream::with_capacity(f.take(len), 64 * 1024).map(|r| r.map_err(err)).boxed();
+        let body = ReaderStream::with_capacity(f.take(len), 64 * 1024)
+            .map(|r| r.map_err(err))
+            .boxed();
         Ok(Some(Object { size: len, body }))
     }
 
@@ -141,7 +166,11 @@ impl Store for DiskStore {
         let (tmp, actual) = self.write_temp(body).await?;
         if actual != *digest {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+            return Err(StoreError::Integrity {
+                kind: kind.as_str(),
+                expected: *digest,
+                actual,
+            });
         }
         let dest = self.object_path(kind, digest);
         let renamed = async {
@@ -168,13 +197,20 @@ impl Store for DiskStore {
 impl TagStore for DiskStore {
     async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError> {
         match tokio::fs::read_to_string(self.tag_path(name, tag)).await {
-            Ok(s) => s.trim().parse().map(Some).map_err(|e| StoreError::other(NAME, format!("tag file {name}:{tag} is corrupt: {e}"))),
+            Ok(s) => s.trim().parse().map(Some).map_err(|e| {
+                StoreError::other(NAME, format!("tag file {name}:{tag} is corrupt: {e}"))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(err(e)),
         }
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
         let bytes = bytes::Bytes::from(digest.to_string());
         let (tmp, _) = self.write_temp(Object::from_bytes(bytes).body).await?;
         let dest = self.tag_path(name, tag);
@@ -210,10 +246,17 @@ mod tests {
         let store = DiskStore::open(dir.path()).await.unwrap();
         let d = Digest::of(b"abcdef");
         // A body that fails half-way, like a client that hangs up mid-upload.
-        let body = futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"abc")), Err(StoreError::other("test", "connection reset"))]).boxed();
+        let body = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"abc")),
+            Err(StoreError::other("test", "connection reset")),
+        ])
+        .boxed();
         assert!(store.put(Kind::Block, &d, body).await.is_err());
         assert!(store.head(Kind::Block, &d).await.unwrap().is_none());
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
         // A crash leaves a temp file; reopening clears it.
         std::fs::write(dir.path().join("tmp/leftover"), b"abc").unwrap();
         DiskStore::open(dir.path()).await.unwrap();

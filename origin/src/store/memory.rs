@@ -37,19 +37,36 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, kind: Kind, digest: &Digest) -> Result<Option<Object>, StoreError> {
-        Ok(read(&self.objects).get(&(kind, *digest)).cloned().map(Object::from_bytes))
+        Ok(read(&self.objects)
+            .get(&(kind, *digest))
+            .cloned()
+            .map(Object::from_bytes))
     }
 
-    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError> {
-        let Some(b) = read(&self.objects).get(&(kind, *digest)).cloned() else { return Ok(None) };
+    async fn get_range(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
+        let Some(b) = read(&self.objects).get(&(kind, *digest)).cloned() else {
+            return Ok(None);
+        };
         if range.start > range.end || range.end > b.len() as u64 {
-            return Err(StoreError::other("memory", format!("range {range:?} outside object of {} bytes", b.len())));
+            return Err(StoreError::other(
+                "memory",
+                format!("range {range:?} outside object of {} bytes", b.len()),
+            ));
         }
-        Ok(Some(Object::from_bytes(b.slice(range.start as usize..range.end as usize))))
+        Ok(Some(Object::from_bytes(
+            b.slice(range.start as usize..range.end as usize),
+        )))
     }
 
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        Ok(read(&self.objects).get(&(kind, *digest)).map(|b| b.len() as u64))
+        Ok(read(&self.objects)
+            .get(&(kind, *digest))
+            .map(|b| b.len() as u64))
     }
 
     async fn put(&self, kind: Kind, digest: &Digest, body: ByteStream) -> Result<(), StoreError> {
@@ -58,7 +75,11 @@ impl Store for MemoryStore {
         h.update(&bytes);
         let actual = h.finish();
         if actual != *digest {
-            return Err(StoreError::Integrity { kind: kind.as_str(), expected: *digest, actual });
+            return Err(StoreError::Integrity {
+                kind: kind.as_str(),
+                expected: *digest,
+                actual,
+            });
         }
         write(&self.objects).insert((kind, *digest), bytes);
         Ok(())
@@ -76,7 +97,12 @@ impl TagStore for MemoryStore {
         Ok(read(&self.tags).get(&(name.clone(), tag.clone())).copied())
     }
 
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError> {
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
         write(&self.tags).insert((name.clone(), tag.clone()), *digest);
         Ok(())
     }

@@ -56,12 +56,17 @@ pub struct Object {
 impl Object {
     /// An object from bytes already in memory.
     pub fn from_bytes(bytes: Bytes) -> Self {
-        Self { size: bytes.len() as u64, body: futures::stream::once(async move { Ok(bytes) }).boxed() }
+        Self {
+            size: bytes.len() as u64,
+            body: futures::stream::once(async move { Ok(bytes) }).boxed(),
+        }
     }
 
     /// Collects the body. Only for objects known to be bounded (blocks, manifests under the limit).
     pub async fn into_bytes(mut self) -> Result<Bytes, StoreError> {
-        let mut buf = bytes::BytesMut::with_capacity(self.size.min(prewarm_shared::wire::MAX_BLOCK_SIZE) as usize);
+        let mut buf = bytes::BytesMut::with_capacity(
+            self.size.min(prewarm_shared::wire::MAX_BLOCK_SIZE) as usize,
+        );
         while let Some(piece) = self.body.next().await {
             buf.extend_from_slice(&piece?);
         }
@@ -71,7 +76,9 @@ impl Object {
 
 impl fmt::Debug for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Object").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("Object")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,22 +87,41 @@ impl fmt::Debug for Object {
 pub enum StoreError {
     /// Bytes did not hash to their digest. Nothing was stored.
     #[error("{kind} {expected}: content hashes to {actual}")]
-    Integrity { kind: &'static str, expected: Digest, actual: Digest },
+    Integrity {
+        kind: &'static str,
+        expected: Digest,
+        actual: Digest,
+    },
     /// The backend could not be reached or refused service; retrying later may work.
     #[error("store {store} is unavailable: {source}")]
-    Unavailable { store: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Unavailable {
+        store: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Anything else (disk full, permissions, a protocol surprise).
     #[error("store {store} failed: {source}")]
-    Other { store: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Other {
+        store: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl StoreError {
     pub fn other(store: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Other { store: store.to_string(), source: e.into() }
+        StoreError::Other {
+            store: store.to_string(),
+            source: e.into(),
+        }
     }
 
-    pub fn unavailable(store: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Unavailable { store: store.to_string(), source: e.into() }
+    pub fn unavailable(
+        store: &str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Unavailable {
+            store: store.to_string(),
+            source: e.into(),
+        }
     }
 }
 
@@ -120,7 +146,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, kind: Kind, digest: &Digest) -> Result<Option<Object>, StoreError>;
 
-    async fn get_range(&self, kind: Kind, digest: &Digest, range: Range<u64>) -> Result<Option<Object>, StoreError>;
+    async fn get_range(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<Option<Object>, StoreError>;
 
     /// The object's size if present.
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError>;
@@ -138,7 +169,12 @@ pub trait Store: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait TagStore: Send + Sync + 'static {
     async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError>;
-    async fn set_tag(&self, name: &RuntimeName, tag: &Tag, digest: &Digest) -> Result<(), StoreError>;
+    async fn set_tag(
+        &self,
+        name: &RuntimeName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError>;
 }
 
 /// Helpers every store gets for free.
