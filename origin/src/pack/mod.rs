@@ -11,6 +11,7 @@ mod chunk;
 mod layers;
 mod source_dir;
 mod stash;
+mod tar_reader;
 mod tree;
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ fn measure() {
             b(64 << 10, 64 << 10, 256 << 10),
         ),
         (
-            "bundles ≤64K avg 128K max 512K",
+            "bundles ≤64K avg 128K max 512K (chosen)",
             b(64 << 10, 128 << 10, 512 << 10),
         ),
         (
@@ -243,7 +243,7 @@ fn measure() {
             b(256 << 10, 1 << 20, 4 << 20),
         ),
         (
-            "default, CDC 64K/256K/1M above 256K",
+            "chosen + CDC 64K/256K/1M above 256K",
             ChunkParams {
                 cdc_above: 256 << 10,
                 cdc_min: 64 << 10,
@@ -253,13 +253,13 @@ fn measure() {
             },
         ),
         (
-            "default, no CDC below 8M",
+            "chosen + no CDC below 8M",
             ChunkParams {
                 cdc_above: MAX_BLOCK_SIZE,
                 ..d.clone()
             },
         ),
-        ("default (≤64K avg 128K max 512K, CDC >1M)", d),
+        ("chosen (default)", d),
     ];
     let mut out = String::from(
         "| config | v1 blocks | v1 manifest KiB | v2 new blocks | v2 new block MiB | changed file MiB | ratio |\n|---|---|---|---|---|---|---|\n",
