@@ -144,3 +144,58 @@ pub fn find_bwrap() -> Option<PathBuf> {
         .map(|d| d.join("bwrap"))
         .find(|p| p.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jail(network: bool, runtime_writable: bool) -> Vec<String> {
+        Jail {
+            bwrap: "bwrap".into(),
+            runtime: "/node/runtimes/abc".into(),
+            prefix: "/opt/rt".into(),
+            runtime_writable,
+            workspace: Some("/node/sandboxes/sb-1/workspace".into()),
+            network,
+            env: BTreeMap::from([("A".into(), "1".into())]),
+        }
+        .args()
+    }
+
+    /// Where `seq` first appears in `a`.
+    fn find(a: &[String], seq: &[&str]) -> Option<usize> {
+        a.windows(seq.len()).position(|w| w == seq)
+    }
+
+    #[test]
+    fn network_only_when_asked_for() {
+        let off = jail(false, false);
+        assert!(find(&off, &["--unshare-all"]).is_some());
+        assert!(find(&off, &["--share-net"]).is_none());
+        assert!(find(
+            &off,
+            &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+        )
+        .is_none());
+        let on = jail(true, false);
+        // bwrap applies flags in order: --share-net must come after --unshare-all.
+        assert!(find(&on, &["--share-net"]) > find(&on, &["--unshare-all"]));
+        assert!(find(
+            &on,
+            &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn runtime_is_read_only_except_for_warm_up() {
+        let exec = jail(false, false);
+        assert!(find(&exec, &["--ro-bind", "/node/runtimes/abc", "/opt/rt"]).is_some());
+        assert!(find(&exec, &["--bind", "/node/runtimes/abc", "/opt/rt"]).is_none());
+        let warm = jail(false, true);
+        assert!(find(&warm, &["--bind", "/node/runtimes/abc", "/opt/rt"]).is_some());
+        assert!(find(&exec, &["--cap-drop", "ALL"]).is_some());
+        assert!(find(&exec, &["--chdir", "/workspace"]).is_some());
+        assert!(find(&exec, &["--setenv", "A", "1"]).is_some());
+    }
+}

@@ -12,6 +12,7 @@ pub mod routes;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,9 @@ struct Sandbox {
     dir: PathBuf,
     state: watch::Receiver<WarmState>,
     last_used: Mutex<Instant>,
+    /// Commands running now. Changed only under the service's map lock, so the idle reaper
+    /// never removes a sandbox between an exec finding it and starting its command.
+    busy: AtomicUsize,
 }
 
 impl Sandbox {
@@ -95,6 +99,27 @@ impl Sandbox {
 
     fn workspace(&self) -> PathBuf {
         self.dir.join("workspace")
+    }
+
+    /// Unused for longer than `timeout`. The idle clock stands still while the sandbox runs a
+    /// command or waits for its warm: neither is idleness the client could act on.
+    fn is_idle(&self, timeout: Duration) -> bool {
+        let mut last = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        if self.busy.load(Ordering::Relaxed) > 0 || self.state.borrow().status == Status::Warming {
+            *last = Instant::now();
+            return false;
+        }
+        last.elapsed() > timeout
+    }
+}
+
+/// One running exec: the sandbox counts as busy (and is not reaped) until it drops.
+struct Busy(Arc<Sandbox>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -192,6 +217,7 @@ impl SandboxService {
             dir,
             state,
             last_used: Mutex::new(Instant::now()),
+            busy: AtomicUsize::new(0),
         });
         let info = sb.info();
         self.lock().insert(id, sb);
@@ -213,9 +239,14 @@ impl SandboxService {
             .lock()
             .remove(id)
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
+        self.discard(&sb);
+        Ok(())
+    }
+
+    /// Releases a sandbox already taken out of the map: its runtime hold and its directory.
+    fn discard(&self, sb: &Sandbox) {
         self.warmer.release(&sb.digest);
         remove_tree(&sb.dir);
-        Ok(())
     }
 
     pub fn count(&self) -> usize {
@@ -225,7 +256,15 @@ impl SandboxService {
     /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
     /// the working directory, env = runtime, sandbox, request, then context.
     pub async fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, SandboxError> {
-        let sb = self.find(id)?;
+        let busy = {
+            let map = self.lock();
+            let sb = map
+                .get(id)
+                .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
+            sb.busy.fetch_add(1, Ordering::Relaxed);
+            Busy(sb.clone())
+        };
+        let sb = &busy.0;
         if req.cmd.is_empty() || req.cmd.iter().any(|a| a.contains('\0')) {
             return Err(SandboxError::Invalid(
                 "cmd must be a non-empty list of strings without NUL".into(),
@@ -242,7 +281,6 @@ impl SandboxService {
             id: id.to_string(),
             status,
         })?;
-        *sb.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let mut env = rec.env.clone();
         env.extend(sb.env.clone());
         env.extend(req.env);
@@ -269,7 +307,6 @@ impl SandboxService {
                 action: "starting bubblewrap",
                 source: e,
             })?;
-        *sb.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(res)
     }
 
@@ -289,22 +326,20 @@ impl SandboxService {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let idle: Vec<String> = self
-                .lock()
-                .values()
-                .filter(|s| {
-                    s.last_used
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .elapsed()
-                        > self.cfg.idle_timeout
-                })
-                .map(|s| s.id.clone())
-                .collect();
-            for id in idle {
-                tracing::info!(sandbox = %id, "removing idle sandbox");
+            // Taken out of the map under its lock, so no exec can start in them after the check.
+            let idle: Vec<Arc<Sandbox>> = {
+                let mut map = self.lock();
+                let ids: Vec<String> = map
+                    .values()
+                    .filter(|s| s.is_idle(self.cfg.idle_timeout))
+                    .map(|s| s.id.clone())
+                    .collect();
+                ids.iter().filter_map(|id| map.remove(id)).collect()
+            };
+            for sb in idle {
+                tracing::info!(sandbox = %sb.id, "removing idle sandbox");
                 let s = self.clone();
-                let _ = tokio::task::spawn_blocking(move || s.delete(&id)).await;
+                let _ = tokio::task::spawn_blocking(move || s.discard(&sb)).await;
             }
         }
     }
