@@ -8,19 +8,22 @@
 //!    (measured: with bwrap's default capabilities as root, the write succeeds). New files and
 //!    directories (bytecode) can still be created, because directories are owner-writable.
 //! 2. The owner can still `chmod` a file and then write it. So before the commands run, every
-//!    cache inode the tree links to is snapshotted (inode, size, mtime, ctime-free mode), and
-//!    checked afterwards. Any change fails the warm, and the damaged cache file is removed from
-//!    the cache so it is fetched and verified again next time. (Runtimes already linked to the
+//!    cache inode the tree links to is snapshotted (inode, size, mtime, mode, ctime), and
+//!    checked afterwards. A changed size, mtime or mode fails the warm. The mtime can be put
+//!    back (`touch -r`), the ctime cannot, but other warms hard-linking the same inode change
+//!    it too; so a changed ctime alone means the file is hashed again against its digest.
+//!    Damage fails the warm, and the damaged cache file is removed from the cache so it is
+//!    fetched and verified again next time. (Runtimes already linked to the
 //!    same inode would share the damage; that is why (1) is there.) Files the commands replaced
 //!    by rename or deleted are new inodes or gone: the cache is untouched by those.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use prewarm_shared::Manifest;
+use prewarm_shared::{Digest, Hasher, Manifest};
 
 use crate::pull::FileCache;
 
@@ -31,6 +34,14 @@ struct Stamp {
     mtime: i64,
     mtime_nsec: i64,
     mode: u32,
+}
+
+/// Changes on every write, chmod or link, and cannot be set back by the file's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ctime(i64, i64);
+
+fn ctime(m: &fs::Metadata) -> Ctime {
+    Ctime(m.ctime(), m.ctime_nsec())
 }
 
 fn stamp(m: &fs::Metadata) -> Stamp {
@@ -46,7 +57,7 @@ fn stamp(m: &fs::Metadata) -> Stamp {
 /// The cache inodes a materialised tree shares, as they were before warm-up.
 #[derive(Debug, Default)]
 pub struct CacheSnapshot {
-    linked: HashMap<PathBuf, Stamp>,
+    linked: HashMap<PathBuf, (Stamp, Ctime, Digest)>,
 }
 
 impl CacheSnapshot {
@@ -65,7 +76,7 @@ impl CacheSnapshot {
                 continue;
             };
             if c.dev() == t.dev() && c.ino() == t.ino() {
-                linked.insert(cached, stamp(&c));
+                linked.insert(cached, (stamp(&c), ctime(&c), *digest));
             }
         }
         Ok(Self { linked })
@@ -83,9 +94,14 @@ impl CacheSnapshot {
     /// returns their cache paths (empty when all is well). Blocking.
     pub fn verify_and_evict(&self) -> Vec<PathBuf> {
         let mut bad = Vec::new();
-        for (path, before) in &self.linked {
-            let now = fs::symlink_metadata(path).map(|m| stamp(&m));
-            if now.as_ref().ok() != Some(before) {
+        for (path, (before, ctime_before, digest)) in &self.linked {
+            let intact = match fs::symlink_metadata(path) {
+                Ok(m) if stamp(&m) != *before => false,
+                Ok(m) if ctime(&m) != *ctime_before => hash_file(path).ok() == Some(*digest),
+                Ok(_) => true,
+                Err(_) => false,
+            };
+            if !intact {
                 tracing::error!(path = %path.display(), "a warm command modified a cached file in place; evicting it");
                 if let Err(e) = fs::remove_file(path) {
                     if e.kind() != io::ErrorKind::NotFound {
@@ -96,6 +112,19 @@ impl CacheSnapshot {
             }
         }
         bad
+    }
+}
+
+/// The digest of a file's bytes. Blocking.
+fn hash_file(path: &Path) -> io::Result<Digest> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(h.finish()),
+            n => h.update(&buf[..n]),
+        }
     }
 }
 
@@ -132,4 +161,78 @@ pub fn seal(root: &Path) -> io::Result<Sealed> {
         fs::set_permissions(d, fs::Permissions::from_mode(mode & 0o555))?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read-only "cache file" with `bytes`, snapshotted as `CacheSnapshot::take` would.
+    fn cached(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, CacheSnapshot) {
+        let p = dir.join(name);
+        fs::write(&p, bytes).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+        let m = fs::symlink_metadata(&p).unwrap();
+        let linked = HashMap::from([(p.clone(), (stamp(&m), ctime(&m), Digest::of(bytes)))]);
+        (p, CacheSnapshot { linked })
+    }
+
+    fn rewrite(p: &Path, bytes: &[u8], keep_mtime: bool) {
+        let before = fs::metadata(p).unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(p, bytes).unwrap();
+        if keep_mtime {
+            let f = fs::File::options().write(true).open(p).unwrap();
+            f.set_modified(before.modified().unwrap()).unwrap();
+        }
+        fs::set_permissions(p, fs::Permissions::from_mode(0o444)).unwrap();
+    }
+
+    #[test]
+    fn untouched_and_relinked_files_pass() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, snap) = cached(tmp.path(), "f", b"same bytes\n");
+        assert!(snap.verify_and_evict().is_empty());
+        // Another runtime linking the inode (or a chmod and back) changes only the ctime.
+        fs::hard_link(&p, tmp.path().join("other-runtime")).unwrap();
+        rewrite(&p, b"same bytes\n", true);
+        assert!(snap.verify_and_evict().is_empty());
+        assert!(p.exists());
+    }
+
+    #[test]
+    fn changed_bytes_are_caught_even_with_size_mode_and_mtime_put_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, keep_mtime, bytes) in [
+            ("plain", false, &b"longer, changed\n"[..]),
+            ("stealthy", true, b"SAME BYTES\n"),
+        ] {
+            let (p, snap) = cached(tmp.path(), name, b"same bytes\n");
+            rewrite(&p, bytes, keep_mtime);
+            assert_eq!(snap.verify_and_evict(), std::slice::from_ref(&p), "{name}");
+            assert!(!p.exists(), "{name}: the damaged file left the cache");
+        }
+    }
+
+    #[test]
+    fn seal_removes_every_write_bit_and_counts_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rt");
+        fs::create_dir_all(root.join("lib")).unwrap();
+        fs::write(root.join("lib/a.pyc"), b"12345").unwrap();
+        fs::write(root.join("b"), b"xy").unwrap();
+        let sealed = seal(&root).unwrap();
+        assert_eq!((sealed.files, sealed.bytes), (2, 7));
+        for p in [
+            root.clone(),
+            root.join("lib"),
+            root.join("lib/a.pyc"),
+            root.join("b"),
+        ] {
+            let mode = fs::metadata(&p).unwrap().mode();
+            assert_eq!(mode & 0o222, 0, "{} is writable", p.display());
+        }
+        crate::warm::layout::remove_tree(&root);
+        assert!(!root.exists());
+    }
 }
