@@ -46,7 +46,7 @@ impl Warmer {
 impl Inner {
     /// Removes least-recently-used runtimes not in use until the total fits the budget.
     /// Blocking (removes trees). Returns the evicted digests.
-    fn evict_over_budget(&self) -> Vec<Digest> {
+    pub(super) fn evict_over_budget(&self) -> Vec<Digest> {
         let mut evicted = Vec::new();
         loop {
             let victim = {
@@ -77,7 +77,7 @@ impl Inner {
     }
 
     /// Publishes registry entries for runtimes warmed or used since the last flush.
-    async fn flush_registry(&self) {
+    pub(super) async fn flush_registry(&self) {
         let dirty: Vec<Digest> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
                 .into_iter()

@@ -13,6 +13,8 @@ mod job;
 pub mod layout;
 mod maintain;
 mod pipeline;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
