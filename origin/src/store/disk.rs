@@ -140,12 +140,7 @@ impl Store for DiskStore {
             return Ok(None);
         };
         let size = f.metadata().await.map_err(err)?.len();
-        if range.start > range.end || range.end > size {
-            return Err(StoreError::other(
-                NAME,
-                format!("range {range:?} outside object of {size} bytes"),
-            ));
-        }
+        super::check_range(NAME, &range, size)?;
         f.seek(SeekFrom::Start(range.start)).await.map_err(err)?;
         let len = range.end - range.start;
         let body = ReaderStream::with_capacity(f.take(len), 64 * 1024)

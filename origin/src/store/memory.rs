@@ -52,15 +52,7 @@ impl Store for MemoryStore {
         let Some(b) = read(&self.objects).get(&(kind, *digest)).cloned() else {
             return Ok(None);
         };
-        if range.start > range.end || range.end > b.len() as u64 {
-            return Err(StoreError::other(
-                "memory",
-                format!("range {range:?} outside object of {} bytes", b.len()),
-            ));
-        }
-        Ok(Some(Object::from_bytes(
-            b.slice(range.start as usize..range.end as usize),
-        )))
+        super::slice_range("memory", b, range).map(Some)
     }
 
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {

@@ -162,6 +162,29 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError>;
 }
 
+/// Checks a range against an object's size, as the [`Store::get_range`] contract requires.
+pub(crate) fn check_range(store: &str, range: &Range<u64>, size: u64) -> Result<(), StoreError> {
+    if range.start > range.end || range.end > size {
+        return Err(StoreError::other(
+            store,
+            format!("range {range:?} outside object of {size} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of `range` in an object already in memory, checked like [`check_range`].
+pub(crate) fn slice_range(
+    store: &str,
+    bytes: Bytes,
+    range: Range<u64>,
+) -> Result<Object, StoreError> {
+    check_range(store, &range, bytes.len() as u64)?;
+    Ok(Object::from_bytes(
+        bytes.slice(range.start as usize..range.end as usize),
+    ))
+}
+
 /// Mutable names: tags that point at manifests.
 ///
 /// # Contract

@@ -218,15 +218,7 @@ impl Store for RedisStore {
             return Ok(None);
         };
         let b = o.into_bytes().await?;
-        if range.start > range.end || range.end > b.len() as u64 {
-            return Err(StoreError::other(
-                NAME,
-                format!("range {range:?} outside object of {} bytes", b.len()),
-            ));
-        }
-        Ok(Some(Object::from_bytes(
-            b.slice(range.start as usize..range.end as usize),
-        )))
+        super::slice_range(NAME, b, range).map(Some)
     }
 
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {

@@ -280,12 +280,7 @@ impl Store for S3Store {
         let Some(size) = self.head(kind, digest).await? else {
             return Ok(None);
         };
-        if range.start > range.end || range.end > size {
-            return Err(StoreError::other(
-                NAME,
-                format!("range {range:?} outside object of {size} bytes"),
-            ));
-        }
+        super::check_range(NAME, &range, size)?;
         if range.is_empty() {
             return Ok(Some(Object::from_bytes(Bytes::new())));
         }

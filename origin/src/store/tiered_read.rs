@@ -150,13 +150,5 @@ async fn read_bounded(mut o: Object, cap: u64, tier: &str) -> Result<Bytes, Stor
 }
 
 pub(super) fn slice(b: Bytes, range: Range<u64>) -> Result<Object, StoreError> {
-    if range.start > range.end || range.end > b.len() as u64 {
-        return Err(StoreError::other(
-            "tiered",
-            format!("range {range:?} outside object of {} bytes", b.len()),
-        ));
-    }
-    Ok(Object::from_bytes(
-        b.slice(range.start as usize..range.end as usize),
-    ))
+    crate::store::slice_range("tiered", b, range)
 }
