@@ -64,14 +64,19 @@ struct PushArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The server logs its work; the client commands print results and say only what went wrong.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,prewarm_origin=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PREWARM_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("warn,prewarm_origin=info")),
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
