@@ -1,5 +1,5 @@
 //! The CLI's only door to stdout: results as text or JSON. Logs go to stderr through tracing.
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use serde::Serialize;
 
@@ -18,4 +18,9 @@ pub fn result<T: Serialize>(value: &T, json: bool, human: impl FnOnce(&T) -> Str
 /// Prints one plain line (e.g. the address a server listens on, for scripts and tests).
 pub fn line(s: &str) {
     println!("{s}");
+}
+
+/// Prints a command's failure on stderr as one plain line, with its whole cause chain.
+pub fn error(message: &str) {
+    eprintln!("error: {message}");
 }
