@@ -76,6 +76,23 @@ impl DiskStore {
             .join(format!("{:016x}", rand::random::<u64>()))
     }
 
+    /// Renames a finished temp file to its final name (atomic on one filesystem); on failure
+    /// the temp file is removed, so nothing is left half-installed.
+    async fn install(&self, tmp: &Path, dest: &Path) -> Result<(), StoreError> {
+        let renamed = async {
+            if let Some(dir) = dest.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::rename(tmp, dest).await
+        }
+        .await;
+        if let Err(e) = renamed {
+            let _ = tokio::fs::remove_file(tmp).await;
+            return Err(err(e));
+        }
+        Ok(())
+    }
+
     /// Writes `body` to a temp file, fsyncs, and hands back its path and digest.
     async fn write_temp(&self, mut body: ByteStream) -> Result<(PathBuf, Digest), StoreError> {
         let tmp = self.temp_path();
@@ -167,17 +184,7 @@ impl Store for DiskStore {
                 actual,
             });
         }
-        let dest = self.object_path(kind, digest);
-        let renamed = async {
-            tokio::fs::create_dir_all(dest.parent().expect("object paths have parents")).await?;
-            tokio::fs::rename(&tmp, &dest).await
-        }
-        .await;
-        if let Err(e) = renamed {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(err(e));
-        }
-        Ok(())
+        self.install(&tmp, &self.object_path(kind, digest)).await
     }
 
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
@@ -208,17 +215,7 @@ impl TagStore for DiskStore {
     ) -> Result<(), StoreError> {
         let bytes = bytes::Bytes::from(digest.to_string());
         let (tmp, _) = self.write_temp(Object::from_bytes(bytes).body).await?;
-        let dest = self.tag_path(name, tag);
-        let renamed = async {
-            tokio::fs::create_dir_all(dest.parent().expect("tag paths have parents")).await?;
-            tokio::fs::rename(&tmp, &dest).await
-        }
-        .await;
-        if let Err(e) = renamed {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(err(e));
-        }
-        Ok(())
+        self.install(&tmp, &self.tag_path(name, tag)).await
     }
 }
 
