@@ -64,6 +64,47 @@ pub fn cli_json(args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// `prewarm push SRC --name NAME --to TO --json`, asserted to succeed; the JSON report.
+pub fn push_json(src: &Path, name: &str, to: &str) -> serde_json::Value {
+    cli_json(&[
+        "push",
+        src.to_str().expect("utf-8 path"),
+        "--name",
+        name,
+        "--to",
+        to,
+        "--json",
+    ])
+}
+
+/// `prewarm pull WHAT --from FROM --into INTO --cache-dir CACHE --json EXTRA…`, asserted to
+/// succeed; the JSON report.
+pub fn pull_json(
+    what: &str,
+    from: &str,
+    into: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let (into, cache) = (
+        into.to_str().expect("utf-8 path"),
+        cache.to_str().expect("utf-8 path"),
+    );
+    let mut args = vec![
+        "pull",
+        what,
+        "--from",
+        from,
+        "--into",
+        into,
+        "--cache-dir",
+        cache,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    cli_json(&args)
+}
+
 /// A running `prewarm serve`, killed on drop.
 pub struct Origin {
     pub url: String,

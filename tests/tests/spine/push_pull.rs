@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use prewarm_tests::{cli, cli_json, http, write_pack, Origin};
+use prewarm_tests::{cli, http, pull_json, push_json, write_pack, Origin};
 
 /// What a user sees of a tree: kind, permission bits, bytes or link target.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
@@ -97,15 +97,7 @@ fn a_directory_round_trips_exactly_by_hard_links() {
     let src = work.path().join("src");
     make_tree(&src);
     let origin = Origin::start(&work.path().join("data"), &[]);
-    let pushed = cli_json(&[
-        "push",
-        src.to_str().unwrap(),
-        "--name",
-        "tree:v1",
-        "--to",
-        &origin.url,
-        "--json",
-    ]);
+    let pushed = push_json(&src, "tree:v1", &origin.url);
     assert_eq!(pushed["files"], 305);
     assert!(
         pushed["blocks_total"].as_u64().unwrap() < 100,
@@ -115,17 +107,7 @@ fn a_directory_round_trips_exactly_by_hard_links() {
 
     let into = work.path().join("rt");
     let cache = work.path().join("cache");
-    let pulled = cli_json(&[
-        "pull",
-        "tree:v1",
-        "--from",
-        &origin.url,
-        "--into",
-        into.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--json",
-    ]);
+    let pulled = pull_json("tree:v1", &origin.url, &into, &cache, &[]);
     assert_eq!(pulled["digest"], pushed["digest"]);
     assert_eq!(pulled["link_mode"], "hardlink");
     assert_eq!(pulled["blocks_downloaded"], pushed["blocks_total"]);
@@ -143,36 +125,26 @@ fn a_directory_round_trips_exactly_by_hard_links() {
 
     // A second pull into a new directory downloads nothing.
     let into2 = work.path().join("rt2");
-    let again = cli_json(&[
-        "pull",
+    let again = pull_json(
         pushed["digest"].as_str().unwrap(),
-        "--from",
         &origin.url,
-        "--into",
-        into2.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--json",
-    ]);
+        &into2,
+        &cache,
+        &[],
+    );
     assert_eq!(again["bytes_downloaded"], 0);
     assert_eq!(again["blocks_downloaded"], 0);
     assert_eq!(snapshot(&into), snapshot(&into2));
 
     // Copy mode gives exact permission bits.
     let into3 = work.path().join("rt3");
-    let copied = cli_json(&[
-        "pull",
+    let copied = pull_json(
         "tree:v1",
-        "--from",
         &origin.url,
-        "--into",
-        into3.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--link-mode",
-        "copy",
-        "--json",
-    ]);
+        &into3,
+        &cache,
+        &["--link-mode", "copy"],
+    );
     assert_eq!(copied["link_mode"], "copy");
     assert_eq!(snapshot(&src), snapshot(&into3));
 
@@ -197,54 +169,18 @@ fn a_new_version_moves_only_the_changed_content() {
     let src = work.path().join("src");
     make_tree(&src);
     let origin = Origin::start(&work.path().join("data"), &[]);
-    cli_json(&[
-        "push",
-        src.to_str().unwrap(),
-        "--name",
-        "tree:v1",
-        "--to",
-        &origin.url,
-        "--json",
-    ]);
+    push_json(&src, "tree:v1", &origin.url);
     let cache = work.path().join("cache");
-    cli_json(&[
-        "pull",
-        "tree:v1",
-        "--from",
-        &origin.url,
-        "--into",
-        work.path().join("v1").to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--json",
-    ]);
+    pull_json("tree:v1", &origin.url, &work.path().join("v1"), &cache, &[]);
 
     let changed = vec![b'z'; 300_000];
     std::fs::write(src.join("lib/changed.bin"), &changed).unwrap();
-    let v2 = cli_json(&[
-        "push",
-        src.to_str().unwrap(),
-        "--name",
-        "tree:v2",
-        "--to",
-        &origin.url,
-        "--json",
-    ]);
+    let v2 = push_json(&src, "tree:v2", &origin.url);
     assert_eq!(
         v2["bytes_uploaded"], 300_000,
         "push uploads only the new content: {v2}"
     );
-    let pulled = cli_json(&[
-        "pull",
-        "tree:v2",
-        "--from",
-        &origin.url,
-        "--into",
-        work.path().join("v2").to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--json",
-    ]);
+    let pulled = pull_json("tree:v2", &origin.url, &work.path().join("v2"), &cache, &[]);
     assert_eq!(
         pulled["bytes_downloaded"], 300_000,
         "pull downloads only the new content: {pulled}"
@@ -286,32 +222,14 @@ fn a_runtime_pack_applies_layers_in_order_with_whiteouts() {
     );
     let store = work.path().join("store");
     // push --to DIR writes a local store; an origin can then serve it.
-    let pushed = cli_json(&[
-        "push",
-        pack.to_str().unwrap(),
-        "--name",
-        "demo:v1",
-        "--to",
-        store.to_str().unwrap(),
-        "--json",
-    ]);
+    let pushed = push_json(&pack, "demo:v1", store.to_str().unwrap());
     assert!(pushed["pack_key"]
         .as_str()
         .unwrap()
         .starts_with("runtime-pack:v1:"));
     let origin = Origin::start(&store, &[]);
     let into = work.path().join("rt");
-    cli_json(&[
-        "pull",
-        "demo:v1",
-        "--from",
-        &origin.url,
-        "--into",
-        into.to_str().unwrap(),
-        "--cache-dir",
-        work.path().join("c").to_str().unwrap(),
-        "--json",
-    ]);
+    pull_json("demo:v1", &origin.url, &into, &work.path().join("c"), &[]);
     assert_eq!(std::fs::read(into.join("bin/run")).unwrap(), b"extra wins");
     assert!(
         !into.join("share/old.txt").exists(),
