@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use prewarm_shared::{Digest, Manifest};
 use prewarm_tests::services::{Moto, Redis};
-use prewarm_tests::{cli, http, write_pack, Origin};
+use prewarm_tests::{cli, http, pull_json, write_pack, Origin};
 use serde_json::Value;
 
 const BUCKET: &str = "prewarm-e2e";
@@ -27,17 +27,23 @@ fn origin(dir: &Path, moto: &Moto, redis: Option<&Redis>) -> Origin {
     Origin::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
 }
 
-/// A pack with a few blocks (files over the bundling size are one block each).
-fn pack(dir: &Path, seed: u8) -> PathBuf {
-    let files: Vec<Vec<u8>> = (0..3u8)
+const PACK_FILES: [&str; 3] = ["bin/a", "lib/b", "lib/c"];
+
+/// The contents of [`pack`]'s files for `seed`.
+fn pack_contents(seed: u8) -> Vec<Vec<u8>> {
+    (0..3u8)
         .map(|f| {
             (0..200_000u32)
                 .map(|i| (i.wrapping_mul(31) as u8) ^ f ^ seed)
                 .collect()
         })
-        .collect();
-    let names = ["bin/a", "lib/b", "lib/c"];
-    let entries = names
+        .collect()
+}
+
+/// A pack with a few blocks (files over the bundling size are one block each).
+fn pack(dir: &Path, seed: u8) -> PathBuf {
+    let files = pack_contents(seed);
+    let entries = PACK_FILES
         .iter()
         .zip(&files)
         .map(|(n, c)| (*n, c.as_slice(), 0o644))
@@ -128,6 +134,13 @@ fn a_runtime_pushed_to_one_origin_is_served_by_another() {
     let c = origin(&dir.path().join("c"), &moto, None);
     fetch_runtime(&c.url, "v1");
     assert!(tier_counter(&metrics(&c.url), "s3", "hits") >= blocks.len() as u64);
+    // And a host pulls the runtime from an origin it was never pushed to, exactly.
+    let into = dir.path().join("pulled");
+    pull_json("rt:v1", &b.url, &into, &dir.path().join("cache"), &[]);
+    let src = pack_contents(1);
+    for (name, bytes) in PACK_FILES.iter().zip(&src) {
+        assert_eq!(&std::fs::read(into.join(name)).unwrap(), bytes, "{name}");
+    }
     let ready = get(&format!("{}/readyz", b.url));
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().unwrap();
@@ -309,4 +322,47 @@ fn a_misconfigured_tier_stops_start_up_with_its_name() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("s3 tier"));
+}
+
+#[test]
+fn a_crash_between_blocks_and_manifest_leaves_nothing_to_trip_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let a = origin(&dir.path().join("a"), &moto, None);
+    // Blocks land, then the pusher dies before the manifest and the tag: a crash mid-push.
+    let blocks: Vec<Vec<u8>> = pack_contents(7);
+    for b in &blocks {
+        let r = http()
+            .put(format!("{}/v1/blocks/{}", a.url, Digest::of(b)))
+            .body(b.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    a.kill();
+    let a = origin(&dir.path().join("a"), &moto, None);
+    // Readers see no runtime, not a broken one.
+    assert_eq!(
+        get(&format!("{}/v1/runtimes/rt/tags/v1", a.url)).status(),
+        404
+    );
+    // The orphan blocks are durable and complete: a retried push uploads nothing for them.
+    let out = cli(&[
+        "push",
+        pack(dir.path(), 7).to_str().unwrap(),
+        "--name",
+        "rt:v1",
+        "--to",
+        &a.url,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["blocks_uploaded"], 0, "{report}");
+    fetch_runtime(&a.url, "v1");
 }
