@@ -96,6 +96,13 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         .start(&data_dir, Arc::new(repo.clone()), redis_url)
         .await
         .context("starting warming and sandboxes")?;
+    if sandboxes.is_some() && token.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "sandbox routes run commands and no --token-file is set: anyone who can reach this \
+             address can use them (set --token-file, or --no-sandboxes)"
+        );
+    }
     let state = AppState {
         repo,
         token,
