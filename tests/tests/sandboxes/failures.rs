@@ -1,0 +1,155 @@
+//! When warming goes wrong: a failing warm command, an origin killed mid-warm, a warm command that damages the cache.
+
+use std::time::{Duration, Instant};
+
+use prewarm_shared::sandbox::{SandboxInfo, Status, Step};
+use prewarm_tests::Origin;
+use serde_json::{json, Value};
+
+use crate::support::{assert_compiled, compile_step, Node};
+
+#[test]
+fn failing_warm_command_fails_every_waiter_with_the_reason() {
+    let node = Node::start(&[]);
+    node.push_greeter(
+        "broken",
+        json!([[
+            "/bin/sh",
+            "-c",
+            "sleep 1; echo 'compile error: broken on purpose' >&2; exit 3"
+        ]]),
+    );
+    let infos: Vec<SandboxInfo> = node
+        .create_concurrently("broken:v1", 5)
+        .into_iter()
+        .map(|(_, info)| info)
+        .collect();
+    let ws = node.events(&infos[0].sandbox_id);
+    let last = ws.last().expect("events");
+    assert_eq!(last.status, Status::Failed, "{ws:?}");
+    for info in &infos {
+        let done = node.settled(&info.sandbox_id);
+        assert_eq!(done.state.status, Status::Failed);
+        let err = done.state.error.expect("error");
+        assert_eq!(err.step, Step::Warm);
+        assert!(err.reason.contains("broken on purpose"), "{}", err.reason);
+        assert!(err.reason.contains("status 3"), "{}", err.reason);
+    }
+    let stats = node.stats();
+    assert_eq!(
+        (stats.warms_started, stats.warms_failed, stats.warm_runtimes),
+        (1, 1, 0)
+    );
+    // Nothing warm and no partial runtime on disk.
+    let left: Vec<_> = std::fs::read_dir(node.runtimes_dir())
+        .expect("runtimes dir")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Exec on a failed sandbox is refused; a later create retries.
+    let exec = format!("/v1/sandboxes/{}/exec", infos[0].sandbox_id);
+    let (code, _) = node.call("POST", &exec, json!({"cmd": ["true"]}));
+    assert_eq!(code, 409);
+    let (code, _) = node.create(json!({"runtime": "broken:v1", "user_id": "again"}));
+    assert_eq!(code, 202);
+    assert_eq!(node.stats().warms_started, 2);
+}
+
+#[test]
+fn origin_restarts_cleanly_after_sigkill_mid_warm() {
+    let node = Node::start(&[]);
+    node.push_greeter(
+        "slow",
+        json!([[
+            "/bin/sh",
+            "-c",
+            "echo partial > /opt/slow/partial; exec sleep 86399"
+        ]]),
+    );
+    node.push_greeter("quick", compile_step("quick"));
+    let (_, info) = node.create(json!({"runtime": "slow:v1", "user_id": "u"}));
+    node.wait("the warm step", || {
+        node.get(&info.sandbox_id)
+            .is_some_and(|i| i.state.step == Step::Warm)
+    });
+    let Node { origin, data, work } = node;
+    origin.kill();
+    // The warm command dies with the origin (--die-with-parent).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sleeping_warm_commands() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "warm command outlived the origin"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let node = Node {
+        origin: Origin::start(data.path(), &[]),
+        data,
+        work,
+    };
+    let left: Vec<_> = std::fs::read_dir(node.runtimes_dir())
+        .expect("runtimes")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "leftovers after restart: {left:?}");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(node.node_dir().join("index.json")).expect("index"))
+            .expect("json");
+    assert_eq!(index["runtimes"], json!({}));
+    assert_eq!(node.stats().warm_runtimes, 0);
+    // The node works: another runtime warms and runs; the killed one may be retried.
+    let (_, q) = node.create(json!({"runtime": "quick:v1", "user_id": "u"}));
+    assert_eq!(node.settled(&q.sandbox_id).state.status, Status::Ready);
+    assert_compiled(&node.exec(&q.sandbox_id, &["/opt/quick/bin/hello"]));
+    let (code, _) = node.create(json!({"runtime": "slow:v1", "user_id": "u"}));
+    assert_eq!(code, 202);
+}
+
+/// Processes running the slow runtime's `sleep 86399`.
+fn sleeping_warm_commands() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\086399\0")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_warm_command_that_changes_a_cached_file_fails_and_the_cache_heals() {
+    let node = Node::start(&[]);
+    let f = |n: &str| format!("/opt/{n}/lib/data");
+    let blatant = format!("chmod u+w {0} && echo damaged >> {0}", f("blatant"));
+    // Same length, and mode and mtime put back: only the bytes (and the ctime) differ.
+    let stealthy = format!(
+        "cp -p {0} /tmp/ref && chmod u+w {0} && printf 'DAMAGED!\\n' > {0} && touch -r /tmp/ref {0} && chmod --reference=/tmp/ref {0}",
+        f("stealthy")
+    );
+    for (name, content, cmd) in [
+        ("blatant", "pristine\n", blatant),
+        ("stealthy", "original\n", stealthy),
+    ] {
+        let hex = node.push_data(name, content.as_bytes(), json!([["/bin/sh", "-c", cmd]]));
+        let (_, sb) = node.create(json!({"runtime": format!("{name}:v1"), "user_id": "u"}));
+        let done = node.settled(&sb.sandbox_id);
+        assert_eq!(done.state.status, Status::Failed, "{name}: {done:?}");
+        let err = done.state.error.expect("error");
+        assert_eq!(err.step, Step::Seal, "{name}: {err:?}");
+        assert!(
+            err.reason.contains("modified 1 cached file"),
+            "{name}: {err:?}"
+        );
+        assert!(!node.runtimes_dir().join(hex).exists());
+        // A runtime with the same file gets the bytes as pushed: the damaged copy left the cache.
+        let bystander = format!("{name}-bystander");
+        node.push_data(&bystander, content.as_bytes(), json!([]));
+        let b = node.ready(&bystander);
+        let r = node.exec(&b.sandbox_id, &["cat", &f(&bystander)]);
+        assert_eq!(r.stdout, content, "{name}");
+    }
+}

@@ -1,0 +1,97 @@
+//! What a sandbox cannot do: write its runtime, see other workspaces or the node's cache, reach the network unless asked.
+
+use prewarm_shared::sandbox::Status;
+use serde_json::json;
+
+use crate::support::{compile_step, Node};
+
+#[test]
+fn sandbox_cannot_write_its_runtime_or_see_other_workspaces() {
+    let node = Node::start(&[]);
+    node.push_greeter("iso", compile_step("iso"));
+    let (_, a) = node.create(json!({"runtime": "iso:v1", "user_id": "alice"}));
+    assert_eq!(node.settled(&a.sandbox_id).state.status, Status::Ready);
+    let (code, b) = node.create(json!({"runtime": "iso:v1", "user_id": "bob"}));
+    assert_eq!(code, 201);
+
+    let w = node.exec(
+        &a.sandbox_id,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo alice-secret > secret && cat secret && pwd",
+        ],
+    );
+    assert_eq!(w.stdout, "alice-secret\n/workspace\n", "{w:?}");
+
+    // Writing the runtime fails, whatever the path: file, new file, chmod.
+    for attempt in [
+        "echo evil >> /opt/iso/bin/hello",
+        "echo evil > /opt/iso/new-file",
+        "chmod u+w /opt/iso/bin/hello",
+        "rm -f /opt/iso/lib/greeting",
+    ] {
+        let r = node.exec(&b.sandbox_id, &["/bin/sh", "-c", attempt]);
+        assert_ne!(r.exit_code, Some(0), "{attempt} succeeded: {r:?}");
+    }
+    let hello = node.exec(&b.sandbox_id, &["/opt/iso/bin/hello"]);
+    assert_eq!(
+        hello.stdout,
+        "hello from /opt/iso/bin\ncompiled by the warm step\n"
+    );
+
+    // Bob cannot reach Alice's workspace, by her host path or any other, nor the node's cache.
+    let node_dir = node.node_dir();
+    let alice_host = node_dir
+        .join("sandboxes")
+        .join(&a.sandbox_id)
+        .join("workspace")
+        .join("secret");
+    assert!(alice_host.exists(), "the secret is on the host");
+    let probe = format!(
+        "cat {} ; ls {} ; grep -rs alice-secret / --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr ; ls /workspace",
+        alice_host.display(),
+        node_dir.display()
+    );
+    let r = node.exec(&b.sandbox_id, &["/bin/sh", "-c", &probe]);
+    assert!(!r.stdout.contains("alice-secret"), "{r:?}");
+    assert!(
+        !r.stdout.contains("secret"),
+        "bob's workspace is his own: {r:?}"
+    );
+
+    // No network unless asked for: only loopback exists.
+    let net = node.exec(&b.sandbox_id, &["/bin/sh", "-c", "cat /proc/net/dev"]);
+    let ifaces: Vec<&str> = net
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{net:?}");
+}
+
+#[test]
+fn network_true_gives_the_host_network_and_the_default_gives_none() {
+    let node = Node::start(&[]);
+    node.push_data("net", b"x", json!([]));
+    let isolated = node.ready("net");
+    let (code, online) = node.create(json!({"runtime": "net:v1", "user_id": "u", "network": true}));
+    assert_eq!(code, 201);
+    let port = node.origin.url.rsplit(':').next().expect("port");
+    // The origin itself listens on the host's loopback: reachable only with the host network.
+    let probe = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let r = node.exec(&online.sandbox_id, &["/bin/bash", "-c", &probe]);
+    assert!(
+        r.stdout.starts_with("HTTP/1.") && r.stdout.contains(" 200 OK"),
+        "{r:?}"
+    );
+    let r = node.exec(&online.sandbox_id, &["cat", "/etc/resolv.conf"]);
+    assert_eq!(r.exit_code, Some(0), "name resolution configured: {r:?}");
+    let r = node.exec(&isolated.sandbox_id, &["/bin/bash", "-c", &probe]);
+    assert_ne!(r.exit_code, Some(0), "{r:?}");
+    assert!(r.stdout.is_empty(), "{r:?}");
+}

@@ -1,0 +1,114 @@
+//! A sandbox's life on a healthy node: cold create with progress events, one warm for many creates, the context.
+
+use prewarm_shared::sandbox::{Status, Step};
+use serde_json::{json, Value};
+
+use crate::support::{assert_compiled, compile_step, Node};
+
+#[test]
+fn cold_create_streams_progress_then_exec_sees_warm_output_and_second_is_hot() {
+    let node = Node::start(&[]);
+    // The sleep keeps the warm running long enough for the WebSocket to see it in progress.
+    node.push_greeter(
+        "hello",
+        json!([
+            ["/bin/sh", "-c", "sleep 2"],
+            [
+                "/bin/sh",
+                "-c",
+                "sed s/TEMPLATE/compiled/ /opt/hello/lib/greeting.in > /opt/hello/lib/greeting"
+            ]
+        ]),
+    );
+    let (code, info) = node.create(json!({"runtime": "hello:v1", "user_id": "u1"}));
+    assert_eq!(code, 202, "{info:?}");
+    assert!(!info.hot);
+    assert_eq!(info.state.status, Status::Warming);
+    assert!(info.state.estimated_ms.is_some());
+
+    let seen = node.events(&info.sandbox_id);
+    let last = seen.last().expect("at least one event");
+    assert_eq!(last.status, Status::Ready, "{seen:?}");
+    assert!(seen.len() >= 2, "progress before ready: {seen:?}");
+    assert!(seen
+        .iter()
+        .any(|s| s.status == Status::Warming && s.step == Step::Warm));
+    assert!(
+        seen.windows(2).all(|w| w[0].progress <= w[1].progress),
+        "{seen:?}"
+    );
+    assert_eq!(last.progress, 1.0);
+
+    let out = node.exec(&info.sandbox_id, &["/opt/hello/bin/hello"]);
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "hello from /opt/hello/bin\ncompiled by the warm step\n"
+    );
+
+    // A late subscriber gets the current state first, and the stream ends there.
+    let late = node.events(&info.sandbox_id);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].status, Status::Ready);
+
+    let (code, hot) = node.create(json!({"runtime": "hello:v1", "user_id": "u2"}));
+    assert_eq!(code, 201, "{hot:?}");
+    assert!(hot.hot);
+    assert_eq!(hot.state.status, Status::Ready);
+    assert_eq!(node.stats().warms_started, 1);
+    assert_compiled(&node.exec(&hot.sandbox_id, &["/opt/hello/bin/hello"]));
+}
+
+#[test]
+fn fifty_concurrent_creates_run_exactly_one_warm() {
+    let node = Node::start(&[]);
+    node.push_greeter("busy", compile_step("busy"));
+    let created = node.create_concurrently("busy:v1", 50);
+    assert!(created.iter().all(|(c, _)| *c == 201 || *c == 202));
+    assert!(
+        created.iter().any(|(c, _)| *c == 202),
+        "the first create found it cold"
+    );
+    for (_, info) in &created {
+        let done = node.settled(&info.sandbox_id);
+        assert_eq!(done.state.status, Status::Ready, "{done:?}");
+        assert_eq!(done.digest, created[0].1.digest);
+    }
+    let stats = node.stats();
+    assert_eq!(stats.warms_started, 1, "{stats:?}");
+    assert_eq!(stats.warms_succeeded, 1, "{stats:?}");
+    assert_eq!(stats.sandboxes, 50);
+    assert_compiled(&node.exec(&created[49].1.sandbox_id, &["/opt/busy/bin/hello"]));
+}
+
+#[test]
+fn context_with_quotes_and_metacharacters_arrives_byte_for_byte() {
+    let node = Node::start(&[]);
+    node.push_greeter("ctx", compile_step("ctx"));
+    let nasty = "'''\"\"\" $(touch /workspace/pwned) `touch /workspace/pwned2` ${HOME} \\n \n\t; rm -rf / # ünïcode 'q' \"dq\" %s {} $((1+1))";
+    let (_, info) = node.create(json!({"runtime": "ctx:v1", "user_id": "u", "context": nasty}));
+    assert_eq!(node.settled(&info.sandbox_id).state.status, Status::Ready);
+    let r = node.exec(
+        &info.sandbox_id,
+        &["/bin/sh", "-c", "printf '%s' \"$PREWARM_CONTEXT\""],
+    );
+    assert_eq!(r.stdout, nasty);
+    let f = node.exec(&info.sandbox_id, &["cat", ".prewarm/context.json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&f.stdout).expect("json"),
+        json!(nasty)
+    );
+    let ls = node.exec(&info.sandbox_id, &["ls", "-A", "/workspace"]);
+    assert_eq!(ls.stdout, ".prewarm\n", "nothing executed: {ls:?}");
+
+    // Other JSON values arrive as JSON.
+    let ctx = json!({"memory": ["it's", "$(id)", "`id`"], "n": 1});
+    let (code, info) = node
+        .create(json!({"runtime": "ctx:v1", "user_id": "u", "context": ctx, "env": {"A": "1"}}));
+    assert_eq!(code, 201);
+    let r = node.exec(
+        &info.sandbox_id,
+        &["/bin/sh", "-c", "printf '%s' \"$PREWARM_CONTEXT\""],
+    );
+    assert_eq!(serde_json::from_str::<Value>(&r.stdout).expect("json"), ctx);
+}
