@@ -1,9 +1,10 @@
-//! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, the progress WebSocket, and the error mapping.
+//! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, progress over WebSocket or SSE, and the error mapping.
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -107,15 +108,58 @@ async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(s).into_response())
 }
 
-/// Streams the sandbox's warm state as JSON text messages: the current state first, then
-/// every change, closing after `ready` or `failed`.
+/// Streams the sandbox's warm state: the current state first, then every change, ending after
+/// `ready` or `failed`. A WebSocket of JSON text messages, or Server-Sent Events when the client
+/// sends `Accept: text/event-stream` (events named after the status, JSON data).
 async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let rx = service(&state)?.subscribe(&id)?;
-    Ok(ws.on_upgrade(move |socket| stream_events(socket, rx)))
+    let wants_sse = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_sse {
+        return Ok(Sse::new(sse_events(rx))
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let (mut parts, _) = req.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(ws) => Ok(ws.on_upgrade(move |socket| stream_events(socket, rx))),
+        Err(_) => Err(ApiError::bad_request(
+            "bad_request",
+            "events need a WebSocket upgrade or `Accept: text/event-stream`",
+        )),
+    }
+}
+
+/// The SSE form of [`stream_events`]: one event per state, ending after a terminal one.
+fn sse_events(
+    rx: watch::Receiver<WarmState>,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    futures::stream::unfold(Some((rx, true)), |st| async move {
+        let (mut rx, first) = st?;
+        // After the first event, wait for a change; a closed channel has nothing newer to say.
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let current = rx.borrow_and_update().clone();
+        let name = match current.status {
+            Status::Warming => "warming",
+            Status::Ready => "ready",
+            Status::Failed => "failed",
+        };
+        let event = Event::default()
+            .event(name)
+            .json_data(&current)
+            .unwrap_or_else(|_| Event::default().event(name));
+        let next = (current.status == Status::Warming).then_some((rx, false));
+        Some((Ok(event), next))
+    })
 }
 
 async fn stream_events(mut socket: WebSocket, mut rx: watch::Receiver<WarmState>) {

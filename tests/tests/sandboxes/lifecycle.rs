@@ -26,7 +26,23 @@ fn cold_create_streams_progress_then_exec_sees_warm_output_and_second_is_hot() {
     assert_eq!(info.state.status, Status::Warming);
     assert!(info.state.estimated_ms.is_some());
 
-    let seen = node.events(&info.sandbox_id);
+    // Two subscribers at once: a WebSocket, and Server-Sent Events on the same path.
+    let sse = std::thread::scope(|scope| {
+        let sse = scope.spawn(|| node.sse_events(&info.sandbox_id));
+        let seen = node.events(&info.sandbox_id);
+        (seen, sse.join().expect("sse thread"))
+    });
+    let (seen, sse) = sse;
+    let (last_name, last_sse) = sse.last().expect("at least one SSE event");
+    assert_eq!(
+        (last_name.as_str(), last_sse.status),
+        ("ready", Status::Ready),
+        "{sse:?}"
+    );
+    assert!(
+        sse.len() >= 2 && sse[0].0 == "warming",
+        "progress before ready: {sse:?}"
+    );
     let last = seen.last().expect("at least one event");
     assert_eq!(last.status, Status::Ready, "{seen:?}");
     assert!(seen.len() >= 2, "progress before ready: {seen:?}");

@@ -197,6 +197,32 @@ impl Node {
         }
     }
 
+    /// The same stream as [`Node::events`], as Server-Sent Events: `(event name, state)` pairs.
+    pub(crate) fn sse_events(&self, id: &str) -> Vec<(String, WarmState)> {
+        let url = format!("{}/v1/sandboxes/{id}/events", self.origin.url);
+        let resp = http()
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .expect("sse request");
+        assert_eq!(resp.status(), 200);
+        // The stream ends after the terminal event, so the whole body can be read.
+        let body = resp.text().expect("sse body");
+        let mut out = Vec::new();
+        for block in body.split("\n\n") {
+            let field = |k: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.trim_start().to_string())
+            };
+            if let (Some(name), Some(data)) = (field("event:"), field("data:")) {
+                out.push((name, serde_json::from_str(&data).expect("sse data JSON")));
+            }
+        }
+        out
+    }
+
     pub(crate) fn node_dir(&self) -> PathBuf {
         self.data.path().join("node-v1")
     }
