@@ -5,6 +5,18 @@ use std::time::{Duration, Instant};
 use prewarm_shared::sandbox::ExecResult;
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+/// Which pipe a piece of live output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Where live output goes while a command runs (all of it, not just the capped copy kept for
+/// the result). Bounded: a slow reader slows the command down rather than growing memory.
+pub type LiveOutput = mpsc::Sender<(Pipe, Vec<u8>)>;
 
 /// How long to keep draining pipes after the process is gone (a grandchild could hold them).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -13,11 +25,13 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// waits for it, at most `timeout`. On timeout the whole process group gets SIGKILL; the
 /// sandbox's pid namespace dies with bwrap (`--die-with-parent`), taking every descendant.
 /// Each of stdout and stderr keeps its first `cap` bytes; the rest is read and discarded
-/// (so the command never blocks on a full pipe) and `truncated` is set.
+/// (so the command never blocks on a full pipe) and `truncated` is set. With `live`, every
+/// piece of output is also sent there as it arrives; a receiver that went away is ignored.
 pub async fn run(
     mut cmd: tokio::process::Command,
     timeout: Duration,
     cap: usize,
+    live: Option<LiveOutput>,
 ) -> std::io::Result<ExecResult> {
     let started = Instant::now();
     let mut child = cmd.spawn()?;
@@ -26,7 +40,10 @@ pub async fn run(
     let err = child.stderr.take();
     // Pipes are drained while the command runs, or a chatty command would block on them.
     let readers = tokio::time::timeout(timeout + DRAIN_GRACE, async {
-        tokio::join!(read_capped(out, cap), read_capped(err, cap))
+        tokio::join!(
+            read_capped(out, cap, live.clone().map(|l| (l, Pipe::Stdout))),
+            read_capped(err, cap, live.map(|l| (l, Pipe::Stderr)))
+        )
     });
     let waiter = async {
         tokio::select! {
@@ -60,7 +77,11 @@ pub async fn run(
 }
 
 /// Reads a pipe to its end, keeping the first `cap` bytes; true if more was discarded.
-async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>, cap: usize) -> (Vec<u8>, bool) {
+async fn read_capped<R: AsyncRead + Unpin>(
+    r: Option<R>,
+    cap: usize,
+    live: Option<(LiveOutput, Pipe)>,
+) -> (Vec<u8>, bool) {
     let Some(mut r) = r else {
         return (Vec::new(), false);
     };
@@ -71,6 +92,9 @@ async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>, cap: usize) -> (Vec<u8>
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => return (kept, truncated),
             Ok(n) => {
+                if let Some((tx, pipe)) = &live {
+                    let _ = tx.send((*pipe, buf[..n].to_vec())).await;
+                }
                 let room = cap.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
                 truncated |= n > room;

@@ -6,6 +6,7 @@
 
 pub mod bwrap;
 pub mod exec;
+mod live;
 pub mod node;
 pub mod routes;
 
@@ -256,6 +257,16 @@ impl SandboxService {
     /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
     /// the working directory, env = runtime, sandbox, request, then context.
     pub async fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, SandboxError> {
+        self.exec_live(id, req, None).await
+    }
+
+    /// [`SandboxService::exec`], also sending output to `live` as the command produces it.
+    pub async fn exec_live(
+        &self,
+        id: &str,
+        req: ExecRequest,
+        live: Option<exec::LiveOutput>,
+    ) -> Result<ExecResult, SandboxError> {
         let busy = {
             let map = self.lock();
             let sb = map
@@ -301,7 +312,7 @@ impl SandboxService {
             .map(Duration::from_millis)
             .unwrap_or(self.cfg.default_exec_timeout)
             .min(self.cfg.max_exec_timeout);
-        let res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap)
+        let res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
             .await
             .map_err(|e| SandboxError::Io {
                 action: "starting bubblewrap",

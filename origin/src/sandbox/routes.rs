@@ -26,12 +26,15 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sandboxes", post(create))
         .route("/v1/sandboxes/{id}", get(status).delete(remove))
         .route("/v1/sandboxes/{id}/events", get(events))
-        .route("/v1/sandboxes/{id}/exec", post(exec))
+        .route(
+            "/v1/sandboxes/{id}/exec",
+            post(exec).get(super::live::exec_ws),
+        )
         .route("/v1/warm", post(warm))
         .route("/v1/warm/stats", get(stats))
 }
 
-fn service(state: &AppState) -> Result<&SandboxService, ApiError> {
+pub(super) fn service(state: &AppState) -> Result<&SandboxService, ApiError> {
     state
         .sandboxes
         .as_ref()

@@ -164,6 +164,7 @@ async fn run_warm_command(
         jail.command(argv),
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
+        None,
     )
     .await
     .map_err(|e| fail(format!("could not start bubblewrap: {e}")))?;

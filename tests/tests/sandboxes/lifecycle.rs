@@ -128,3 +128,57 @@ fn context_with_quotes_and_metacharacters_arrives_byte_for_byte() {
     );
     assert_eq!(serde_json::from_str::<Value>(&r.stdout).expect("json"), ctx);
 }
+
+#[test]
+fn exec_over_a_websocket_streams_output_while_the_command_runs() {
+    let node = Node::start(&[]);
+    node.push_greeter("hello", json!([]));
+    let sb = node.ready("hello");
+    let url = format!(
+        "{}/v1/sandboxes/{}/exec",
+        node.origin.url.replacen("http://", "ws://", 1),
+        sb.sandbox_id
+    );
+    let (mut socket, _) = tungstenite::connect(url).expect("websocket connect");
+    // The command prints, then waits for a file that only a second exec creates, which this
+    // test runs after it has *received* the first line: without streaming it would time out.
+    let script =
+        "echo first; while [ ! -e go ]; do sleep 0.05; done; printf 'caf\\303\\251\\n' >&2; exit 3";
+    let req = json!({"cmd": ["/bin/sh", "-c", script], "timeout_ms": 30000});
+    socket
+        .send(tungstenite::Message::Text(req.to_string().into()))
+        .expect("send request");
+    let mut chunks: Vec<(String, String)> = Vec::new();
+    let result = loop {
+        let msg: Value = match socket.read().expect("read") {
+            tungstenite::Message::Text(t) => serde_json::from_str(t.as_str()).expect("JSON"),
+            tungstenite::Message::Close(_) => panic!("closed before a result: {chunks:?}"),
+            _ => continue,
+        };
+        if let Some(r) = msg.get("result") {
+            break r.clone();
+        }
+        let (stream, data) = (
+            msg["stream"].as_str().unwrap(),
+            msg["data"].as_str().unwrap(),
+        );
+        chunks.push((stream.to_string(), data.to_string()));
+        if data.contains("first") {
+            let out = node.exec(&sb.sandbox_id, &["/bin/sh", "-c", "touch go"]);
+            assert_eq!(out.exit_code, Some(0), "{out:?}");
+        }
+    };
+    assert_eq!(result["timed_out"], false, "{result}");
+    assert_eq!(result["exit_code"], 3);
+    assert_eq!(result["stdout"], "first\n");
+    let streamed = |s: &str| -> String {
+        chunks
+            .iter()
+            .filter(|c| c.0 == s)
+            .map(|c| c.1.as_str())
+            .collect()
+    };
+    assert_eq!(streamed("stdout"), "first\n");
+    assert_eq!(streamed("stderr"), "café\n", "UTF-8 arrives whole");
+    assert_eq!(chunks[0], ("stdout".to_string(), "first\n".to_string()));
+}
