@@ -92,6 +92,43 @@ impl FileCache {
             .is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// Removes cached files that no materialised tree links to (link count 1), returning how
+    /// many files and bytes were freed. This is how evicting a runtime gives its disk back.
+    ///
+    /// # Contract
+    /// The caller makes sure no fetch on this cache is between [`super::fetch_missing`] and
+    /// [`super::materialise`]: the files such a fetch just assembled are not linked yet.
+    pub fn prune_unlinked(&self) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let fans = match fs::read_dir(&self.files) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
+        for fan in fans {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(fan.path())? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if meta.is_file() && meta.nlink() == 1 {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => {
+                            files += 1;
+                            bytes += meta.len();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
+
     /// A fresh scratch directory under `tmp/`, removed when the guard drops.
     pub(crate) fn scratch(&self) -> Result<Scratch, PullError> {
         let path = self.tmp.join(format!(

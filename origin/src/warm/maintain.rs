@@ -24,6 +24,7 @@ impl Warmer {
             let evicted = tokio::task::spawn_blocking(move || inner.evict_over_budget())
                 .await
                 .unwrap_or_default();
+            self.inner.prune_cache_if_pending().await;
             for d in evicted {
                 if let Err(e) = self
                     .inner
@@ -44,6 +45,29 @@ impl Warmer {
 }
 
 impl Inner {
+    /// After evictions, removes cache files no warm runtime links to any more, so an evicted
+    /// runtime's bytes really leave the disk. Skipped (and retried next round) while a warm is
+    /// between fetching and linking, whose new files are not linked yet.
+    pub(super) async fn prune_cache_if_pending(&self) {
+        if !self.prune_pending.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(gate) = self.cache_gate.try_write() else {
+            return;
+        };
+        self.prune_pending.store(false, Ordering::Relaxed);
+        let cache = self.cache.clone();
+        match tokio::task::spawn_blocking(move || cache.prune_unlinked()).await {
+            Ok(Ok((files, bytes))) => tracing::info!(files, bytes, "pruned the node cache"),
+            Ok(Err(e)) => {
+                tracing::warn!(%e, "could not prune the node cache");
+                self.prune_pending.store(true, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(%e, "cache pruning task failed"),
+        }
+        drop(gate);
+    }
+
     /// Removes least-recently-used runtimes not in use until the total fits the budget.
     /// Blocking (removes trees). Returns the evicted digests.
     pub(super) fn evict_over_budget(&self) -> Vec<Digest> {
@@ -71,6 +95,7 @@ impl Inner {
             tracing::info!(digest = %victim.digest, runtime = %victim.runtime, bytes = victim.size_bytes, "evicting warm runtime");
             remove_tree(&self.layout.runtime_dir(&victim.digest));
             self.evictions.fetch_add(1, Ordering::Relaxed);
+            self.prune_pending.store(true, Ordering::Relaxed);
             evicted.push(victim.digest);
         }
         evicted

@@ -18,7 +18,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -87,6 +87,11 @@ pub(crate) struct Inner {
     succeeded: AtomicU64,
     failed: AtomicU64,
     evictions: AtomicU64,
+    /// Held (shared) by a warm from fetching into the cache until its tree links those files,
+    /// and (exclusive) by cache pruning, which must never see a fetched-but-unlinked file.
+    pub(crate) cache_gate: tokio::sync::RwLock<()>,
+    /// Runtimes were evicted since the cache was last pruned.
+    prune_pending: AtomicBool,
 }
 
 #[derive(Default)]
@@ -155,6 +160,9 @@ impl Warmer {
                 succeeded: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
+                cache_gate: tokio::sync::RwLock::new(()),
+                // True at start: a crash may have left files of half-built runtimes behind.
+                prune_pending: AtomicBool::new(true),
             }),
         })
     }

@@ -43,6 +43,8 @@ pub(super) async fn run(inner: &Inner, job: &Job) -> Result<RuntimeRecord, WarmF
     job.progress(Step::Manifest, 1.0);
 
     job.progress(Step::Fetch, 0.0);
+    // Until this runtime's tree links the files fetched now, cache pruning must wait.
+    let gate = inner.cache_gate.read().await;
     let on_progress = |p: FetchProgress| {
         let frac = if p.bytes_expected == 0 {
             1.0
@@ -71,6 +73,7 @@ pub(super) async fn run(inner: &Inner, job: &Job) -> Result<RuntimeRecord, WarmF
             .map_err(|e| pull_failure(Step::Materialise, &e))
     })
     .await?;
+    drop(gate);
     job.progress(Step::Materialise, 1.0);
 
     job.progress(Step::Warm, 0.0);

@@ -230,3 +230,35 @@ async fn registry_entries_are_published_on_use_and_retried_after_a_failure() {
     w.inner.flush_registry().await;
     assert_eq!(reg.published.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn cache_pruning_waits_for_warms_between_fetch_and_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = warmer(tmp.path(), 50, Arc::new(NoRegistry));
+    // One cached file a warm runtime links to, one nothing links to (its runtime was evicted,
+    // or a warm just fetched it and has not linked it yet).
+    let cache = w.inner.cache.dir().join("files-v1/aa");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("linked.444"), b"kept").unwrap();
+    std::fs::write(cache.join("unlinked.444"), b"freed").unwrap();
+    let rt = tmp.path().join("rt");
+    std::fs::create_dir_all(&rt).unwrap();
+    std::fs::hard_link(cache.join("linked.444"), rt.join("f")).unwrap();
+    install(&w, "a", 100, 1_000);
+    assert_eq!(w.inner.evict_over_budget().len(), 1);
+
+    // A warm holds the gate (fetched, not linked yet): pruning waits for a later round.
+    let warm = w.inner.cache_gate.read().await;
+    w.inner.prune_cache_if_pending().await;
+    assert!(
+        cache.join("unlinked.444").exists(),
+        "a warm's unlinked file survives"
+    );
+    drop(warm);
+    w.inner.prune_cache_if_pending().await;
+    assert!(
+        !cache.join("unlinked.444").exists(),
+        "pruned once no warm is mid-way"
+    );
+    assert!(cache.join("linked.444").exists(), "linked files stay");
+}

@@ -27,6 +27,23 @@ fn lru_eviction_keeps_the_recently_used_and_never_a_runtime_in_use() {
     node.warm("c");
     node.wait("an eviction", || node.stats().evictions == 1);
     assert_eq!(node.on_disk(&[a, b, c]), ["a", "c"]);
+    // Evicting gives the disk back: b's bytes leave the node's file cache too, while the
+    // files of runtimes still warm stay.
+    let cached = |seed: u8| {
+        let hex = prewarm_shared::Digest::of(&filler(seed, 100_000)).hex();
+        let fan = node.node_dir().join("cache/files-v1").join(&hex[..2]);
+        std::fs::read_dir(fan)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&hex))
+            })
+            .unwrap_or(false)
+    };
+    node.wait("b's bytes to leave the node cache", || !cached(1));
+    assert!(
+        cached(0) && cached(2),
+        "warm runtimes keep their cached files"
+    );
     let r = node.exec(
         &sa.sandbox_id,
         &["/bin/sh", "-c", "/opt/a/bin/hello; wc -c < /opt/a/lib/data"],
