@@ -15,6 +15,7 @@ use prewarm_origin::transfer::Sink;
 use prewarm_shared::{RuntimeName, RuntimeRef, Tag};
 use tracing_subscriber::EnvFilter;
 
+mod cache_cmd;
 mod pull_cmd;
 mod serve_cmd;
 
@@ -37,6 +38,8 @@ enum Command {
     Push(PushArgs),
     /// Fetch a runtime and materialise it by hard links from the local cache.
     Pull(pull_cmd::PullArgs),
+    /// Maintain the local file cache that pulls link from.
+    Cache(cache_cmd::CacheArgs),
 }
 
 #[derive(Args)]
@@ -114,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve_cmd::run(a).await,
         Command::Push(a) => push_cmd(a).await,
         Command::Pull(a) => pull_cmd::run(a).await,
+        Command::Cache(a) => cache_cmd::run(a).await,
     }
 }
 

@@ -39,6 +39,10 @@ const STALE_SCRATCH: Duration = Duration::from_secs(24 * 3600);
 /// filesystem; a reader never sees a partial file under a real name. Nothing is fsynced (a
 /// cache can be refetched): after a power loss a file whose size is wrong is fetched again,
 /// but bytes are not re-hashed on every use; the cache is trusted once written.
+/// Holds a [`FileCache::lock`] until dropped (closing the file releases the lock).
+#[derive(Debug)]
+pub struct CacheLock(#[allow(dead_code)] fs::File);
+
 #[derive(Debug, Clone)]
 pub struct FileCache {
     root: PathBuf,
@@ -61,6 +65,24 @@ impl FileCache {
         };
         cache.sweep_stale_scratch();
         Ok(cache)
+    }
+
+    /// A lock on the whole cache: shared while a pull fetches and links, exclusive for
+    /// [`FileCache::prune_unlinked`] across processes. Released when dropped.
+    pub fn lock(&self, exclusive: bool) -> io::Result<CacheLock> {
+        use rustix::fs::{flock, FlockOperation};
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))?;
+        let op = if exclusive {
+            FlockOperation::NonBlockingLockExclusive
+        } else {
+            FlockOperation::LockShared
+        };
+        flock(&file, op).map_err(io::Error::from)?;
+        Ok(CacheLock(file))
     }
 
     pub fn dir(&self) -> &Path {

@@ -36,7 +36,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prewarm_shared::{Digest, RuntimeRef};
 use serde::Serialize;
 
-pub use cache::FileCache;
+pub use cache::{CacheLock, FileCache};
 pub use error::PullError;
 pub use fetch::{fetch_manifest, fetch_missing, FetchProgress, FetchStats};
 pub use link::LinkStats;
@@ -140,6 +140,10 @@ pub async fn pull(
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     let (digest, manifest) = fetch_manifest(source, what).await?;
+    // Shared with other pulls; keeps `prewarm cache prune` away from files fetched, not linked yet.
+    let lock = cache
+        .lock(false)
+        .map_err(|e| PullError::io("locking the cache", cache.dir(), e))?;
 
     let bar = progress_bar(opts.progress);
     let on_progress = |p: FetchProgress| {
@@ -162,6 +166,7 @@ pub async fn pull(
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    drop(lock);
 
     let report = PullReport {
         digest,

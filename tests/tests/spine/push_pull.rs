@@ -253,3 +253,50 @@ fn a_runtime_pack_applies_layers_in_order_with_whiteouts() {
     assert_eq!(m["meta"]["prefix"], "/opt/demo");
     assert_eq!(m["lock"]["packages"][1]["layer"], "extra");
 }
+
+#[test]
+fn cache_prune_frees_only_what_no_pulled_tree_links_to() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    push_json(&src, "tree:v1", &origin.url);
+    let cache = work.path().join("cache");
+    let (one, two) = (work.path().join("one"), work.path().join("two"));
+    let first = pull_json("tree:v1", &origin.url, &one, &cache, &[]);
+    pull_json("tree:v1", &origin.url, &two, &cache, &[]);
+    let prune = || {
+        let out = cli(&[
+            "cache",
+            "prune",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    std::fs::remove_dir_all(&one).unwrap();
+    assert_eq!(prune()["files_removed"], 0, "`two` still links every file");
+    assert_eq!(without_write_bits(snapshot(&src)), snapshot(&two));
+    std::fs::remove_dir_all(&two).unwrap();
+    let freed = prune();
+    assert!(freed["files_removed"].as_u64().unwrap() > 300, "{freed}");
+    assert_eq!(
+        freed["bytes_freed"],
+        first["bytes_total"].as_u64().unwrap() - "same bytes".len() as u64
+    );
+    // The cache is empty again: the next pull downloads everything.
+    let again = pull_json(
+        "tree:v1",
+        &origin.url,
+        &work.path().join("three"),
+        &cache,
+        &[],
+    );
+    assert_eq!(again["bytes_downloaded"], first["bytes_downloaded"]);
+}
