@@ -159,7 +159,19 @@ impl Origin {
 }
 
 impl Drop for Origin {
+    /// Stops the server as an operator would (SIGTERM: graceful shutdown, which also stops
+    /// its warms and sandboxes), and kills it if it has not exited within 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -91,6 +91,7 @@ impl NodeLayout {
     /// Removes leftovers of a previous process: returns the names of runtime dirs kept.
     /// `keep` says whether a `runtimes/<name>` directory is a registered runtime.
     pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        self.kill_leftover_sandboxes();
         let mut kept = Vec::new();
         for (dir, all) in [(&self.runtimes, false), (&self.sandboxes, true)] {
             let Ok(rd) = fs::read_dir(dir) else { continue };
@@ -110,6 +111,45 @@ impl NodeLayout {
             }
         }
         kept
+    }
+}
+
+impl NodeLayout {
+    /// Kills bubblewrap processes a previous process of this node left behind. bwrap's
+    /// `--die-with-parent` covers a clean death, but not an origin killed while a bwrap was
+    /// still starting (before it armed its parent-death signal): such a warm or exec would run
+    /// on, orphaned. Found by their command line, which binds a directory of this node.
+    fn kill_leftover_sandboxes(&self) {
+        use rustix::process::{kill_process, Pid, Signal};
+        let me = std::process::id();
+        let mut needle = self.root.as_os_str().as_encoded_bytes().to_vec();
+        needle.push(b'/');
+        let Ok(procs) = fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
+                continue;
+            };
+            let mut args = cmdline.split(|b| *b == 0);
+            let is_bwrap = args.next().is_some_and(|a| a.ends_with(b"bwrap"));
+            let ours = args.any(|a| a.starts_with(&needle));
+            if is_bwrap && ours {
+                if let Some(pid) = Pid::from_raw(pid as i32) {
+                    tracing::warn!(
+                        pid = pid.as_raw_nonzero().get(),
+                        "killing a sandbox process left by a previous run"
+                    );
+                    let _ = kill_process(pid, Signal::Kill);
+                }
+            }
+        }
     }
 }
 

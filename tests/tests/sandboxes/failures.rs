@@ -52,6 +52,8 @@ fn failing_warm_command_fails_every_waiter_with_the_reason() {
     let (code, _) = node.create(json!({"runtime": "broken:v1", "user_id": "again"}));
     assert_eq!(code, 202);
     assert_eq!(node.stats().warms_started, 2);
+    // Let the retry fail too, so no warm command is left running when the node stops.
+    node.wait("the retry to fail", || node.stats().warms_failed == 2);
 }
 
 #[test]
@@ -71,11 +73,12 @@ fn origin_restarts_cleanly_after_sigkill_mid_warm() {
         node.get(&info.sandbox_id)
             .is_some_and(|i| i.state.step == Step::Warm)
     });
+    let node_dir = node.node_dir();
     let Node { origin, data, work } = node;
     origin.kill();
     // The warm command dies with the origin (--die-with-parent).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sleeping_warm_commands() > 0 {
+    while sandbox_processes_of(&node_dir) > 0 {
         assert!(
             Instant::now() < deadline,
             "warm command outlived the origin"
@@ -105,15 +108,36 @@ fn origin_restarts_cleanly_after_sigkill_mid_warm() {
     assert_compiled(&node.exec(&q.sandbox_id, &["/opt/quick/bin/hello"]));
     let (code, _) = node.create(json!({"runtime": "slow:v1", "user_id": "u"}));
     assert_eq!(code, 202);
+    node.wait("the retried warm to run its command", || {
+        sandbox_processes_of(&node_dir) > 0
+    });
+    // Killed again, at once this time: whatever bwrap outlived it, the next start kills.
+    let Node { origin, data, work } = node;
+    origin.kill();
+    let node = Node {
+        origin: Origin::start(data.path(), &[]),
+        data,
+        work,
+    };
+    assert_eq!(
+        sandbox_processes_of(&node.node_dir()),
+        0,
+        "no sandbox process survives a restart"
+    );
 }
 
-/// Processes running the slow runtime's `sleep 86399`.
-fn sleeping_warm_commands() -> usize {
+/// Bubblewrap processes (warm commands, execs) working in this node's directory.
+fn sandbox_processes_of(node_dir: &std::path::Path) -> usize {
+    let needle = format!("{}/", node_dir.display()).into_bytes();
     std::fs::read_dir("/proc")
         .map(|rd| {
             rd.flatten()
                 .filter(|e| {
-                    std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\086399\0")
+                    std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                        let mut args = c.split(|b| *b == 0);
+                        args.next().is_some_and(|a| a.ends_with(b"bwrap"))
+                            && args.any(|a| a.starts_with(&needle))
+                    })
                 })
                 .count()
         })

@@ -148,4 +148,6 @@ fn high_priority_overtakes_queued_warms() {
         assert_eq!(left, in_order, "the rest keep their order");
         node.open_gate(&digest);
     }
+    // Let the last warm finish, so no warm command is left running when the node stops.
+    node.wait("every warm to finish", || node.stats().warms_succeeded == 4);
 }
