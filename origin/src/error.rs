@@ -65,6 +65,16 @@ impl ApiError {
         }
     }
 
+    /// What a client may read: the error itself for 4xx, a generic line for 5xx (whose cause
+    /// may hold paths or backend text, and is only logged).
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Unavailable(_) => "a storage tier is unavailable; retry later".to_string(),
+            e if e.status().is_server_error() => "internal error".to_string(),
+            e => e.to_string(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. }
@@ -118,16 +128,7 @@ pub(crate) struct LoggedCause(pub(crate) std::sync::Arc<String>);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() {
-            match &self {
-                ApiError::Unavailable(_) => {
-                    "a storage tier is unavailable; retry later".to_string()
-                }
-                _ => "internal error".to_string(),
-            }
-        } else {
-            self.to_string()
-        };
+        let message = self.public_message();
         let mut resp = (status, Json(ErrorBody::new(self.code(), message))).into_response();
         if let ApiError::RangeNotSatisfiable { size } = &self {
             if let Ok(v) = prewarm_shared::content_range(None, *size).parse() {

@@ -69,19 +69,10 @@ async fn run(mut socket: WebSocket, svc: SandboxService, id: String) {
         Ok(res) => json!({ "result": res }),
         Err(e) => {
             let e = ApiError::from(e);
-            json!(ErrorBody::new(e.code(), public_message(&e)))
+            json!(ErrorBody::new(e.code(), e.public_message()))
         }
     };
     finish(socket, last).await;
-}
-
-/// The message a client may see for an error (never internal text for 5xx).
-fn public_message(e: &ApiError) -> String {
-    if e.status().is_server_error() {
-        "internal error".into()
-    } else {
-        e.to_string()
-    }
 }
 
 /// Sends the complete UTF-8 prefix of `carry + data`, keeping an unfinished character back.
