@@ -105,6 +105,72 @@ pub fn pull_json(
     cli_json(&args)
 }
 
+/// What a user sees of a tree, path → kind, permission bits (`& mode_mask`), size and digest
+/// or link target, so two trees compare with `assert_eq!`.
+pub fn tree_snapshot(root: &Path, mode_mask: u32) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        mask: u32,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let p = entry.expect("dir entry").path();
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            let m = std::fs::symlink_metadata(&p).expect("metadata");
+            let mode = m.permissions().mode() & mask;
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!(
+                        "link -> {}",
+                        std::fs::read_link(&p).expect("link").display()
+                    ),
+                );
+            } else if m.is_dir() {
+                out.insert(rel.clone(), format!("dir {mode:o}"));
+                walk(root, &p, mask, out);
+            } else {
+                let bytes = std::fs::read(&p).expect("read file");
+                out.insert(
+                    rel,
+                    format!(
+                        "file {mode:o} {} {}",
+                        bytes.len(),
+                        prewarm_shared::Digest::of(&bytes)
+                    ),
+                );
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, mode_mask, &mut out);
+    out
+}
+
+/// An error response's status and `error.code`, asserting the body is the JSON error shape
+/// with a non-empty message.
+pub fn error_code(resp: reqwest::blocking::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().expect("error body is JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_string();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error.message present"
+    );
+    (status, code)
+}
+
 /// A running `prewarm serve`, killed on drop.
 pub struct Origin {
     pub url: String,

@@ -8,7 +8,7 @@ use std::path::Path;
 use prewarm_shared::Digest;
 use prewarm_tests::edge::{Proxy, Rule, Wrangler};
 use prewarm_tests::services::{Moto, Redis};
-use prewarm_tests::{cli_json, http, Origin};
+use prewarm_tests::{cli_json, error_code, http, pull_json, tree_snapshot, Origin};
 
 /// The production shape behind the edge: an origin on S3 (moto) with Redis in front.
 fn tiered_origin(dir: &Path, moto: &Moto, redis: &Redis) -> Origin {
@@ -25,32 +25,10 @@ fn tiered_origin(dir: &Path, moto: &Moto, redis: &Redis) -> Origin {
     Origin::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
 }
 
-/// What a user sees of a tree: kind, read/execute bits, bytes or link target. (Write bits
-/// differ by link mode: hard-linked files are read-only.)
+/// What a user sees of a tree, read/execute bits only (write bits differ by link mode:
+/// hard-linked files are read-only).
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let p = entry.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let mode = m.permissions().mode() & 0o555;
-            if m.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    format!("link {}", std::fs::read_link(&p).unwrap().display()),
-                );
-            } else if m.is_dir() {
-                out.insert(rel.clone(), format!("dir {mode:o}"));
-                walk(root, &p, out);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                out.insert(rel, format!("file {mode:o} {}", Digest::of(&bytes)));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
+    tree_snapshot(root, 0o555)
 }
 
 fn make_tree(root: &Path) {
@@ -76,32 +54,6 @@ fn make_tree(root: &Path) {
     std::fs::write(root.join("lib/libbig.so"), big).unwrap();
 }
 
-fn pull(from: &str, reference: &str, into: &Path, cache: &Path) -> serde_json::Value {
-    cli_json(&[
-        "pull",
-        reference,
-        "--from",
-        from,
-        "--into",
-        into.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--json",
-    ])
-}
-
-fn error_code(resp: reqwest::blocking::Response) -> (u16, String) {
-    let status = resp.status().as_u16();
-    let body: serde_json::Value = resp.json().expect("a JSON error body");
-    (
-        status,
-        body["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    )
-}
-
 /// A runtime pulled through the edge from a tiered origin is exact, and a second host's pull is
 /// served from the edge cache: the origin sees no second request for any block or the manifest.
 #[test]
@@ -123,11 +75,12 @@ fn pulls_through_the_edge_are_exact_and_cached() {
     let proxy = Proxy::start(Some(&origin.url));
     let edge = Wrangler::start(&proxy.url, &[]);
 
-    let first = pull(
-        &edge.url,
+    let first = pull_json(
         "edgy:v1",
+        &edge.url,
         &work.path().join("rt1"),
         &work.path().join("cache1"),
+        &[],
     );
     assert_eq!(first["digest"], pushed["digest"]);
     assert_eq!(first["blocks_downloaded"], pushed["blocks_total"]);
@@ -143,11 +96,12 @@ fn pulls_through_the_edge_are_exact_and_cached() {
     assert_eq!(manifests, 1);
 
     // Another host (another cache dir) downloads everything again, all from the edge.
-    let second = pull(
-        &edge.url,
+    let second = pull_json(
         "edgy:v1",
+        &edge.url,
         &work.path().join("rt2"),
         &work.path().join("cache2"),
+        &[],
     );
     assert_eq!(second["blocks_downloaded"], pushed["blocks_total"]);
     assert_eq!(snapshot(&src), snapshot(&work.path().join("rt2")));

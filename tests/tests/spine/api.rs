@@ -1,23 +1,7 @@
 //! The origin HTTP API: headers, ranges, errors, auth.
 
 use prewarm_shared::Digest;
-use prewarm_tests::{http, Origin};
-
-fn error_code(resp: reqwest::blocking::Response) -> (u16, String) {
-    let status = resp.status().as_u16();
-    let body: serde_json::Value = resp.json().expect("error body is JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_string();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "error.message present"
-    );
-    (status, code)
-}
+use prewarm_tests::{error_code, http, Origin};
 
 #[test]
 fn blocks_round_trip_with_caching_headers_and_ranges() {

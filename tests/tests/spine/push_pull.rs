@@ -4,44 +4,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use prewarm_tests::{cli, http, pull_json, push_json, write_pack, Origin};
+use prewarm_tests::{cli, http, pull_json, push_json, tree_snapshot, write_pack, Origin};
 
-/// What a user sees of a tree: kind, permission bits, bytes or link target.
+/// The tree with exact permission bits.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let mode = m.permissions().mode() & 0o777;
-            if m.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    format!("link -> {}", std::fs::read_link(&p).unwrap().display()),
-                );
-            } else if m.is_dir() {
-                out.insert(rel.clone(), format!("dir {mode:o}"));
-                walk(root, &p, out);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                out.insert(
-                    rel,
-                    format!(
-                        "file {mode:o} {} {}",
-                        bytes.len(),
-                        prewarm_shared::Digest::of(&bytes)
-                    ),
-                );
-            }
-        }
-    }
-    walk(root, root, &mut out);
-    out
+    tree_snapshot(root, 0o777)
 }
 
 /// Hard-linked files lose their write bits (the cache inode is shared and read-only).
