@@ -18,8 +18,41 @@ use super::LinkMode;
 /// Mode of the tree's root directory (the manifest records no entry for it).
 const ROOT_MODE: u32 = 0o755;
 
+/// About how many progress reports a materialisation makes, whatever the tree's size: one per
+/// ~1% of the entries and one per ~1% of the bytes, so even a 40k-file tree makes at most ~200.
+const REPORTS: u64 = 100;
+
+/// Where a materialisation stands. Reported once before the first entry (so a bar knows its
+/// length), then after about every 1% of the entries or of the bytes, and once when the new
+/// tree is in place. Figures never decrease, and only that last report has
+/// `entries_done == entries_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaterialiseProgress {
+    /// Entries placed in the staging tree (directories, symlinks, files), plus the tree's root,
+    /// which counts as done only once the whole tree is renamed into place.
+    pub entries_done: u64,
+    /// The manifest's entries plus one, the root.
+    pub entries_total: u64,
+    /// Bytes of the regular files placed (linked, cloned or copied).
+    pub bytes_done: u64,
+    /// Bytes of all regular files in the manifest.
+    pub bytes_total: u64,
+}
+
+impl MaterialiseProgress {
+    /// Share of the entries in place, 0 to 1. Linking costs per entry, not per byte (a hard
+    /// link of 1 GB is as quick as one of 1 byte), so entries measure the work best.
+    pub fn fraction(&self) -> f64 {
+        if self.entries_total == 0 {
+            return 0.0;
+        }
+        self.entries_done as f64 / self.entries_total as f64
+    }
+}
+
 /// Builds `manifest`'s tree at `dest` from files already in `cache` (see [`super::fetch_missing`]).
-/// Blocking: call it from `spawn_blocking`.
+/// Blocking: call it from `spawn_blocking`. `progress` hears how far it got (see
+/// [`MaterialiseProgress`]), from this thread, in manifest order.
 ///
 /// The tree is built in `.NAME.prewarm-tmp-<rand>` beside `dest` (same parent, so same
 /// filesystem), then renamed into place in one step: `dest` is either absent, the old tree, or
@@ -40,6 +73,7 @@ pub fn materialise(
     dest: &Path,
     mode: LinkMode,
     replace: bool,
+    progress: &dyn Fn(MaterialiseProgress),
 ) -> Result<LinkStats, PullError> {
     // A hand-built manifest could put a file under a symlink; a validated one cannot.
     manifest.validate().map_err(|source| PullError::Manifest {
@@ -57,8 +91,10 @@ pub fn materialise(
     check_dest(dest, replace)?;
     let staging = Staging::create(parent, name)?;
     let mut linker = Linker::new(mode);
-    build(manifest, cache, &staging.path, &mut linker)?;
+    let mut tally = Tally::new(manifest, progress);
+    build(manifest, cache, &staging.path, &mut linker, &mut tally)?;
     install(staging, dest, replace)?;
+    tally.finish();
     Ok(linker.stats)
 }
 
@@ -77,10 +113,12 @@ fn build(
     cache: &FileCache,
     root: &Path,
     linker: &mut Linker,
+    tally: &mut Tally<'_>,
 ) -> Result<(), PullError> {
     let mut dirs = Vec::new();
     for entry in &manifest.entries {
         let at = root.join(entry.path().as_str());
+        let mut bytes = 0;
         match entry {
             Entry::Dir { mode, .. } => {
                 // Owner-writable while it is filled; the real mode comes at the end.
@@ -94,18 +132,70 @@ fn build(
                 std::os::unix::fs::symlink(target, &at).map_err(io_err("creating symlink", &at))?;
             }
             Entry::File {
-                path, mode, digest, ..
+                path,
+                mode,
+                digest,
+                size,
+                ..
             } => {
                 let src = cache.path_for(digest, *mode);
                 linker.place(&src, &at, *mode, path, digest)?;
+                bytes = *size;
             }
         }
+        tally.placed(bytes);
     }
     // Deepest first, so a directory without search permission never hides one still to do.
     for (at, mode) in dirs.iter().rev() {
         set_mode(at, *mode)?;
     }
     set_mode(root, ROOT_MODE)
+}
+
+/// Counts what [`build`] placed and reports it at most ~2 × [`REPORTS`] times.
+struct Tally<'a> {
+    at: MaterialiseProgress,
+    last: MaterialiseProgress,
+    every_entries: u64,
+    every_bytes: u64,
+    report: &'a dyn Fn(MaterialiseProgress),
+}
+
+impl<'a> Tally<'a> {
+    /// Makes the first report: nothing done yet, and the totals.
+    fn new(manifest: &Manifest, report: &'a dyn Fn(MaterialiseProgress)) -> Self {
+        let at = MaterialiseProgress {
+            entries_total: manifest.entries.len() as u64 + 1,
+            bytes_total: manifest.bytes_total(),
+            ..MaterialiseProgress::default()
+        };
+        report(at);
+        Self {
+            at,
+            last: at,
+            every_entries: at.entries_total.div_ceil(REPORTS).max(1),
+            every_bytes: at.bytes_total.div_ceil(REPORTS).max(1),
+            report,
+        }
+    }
+
+    /// One entry is in the staging tree; `bytes` is its size if it is a file.
+    fn placed(&mut self, bytes: u64) {
+        self.at.entries_done += 1;
+        self.at.bytes_done += bytes;
+        if self.at.entries_done - self.last.entries_done >= self.every_entries
+            || self.at.bytes_done - self.last.bytes_done >= self.every_bytes
+        {
+            self.last = self.at;
+            (self.report)(self.at);
+        }
+    }
+
+    /// The tree is in place: the root is done too.
+    fn finish(mut self) {
+        self.at.entries_done = self.at.entries_total;
+        (self.report)(self.at);
+    }
 }
 
 fn install(staging: Staging, dest: &Path, replace: bool) -> Result<(), PullError> {

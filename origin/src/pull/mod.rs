@@ -40,7 +40,7 @@ pub use cache::{CacheLock, FileCache};
 pub use error::PullError;
 pub use fetch::{fetch_manifest, fetch_missing, FetchProgress, FetchStats};
 pub use link::LinkStats;
-pub use materialise::materialise;
+pub use materialise::{materialise, MaterialiseProgress};
 
 use crate::transfer::Source;
 
@@ -145,7 +145,7 @@ pub async fn pull(
         .lock(false)
         .map_err(|e| PullError::io("locking the cache", cache.dir(), e))?;
 
-    let bar = progress_bar(opts.progress);
+    let bar = progress_bar(opts.progress, Bar::Download);
     let on_progress = |p: FetchProgress| {
         if let Some(bar) = &bar {
             bar.set_length(p.bytes_expected.max(p.bytes_done));
@@ -161,8 +161,26 @@ pub async fn pull(
     let files = manifest.files().count() as u64;
     let bytes_total = manifest.bytes_total();
     let (into, mode, replace) = (opts.into.clone(), opts.link_mode, opts.replace);
+    let bar = progress_bar(opts.progress, Bar::Materialise);
     let links = tokio::task::spawn_blocking(move || {
-        materialise(&manifest, &cache, Path::new(&into), mode, replace)
+        let on_progress = |p: MaterialiseProgress| {
+            if let Some(bar) = &bar {
+                bar.set_length(p.entries_total);
+                bar.set_position(p.entries_done);
+            }
+        };
+        let links = materialise(
+            &manifest,
+            &cache,
+            Path::new(&into),
+            mode,
+            replace,
+            &on_progress,
+        );
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        links
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
@@ -188,18 +206,32 @@ pub async fn pull(
     Ok(report)
 }
 
-/// A byte progress bar on stderr, only when asked for and stderr is a terminal.
-fn progress_bar(wanted: bool) -> Option<ProgressBar> {
+/// What a progress bar counts.
+#[derive(Clone, Copy)]
+enum Bar {
+    /// Block bytes received.
+    Download,
+    /// Tree entries placed.
+    Materialise,
+}
+
+/// A progress bar on stderr, only when asked for and stderr is a terminal.
+fn progress_bar(wanted: bool, what: Bar) -> Option<ProgressBar> {
     if !wanted || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let (template, message) = match what {
+        Bar::Download => (
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "downloading",
+        ),
+        Bar::Materialise => ("{msg} [{bar:30}] {pos}/{len} entries", "materialising"),
+    };
+    let style = ProgressStyle::with_template(template)
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
-    bar.set_message("downloading");
+    bar.set_message(message);
     Some(bar)
 }

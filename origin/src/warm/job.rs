@@ -48,6 +48,10 @@ pub struct Job {
     started: Mutex<Option<Instant>>,
     /// Expected total duration in ms; refined once the manifest's size is known.
     estimate_ms: AtomicU64,
+    /// Every state [`Job::progress`] sent to subscribers, in order: what a fast enough
+    /// subscriber would have seen, readable by tests without racing the warm.
+    #[cfg(test)]
+    pub(crate) sent: Mutex<Vec<WarmState>>,
 }
 
 impl Job {
@@ -74,6 +78,8 @@ impl Job {
             tx,
             started: Mutex::new(None),
             estimate_ms: AtomicU64::new(estimate_ms),
+            #[cfg(test)]
+            sent: Mutex::default(),
         }
     }
 
@@ -114,6 +120,8 @@ impl Job {
     }
 
     /// Reports that `step` is `fraction` (0..=1) done. Progress never moves backwards.
+    /// Subscribers hear of a new step, of every 0.1% further, and of the step's completion;
+    /// a finished job ignores it.
     pub(crate) fn progress(&self, step: Step, fraction: f64) {
         if step == Step::Manifest {
             let mut s = self.started.lock().unwrap_or_else(|p| p.into_inner());
@@ -122,11 +130,25 @@ impl Job {
         let total = (base(step) + weight(step) * fraction.clamp(0.0, 1.0)).min(1.0);
         let remaining = (self.estimate() as f64 * (1.0 - total)) as u64;
         self.tx.send_if_modified(|s| {
-            let moved = step != s.step || total > s.progress + 0.001;
+            // A step abandoned at shutdown may still be reporting from a blocking thread.
+            if s.status != Status::Warming {
+                return false;
+            }
+            // Small steps are not worth a message, except the one that completes the step.
+            let moved = step != s.step
+                || total > s.progress + 0.001
+                || (fraction >= 1.0 && total > s.progress);
             s.step = step;
             s.queue_position = None;
             s.progress = s.progress.max(total);
             s.estimated_ms = Some(remaining);
+            #[cfg(test)]
+            if moved {
+                self.sent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(s.clone());
+            }
             moved
         });
     }

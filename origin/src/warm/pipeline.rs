@@ -12,7 +12,10 @@ use super::index::{now_ms, RuntimeRecord};
 use super::job::Job;
 use super::layout::remove_tree;
 use super::Inner;
-use crate::pull::{fetch_manifest, fetch_missing, materialise, FetchProgress, LinkMode, PullError};
+use crate::pull::{
+    fetch_manifest, fetch_missing, materialise, FetchProgress, LinkMode, MaterialiseProgress,
+    PullError,
+};
 use crate::sandbox::bwrap::Jail;
 use crate::sandbox::exec;
 
@@ -22,7 +25,7 @@ const STDERR_TAIL: usize = 2000;
 /// Runs every step for `job`, reporting progress as each really advances. On success the
 /// sealed runtime is at `runtimes/<hex>` and its record is returned for registration; on
 /// failure nothing is left on disk (the build dir is removed) and the step and reason say why.
-pub(super) async fn run(inner: &Inner, job: &Job) -> Result<RuntimeRecord, WarmFailure> {
+pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, WarmFailure> {
     let started = Instant::now();
     job.progress(Step::Manifest, 0.0);
     let what = RuntimeRef::Digest(job.digest);
@@ -68,8 +71,12 @@ pub(super) async fn run(inner: &Inner, job: &Job) -> Result<RuntimeRecord, WarmF
     let manifest = Arc::new(manifest);
     let build = BuildDir::new(inner.layout.build_dir(&job.digest));
     let (m, cache, dir) = (manifest.clone(), inner.cache.clone(), build.0.clone());
+    let reporter = job.clone();
     let links = blocking(Step::Materialise, move || {
-        materialise(&m, &cache, &dir, LinkMode::Auto, false)
+        // By entries of the merged tree: they record no layer, so there is no layer to name.
+        let on_progress =
+            |p: MaterialiseProgress| reporter.progress(Step::Materialise, p.fraction());
+        materialise(&m, &cache, &dir, LinkMode::Auto, false, &on_progress)
             .map_err(|e| pull_failure(Step::Materialise, &e))
     })
     .await?;

@@ -1,42 +1,64 @@
-//! In-process tests of the warmer's policies: LRU eviction under the budget, queue priority, registry retries.
+//! In-process tests of the warmer: LRU eviction under the budget, queue priority, registry retries, progress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prewarm_shared::sandbox::{Priority, Status};
-use prewarm_shared::{Digest, RuntimeName, RuntimeRef, Tag};
+use prewarm_shared::sandbox::{Priority, Status, Step};
+use prewarm_shared::{Chunk, Digest, Entry, Manifest, RuntimeName, RuntimeRef, Tag};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::index::{now_ms, RegistryError, RuntimeIndex};
 use super::{Ensured, NoRegistry, Registry, RegistryEntry, RuntimeRecord, WarmConfig, Warmer};
 use crate::transfer::{Source, TransferError};
 
-/// Has nothing: these tests never get as far as fetching.
-struct Empty;
+/// Serves the manifests and blocks put in it, and nothing else: most of these tests never get
+/// as far as fetching.
+#[derive(Default)]
+struct Served {
+    manifests: HashMap<Digest, Bytes>,
+    blocks: HashMap<Digest, Bytes>,
+}
+
+impl Served {
+    fn not_found(&self, what: String) -> TransferError {
+        TransferError::NotFound {
+            what,
+            at: self.location(),
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl Source for Empty {
+impl Source for Served {
     fn location(&self) -> String {
-        "nowhere".into()
+        "served".into()
     }
-    async fn resolve_tag(&self, _: &RuntimeName, _: &Tag) -> Result<Digest, TransferError> {
-        Err(TransferError::NotFound {
-            what: "tag".into(),
-            at: self.location(),
-        })
+    async fn resolve_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, TransferError> {
+        Err(self.not_found(format!("tag {name}:{tag}")))
     }
-    async fn fetch_manifest(&self, _: &Digest) -> Result<Bytes, TransferError> {
-        self.resolve_tag(&"x".parse().unwrap(), &"v".parse().unwrap())
-            .await
-            .map(|_| Bytes::new())
+    async fn fetch_manifest(&self, d: &Digest) -> Result<Bytes, TransferError> {
+        let found = self.manifests.get(d).cloned();
+        found.ok_or_else(|| self.not_found(format!("manifest {d}")))
     }
     async fn fetch_block(&self, d: &Digest) -> Result<Bytes, TransferError> {
-        self.fetch_manifest(d).await
+        let found = self.blocks.get(d).cloned();
+        found.ok_or_else(|| self.not_found(format!("block {d}")))
     }
 }
 
 fn warmer(dir: &std::path::Path, budget: u64, registry: Arc<dyn Registry>) -> Warmer {
+    warmer_serving(dir, budget, registry, Served::default())
+}
+
+fn warmer_serving(
+    dir: &std::path::Path,
+    budget: u64,
+    registry: Arc<dyn Registry>,
+    source: Served,
+) -> Warmer {
     let cfg = WarmConfig {
         node_dir: dir.join("node-v1"),
         node_name: "unit".into(),
@@ -46,7 +68,44 @@ fn warmer(dir: &std::path::Path, budget: u64, registry: Arc<dyn Registry>) -> Wa
         warm_command_timeout: Duration::from_secs(1),
         bwrap: "bwrap".into(),
     };
-    Warmer::open(cfg, Arc::new(Empty), registry).expect("open node")
+    Warmer::open(cfg, Arc::new(source), registry).expect("open node")
+}
+
+/// A runtime of `n` small files in `lib/` (one bundle block), without meta: nothing to run.
+fn many_files(n: usize) -> Served {
+    let mut bundle = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..n {
+        let bytes = format!("x = {i}\n").into_bytes();
+        files.push((
+            format!("lib/m{i:04}.py"),
+            bundle.len() as u64,
+            bytes.clone(),
+        ));
+        bundle.extend_from_slice(&bytes);
+    }
+    let block = Digest::of(&bundle);
+    let mut entries = vec![Entry::Dir {
+        path: "lib".parse().unwrap(),
+        mode: 0o755,
+    }];
+    entries.extend(files.into_iter().map(|(path, offset, bytes)| Entry::File {
+        path: path.parse().unwrap(),
+        mode: 0o644,
+        size: bytes.len() as u64,
+        digest: Digest::of(&bytes),
+        chunks: vec![Chunk {
+            block,
+            offset,
+            size: bytes.len() as u64,
+        }],
+    }));
+    let manifest = Manifest::new(entries);
+    manifest.validate().unwrap();
+    Served {
+        manifests: HashMap::from([(manifest.digest(), manifest.to_canonical_json().into())]),
+        blocks: HashMap::from([(block, bundle.into())]),
+    }
 }
 
 fn digest(name: &str) -> Digest {
@@ -261,4 +320,70 @@ async fn cache_pruning_waits_for_warms_between_fetch_and_link() {
         "pruned once no warm is mid-way"
     );
     assert!(cache.join("linked.444").exists(), "linked files stay");
+}
+
+#[tokio::test]
+async fn materialise_progress_moves_through_the_step_as_entries_are_linked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = many_files(400);
+    let digest = *source.manifests.keys().next().unwrap();
+    let w = warmer_serving(tmp.path(), u64::MAX, Arc::new(NoRegistry), source);
+    let (mut tasks, cancel) = (JoinSet::new(), CancellationToken::new());
+    w.spawn(&mut tasks, &cancel);
+    let (_, e) = w
+        .ensure(&RuntimeRef::Digest(digest), Priority::Normal, false)
+        .await
+        .unwrap();
+    let Ensured::Warming(job) = e else {
+        panic!("a new runtime is cold")
+    };
+    let end = job
+        .subscribe()
+        .wait_for(|s| s.status != Status::Warming)
+        .await
+        .unwrap()
+        .clone();
+    cancel.cancel();
+    tasks.join_all().await;
+    assert_eq!(end.status, Status::Ready, "{:?}", end.error);
+    assert_eq!(w.touch(&digest).unwrap().files, 400);
+
+    // What subscribers were sent while the tree was linked: its start, its end, and steps
+    // in between, each further on than the last.
+    let sent = job.sent.lock().unwrap().clone();
+    let progress: Vec<f64> = sent
+        .iter()
+        .filter(|s| s.step == Step::Materialise)
+        .map(|s| s.progress)
+        .collect();
+    let (first, last) = (progress[0], *progress.last().unwrap());
+    let share = super::job::weight(Step::Materialise);
+    assert!((last - first - share).abs() < 1e-9, "{progress:?}");
+    let between = progress.iter().filter(|&&p| p > first && p < last).count();
+    assert!(
+        between >= 10,
+        "{between} intermediate reports: {progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+}
+
+#[test]
+fn a_finished_job_ignores_late_progress() {
+    // At shutdown a warm is abandoned while its blocking step may still be reporting.
+    let job = super::Job::new(
+        digest("a"),
+        RuntimeRef::Digest(digest("a")),
+        Priority::Normal,
+        0,
+        1,
+    );
+    job.progress(Step::Materialise, 0.5);
+    job.finish_failed(prewarm_shared::sandbox::WarmFailure {
+        step: Step::Materialise,
+        reason: "the origin is shutting down".into(),
+    });
+    let failed = job.state();
+    job.progress(Step::Materialise, 0.75);
+    assert_eq!(job.state(), failed);
+    assert_eq!(failed.step, Step::Done);
 }

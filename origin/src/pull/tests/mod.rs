@@ -205,17 +205,106 @@ async fn fetch_and_materialise_work_as_separate_steps() {
     );
 
     let dest = dir.path().join("rt");
-    let links = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false).unwrap();
+    let links = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false, &|_| {}).unwrap();
     assert_eq!(links.hardlink, 7);
     assert_eq!(read_tree(&dest), expected_tree(&v1_nodes(), false));
-    let again = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false);
+    let again = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false, &|_| {});
     assert!(matches!(again, Err(PullError::DestExists(_))), "{again:?}");
 
     // Nothing fetched for this one: materialising it names the file that is missing.
     let other: Manifest = build(&[Node::File("x", b"not cached".to_vec(), 0o644)]).manifest;
-    let err = materialise(&other, &cache, &dir.path().join("x"), LinkMode::Auto, false);
+    let err = materialise(
+        &other,
+        &cache,
+        &dir.path().join("x"),
+        LinkMode::Auto,
+        false,
+        &|_| {},
+    );
     assert!(matches!(&err, Err(PullError::NotCached { path, .. }) if path.as_str() == "x"));
     assert_eq!(others_in(dir.path(), &["rt"]), Vec::<String>::new());
+}
+
+/// A tree of `dirs` directories of `per_dir` small files each (distinct contents).
+fn many_files(dirs: usize, per_dir: usize) -> Vec<Node> {
+    // Node paths are `&'static str`; a test tree lives as long as the test process anyway.
+    let name = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut nodes = Vec::new();
+    for d in 0..dirs {
+        nodes.push(Node::Dir(name(format!("d{d:02}")), 0o755));
+        for f in 0..per_dir {
+            let bytes = format!("file {f} of dir {d}\n").into_bytes();
+            nodes.push(Node::File(name(format!("d{d:02}/f{f:03}")), bytes, 0o644));
+        }
+    }
+    nodes
+}
+
+#[tokio::test]
+async fn materialise_reports_progress_that_only_grows_and_ends_at_the_totals() {
+    let source = FakeSource::default();
+    let (small, large) = (build(&v1_nodes()), build(&many_files(10, 100)));
+    source.publish("small", &small);
+    source.publish("large", &large);
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cache = FileCache::open(cache_dir.path()).unwrap();
+    for built in [&small, &large] {
+        let manifest = &built.manifest;
+        fetch_missing(&source, manifest, &cache, 4, &|_| {})
+            .await
+            .unwrap();
+        let seen = Mutex::new(Vec::new());
+        let record = |p: MaterialiseProgress| seen.lock().unwrap().push(p);
+        let dest = dir.path().join(built.digest.hex());
+        materialise(manifest, &cache, &dest, LinkMode::Auto, false, &record).unwrap();
+        let seen = seen.into_inner().unwrap();
+
+        let totals = MaterialiseProgress {
+            entries_done: manifest.entries.len() as u64 + 1,
+            entries_total: manifest.entries.len() as u64 + 1,
+            bytes_done: manifest.bytes_total(),
+            bytes_total: manifest.bytes_total(),
+        };
+        let start = MaterialiseProgress {
+            entries_done: 0,
+            bytes_done: 0,
+            ..totals
+        };
+        assert_eq!(seen.first(), Some(&start), "the totals come first");
+        assert_eq!(seen.last(), Some(&totals), "and are reached at the end");
+        for w in seen.windows(2) {
+            assert!(w[0].entries_done <= w[1].entries_done, "{w:?}");
+            assert!(w[0].bytes_done <= w[1].bytes_done, "{w:?}");
+            assert_eq!(w[0].entries_total, w[1].entries_total);
+            assert_eq!(w[0].bytes_total, w[1].bytes_total);
+        }
+        let done = seen.iter().filter(|p| p.entries_done == p.entries_total);
+        assert_eq!(done.count(), 1, "complete only once the tree is in place");
+        assert!(seen
+            .iter()
+            .any(|p| p.fraction() > 0.0 && p.fraction() < 1.0));
+        assert_eq!(seen.last().unwrap().fraction(), 1.0);
+        assert!(dest.is_dir());
+    }
+    // 1011 entries with the root: throttled to about one report per 1% of entries or of bytes.
+    assert_eq!(large.manifest.entries.len(), 1010);
+    let seen = Mutex::new(0u64);
+    let count = |_: MaterialiseProgress| *seen.lock().unwrap() += 1;
+    let dest = dir.path().join("counted");
+    materialise(
+        &large.manifest,
+        &cache,
+        &dest,
+        LinkMode::Auto,
+        false,
+        &count,
+    )
+    .unwrap();
+    let calls = seen.into_inner().unwrap();
+    assert!(
+        (50..=202).contains(&calls),
+        "{calls} reports for 1011 entries"
+    );
 }
 
 #[tokio::test]
