@@ -7,6 +7,9 @@
 //! [local]
 //! enabled = true                      # keep the local disk tier (false: stateless origin)
 //!
+//! [memory]
+//! max_bytes = 268435456               # verified small objects kept in the origin's memory
+//!
 //! [redis]
 //! url = "redis://:secret@10.0.0.5:6379/0"
 //! max_block_bytes = 4194304           # bigger blocks stay on disk and in S3
@@ -64,6 +67,9 @@ pub struct Config {
     /// The local disk tier.
     #[serde(default)]
     pub local: LocalConfig,
+    /// The in-process cache of verified small objects, in front of every tier.
+    #[serde(default)]
+    pub memory: MemoryConfig,
     /// The hot tier. Absent: no Redis.
     pub redis: Option<RedisConfig>,
     /// The durable regional tier. Absent: the local disk is the durable tier.
@@ -83,6 +89,30 @@ pub struct LocalConfig {
 impl Default for LocalConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// `[memory]`: verified blocks and manifests kept in this process, so a hot object is served
+/// without a disk read, a Redis round trip or a re-hash. Objects are immutable, so it never
+/// goes stale.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Bytes it may hold; `0` turns it off. Default 256 MiB.
+    #[serde(default = "default_memory_max")]
+    pub max_bytes: u64,
+    /// Objects larger than this are never kept (they stream from disk or come from S3).
+    /// Default 1 MiB.
+    #[serde(default = "default_memory_max_object")]
+    pub max_object_bytes: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_memory_max(),
+            max_object_bytes: default_memory_max_object(),
+        }
     }
 }
 
@@ -144,6 +174,12 @@ pub struct S3Config {
 
 fn yes() -> bool {
     true
+}
+fn default_memory_max() -> u64 {
+    crate::store::RamCacheDefaults::MAX_BYTES
+}
+fn default_memory_max_object() -> u64 {
+    crate::store::RamCacheDefaults::MAX_OBJECT_BYTES
 }
 fn default_namespace() -> String {
     "prewarm".into()

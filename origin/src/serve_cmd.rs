@@ -13,7 +13,8 @@ use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
 use prewarm_origin::server::{self, AppState, Limits, Token};
 use prewarm_origin::store::{
-    DiskStore, RedisOptions, RedisStore, Role, S3Credentials, S3Options, S3Store, Tier, Tiered,
+    DiskStore, RamCache, RedisOptions, RedisStore, Role, S3Credentials, S3Options, S3Store, Tier,
+    Tiered,
 };
 
 #[derive(Args)]
@@ -194,7 +195,9 @@ async fn build_tiers(
         }
         None => None,
     };
-    Ok(Tiered::new(local, hot, remote, max_manifest_bytes)?)
+    let ram = (cfg.memory.max_bytes > 0)
+        .then(|| RamCache::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes));
+    Ok(Tiered::new(local, hot, remote, ram, max_manifest_bytes)?)
 }
 
 async fn shutdown_signal() {

@@ -11,7 +11,13 @@ const BUCKET: &str = "prewarm-e2e";
 
 /// Starts `prewarm serve --config` with S3 (and Redis, if given); its data dir is `dir/data`.
 fn origin(dir: &Path, moto: &Moto, redis: Option<&Redis>) -> Origin {
-    let mut toml = format!(
+    origin_with(dir, moto, redis, "")
+}
+
+/// [`origin`] with `extra` TOML prepended (top-level tables such as `[local]`).
+fn origin_with(dir: &Path, moto: &Moto, redis: Option<&Redis>, extra: &str) -> Origin {
+    let mut toml = extra.to_string();
+    toml += &format!(
         "[s3]\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\nprefix = \"e2e/\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\nconnect_timeout_ms = 500\ntimeout_ms = 3000\n",
         moto.endpoint()
     );
@@ -365,4 +371,50 @@ fn a_crash_between_blocks_and_manifest_leaves_nothing_to_trip_on() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["blocks_uploaded"], 0, "{report}");
     fetch_runtime(&a.url, "v1");
+}
+
+#[test]
+fn a_stateless_origin_serves_repeat_reads_from_memory_even_with_every_tier_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut moto, mut redis) = (Moto::start(), Redis::start());
+    moto.create_bucket(BUCKET);
+    let a = origin(&dir.path().join("a"), &moto, Some(&redis));
+    assert!(push(&pack(dir.path(), 6), "v1", &a.url).status.success());
+    let stateless = "[local]\nenabled = false\n[memory]\nmax_bytes = 16777216\n";
+    let b = origin_with(&dir.path().join("b"), &moto, Some(&redis), stateless);
+    let blocks = fetch_runtime(&b.url, "v1");
+    let first = metrics(&b.url);
+    assert_eq!(
+        first["memory"]["inserts"].as_u64().unwrap(),
+        blocks.len() as u64 + 1,
+        "blocks + manifest: {first}"
+    );
+    // With Redis and S3 both gone, what B verified once is still served, byte for byte.
+    redis.kill();
+    moto.kill();
+    for d in &blocks {
+        let r = get(&format!("{}/v1/blocks/{d}", b.url));
+        assert_eq!(r.status(), 200, "block {d}");
+        assert_eq!(Digest::of(&r.bytes().unwrap()), *d);
+    }
+    let m = metrics(&b.url);
+    assert!(
+        m["memory"]["hits"].as_u64().unwrap() >= blocks.len() as u64,
+        "{m}"
+    );
+    for tier in ["redis", "s3"] {
+        assert_eq!(
+            tier_counter(&m, tier, "hits"),
+            tier_counter(&first, tier, "hits"),
+            "{tier}: {m}"
+        );
+    }
+    let prom = http()
+        .get(format!("{}/metrics", b.url))
+        .header("accept", "text/plain")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(prom.contains("prewarm_memory_hits_total"), "{prom}");
 }

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use super::ram::RamMetrics;
 use super::tier::Role;
 
 /// Counters of one tier.
@@ -39,6 +40,8 @@ fn load(c: &AtomicU64) -> u64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricsSnapshot {
     pub tiers: Vec<TierMetrics>,
+    /// The in-process cache of verified small objects, when configured.
+    pub memory: Option<RamMetrics>,
     pub not_found: u64,
     pub coalesced: u64,
 }
@@ -58,7 +61,11 @@ pub struct TierMetrics {
 }
 
 impl MetricsSnapshot {
-    pub(crate) fn take(c: &Counters, tiers: &[super::tier::Tier]) -> Self {
+    pub(crate) fn take(
+        c: &Counters,
+        tiers: &[super::tier::Tier],
+        memory: Option<RamMetrics>,
+    ) -> Self {
         let tiers = tiers
             .iter()
             .zip(&c.tiers)
@@ -76,6 +83,7 @@ impl MetricsSnapshot {
             .collect();
         Self {
             tiers,
+            memory,
             not_found: load(&c.not_found),
             coalesced: load(&c.coalesced),
         }
@@ -101,6 +109,21 @@ impl MetricsSnapshot {
                     get(t)
                 ));
             }
+        }
+        if let Some(m) = &self.memory {
+            for (name, v) in [
+                ("hits", m.hits),
+                ("misses", m.misses),
+                ("inserts", m.inserts),
+            ] {
+                out.push_str(&format!(
+                    "# TYPE prewarm_memory_{name}_total counter\nprewarm_memory_{name}_total {v}\n"
+                ));
+            }
+            out.push_str(&format!(
+                "# TYPE prewarm_memory_bytes gauge\nprewarm_memory_bytes {}\n",
+                m.bytes
+            ));
         }
         out.push_str(&format!(
             "# TYPE prewarm_not_found_total counter\nprewarm_not_found_total {}\n",

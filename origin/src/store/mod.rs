@@ -6,6 +6,7 @@
 mod disk;
 mod memory;
 mod metrics;
+mod ram;
 mod redis;
 mod s3;
 mod tier;
@@ -22,6 +23,7 @@ use prewarm_shared::{Digest, RuntimeName, Tag};
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
 pub use metrics::{Health, MetricsSnapshot, TierHealth, TierMetrics};
+pub use ram::{RamCache, RamCacheDefaults, RamMetrics};
 pub use redis::{RedisOptions, RedisStore};
 pub use s3::{S3Credentials, S3Options, S3Store};
 pub use tier::{Budget, Probe, Role, Tier};

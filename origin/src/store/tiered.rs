@@ -1,6 +1,9 @@
 //! The tiered store: local disk → Redis → S3 behind one [`Store`], read-through with verified backfill.
 //!
 //! # Policy
+//! - **Reads** try the in-process [`RamCache`] of verified small objects first (when
+//!   configured), then the tiers fastest first; bytes read whole from the local disk or verified
+//!   from a slower tier are kept there.
 //! - **Reads** try tiers fastest first. The local tier is streamed as is (it only ever holds
 //!   verified bytes). A hit in a slower tier is read into memory (bounded by the object-size
 //!   limit), hashed once, served, and backfilled into the faster tiers from those same bytes;
@@ -30,6 +33,7 @@ use futures::StreamExt;
 use prewarm_shared::{Digest, Hasher};
 
 use super::metrics::{inc, Counters, MetricsSnapshot, TierCounters};
+use super::ram::RamCache;
 use super::tier::{Parked, Role, Small, Tier};
 use super::{ByteStream, Kind, Object, Store, StoreError, StoreExt};
 
@@ -49,6 +53,7 @@ struct Inner {
     counters: Counters,
     flights: Mutex<HashMap<(Kind, Digest), Flight>>,
     parked: Mutex<Parked>,
+    ram: Option<RamCache>,
 }
 
 type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>, FlightError>>>;
@@ -99,12 +104,13 @@ impl From<&StoreError> for FlightError {
 pub struct TierStackError(&'static str);
 
 impl Tiered {
-    /// Stacks `local`, `hot` and `remote` (each optional, at least one of local/remote). The
-    /// remote tier is durable when present, else the local one.
+    /// Stacks `local`, `hot` and `remote` (each optional, at least one of local/remote), with
+    /// `ram` in front of them all. The remote tier is durable when present, else the local one.
     pub fn new(
         local: Option<Tier>,
         hot: Option<Tier>,
         remote: Option<Tier>,
+        ram: Option<RamCache>,
         max_manifest_bytes: u64,
     ) -> Result<Self, TierStackError> {
         if local.as_ref().is_some_and(|t| t.role != Role::Local)
@@ -138,6 +144,7 @@ impl Tiered {
                 counters,
                 flights: Mutex::new(HashMap::new()),
                 parked: Mutex::new(Parked::new(PARKED_BYTES)),
+                ram,
             }),
         })
     }
@@ -145,22 +152,20 @@ impl Tiered {
     /// Names of the tiers, fastest first, with the durable one marked.
     pub fn describe(&self) -> String {
         let i = &self.inner;
-        i.tiers
-            .iter()
-            .enumerate()
-            .map(|(n, t)| {
-                if n == i.durable {
-                    format!("{} (durable)", t.name)
-                } else {
-                    t.name.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" → ")
+        let ram = i.ram.as_ref().map(|_| "memory".to_string());
+        let tiers = i.tiers.iter().enumerate().map(|(n, t)| {
+            if n == i.durable {
+                format!("{} (durable)", t.name)
+            } else {
+                t.name.clone()
+            }
+        });
+        ram.into_iter().chain(tiers).collect::<Vec<_>>().join(" → ")
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
-        MetricsSnapshot::take(&self.inner.counters, &self.inner.tiers)
+        let i = &self.inner;
+        MetricsSnapshot::take(&i.counters, &i.tiers, i.ram.as_ref().map(RamCache::metrics))
     }
 }
 
@@ -219,9 +224,15 @@ impl Store for Tiered {
         if let Some(b) = i.take_parked(kind, digest) {
             return Ok(Some(Object::from_bytes(b)));
         }
+        if let Some(b) = i.ram_get(kind, digest) {
+            return Ok(Some(Object::from_bytes(b)));
+        }
         for n in 0..i.first_remote() {
             let fast = match i.tiers[n].read_small(kind, digest, true) {
-                Some(Ok(Some(Small::Bytes(b)))) => Ok(Some(Object::from_bytes(b))),
+                Some(Ok(Some(Small::Bytes(b)))) => {
+                    i.ram_keep(kind, digest, &b);
+                    Ok(Some(Object::from_bytes(b)))
+                }
                 Some(Ok(_)) => Ok(None),
                 Some(Err(e)) => Err(e),
                 None => i.tiers[n].store.get(kind, digest).await,
@@ -249,6 +260,9 @@ impl Store for Tiered {
     ) -> Result<Option<Object>, StoreError> {
         let i = &self.inner;
         if let Some(b) = i.take_parked(kind, digest) {
+            return slice(b, range).map(Some);
+        }
+        if let Some(b) = i.ram_get(kind, digest) {
             return slice(b, range).map(Some);
         }
         for n in 0..i.first_remote() {
@@ -279,6 +293,9 @@ impl Store for Tiered {
             .unwrap_or_else(|p| p.into_inner())
             .peek_len(kind, digest)
         {
+            return Ok(Some(n));
+        }
+        if let Some(n) = i.ram.as_ref().and_then(|r| r.len_of(kind, digest)) {
             return Ok(Some(n));
         }
         let mut failure = None;
@@ -371,6 +388,9 @@ impl Store for Tiered {
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
         let i = &self.inner;
         i.take_parked(kind, digest);
+        if let Some(r) = &i.ram {
+            r.remove(kind, digest);
+        }
         let mut first_err = None;
         for (n, t) in i.tiers.iter().enumerate() {
             if let Err(e) = t.store.delete(kind, digest).await {

@@ -77,6 +77,7 @@ impl Inner {
                 continue;
             }
             inc(&self.c(n).hits);
+            self.ram_keep(kind, digest, &bytes);
             self.backfill(kind, digest, &bytes, 0..n).await;
             return Ok(Some(bytes));
         }
@@ -117,6 +118,18 @@ impl Inner {
             .iter()
             .position(|t| t.role != Role::Local)
             .unwrap_or(self.tiers.len())
+    }
+
+    /// The object from the in-process cache, if there is one and it holds it.
+    pub(super) fn ram_get(&self, kind: Kind, digest: &Digest) -> Option<Bytes> {
+        self.ram.as_ref()?.get(kind, digest)
+    }
+
+    /// Keeps bytes that are verified (or came from the local tier) in the in-process cache.
+    pub(super) fn ram_keep(&self, kind: Kind, digest: &Digest, bytes: &Bytes) {
+        if let Some(r) = &self.ram {
+            r.insert_verified(kind, digest, bytes);
+        }
     }
 
     pub(super) fn take_parked(&self, kind: Kind, digest: &Digest) -> Option<Bytes> {

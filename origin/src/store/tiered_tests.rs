@@ -140,6 +140,7 @@ fn stack() -> Stack {
             Duration::from_secs(3600),
         )),
         Some(Tier::new(Role::Remote, remote.clone())),
+        None,
         64 << 20,
     )
     .unwrap();
@@ -164,10 +165,14 @@ async fn conformance_suite() {
         Some(Tier::new(Role::Local, Arc::new(MemoryStore::new()))),
         None,
         None,
+        None,
         1 << 20,
     )
     .unwrap();
     conformance::run_all(&only_disk).await;
+    let with_ram = ram_stack(RamCache::new(1 << 20, 64 << 10));
+    conformance::run_all(&with_ram.tiered).await;
+    conformance::tags(&with_ram.tiered).await;
 }
 
 #[tokio::test]
@@ -323,6 +328,7 @@ async fn head_from_hot_tier_hands_its_bytes_to_the_get() {
         None,
         Some(Tier::new(Role::Hot, hot.clone())),
         Some(Tier::new(Role::Remote, remote.clone())),
+        None,
         1 << 20,
     )
     .unwrap();
@@ -335,4 +341,98 @@ async fn head_from_hot_tier_hands_its_bytes_to_the_get() {
     );
     assert_eq!(hot.gets.load(Ordering::SeqCst), 1);
     assert_eq!(remote.gets.load(Ordering::SeqCst), 0);
+}
+
+/// A stateless stack (Redis-like hot tier + remote) with an in-process cache in front.
+fn ram_stack(ram: RamCache) -> Stack {
+    let (local, hot, remote) = (Raw::new("local"), Raw::new("hot"), Raw::new("remote"));
+    let tiered = Tiered::new(
+        None,
+        Some(Tier::new(Role::Hot, hot.clone())),
+        Some(Tier::new(Role::Remote, remote.clone())),
+        Some(ram),
+        1 << 20,
+    )
+    .unwrap();
+    Stack {
+        local,
+        hot,
+        remote,
+        tiered,
+    }
+}
+
+#[tokio::test]
+async fn memory_serves_verified_repeats_without_the_hot_tier() {
+    let s = ram_stack(RamCache::new(1 << 20, 64 << 10));
+    let d = Digest::of(b"hot block");
+    s.hot.plant(Kind::Block, d, b"hot block");
+    for _ in 0..3 {
+        assert_eq!(
+            s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+            &b"hot block"[..]
+        );
+    }
+    let r = s
+        .tiered
+        .get_range(Kind::Block, &d, 4..9)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.into_bytes().await.unwrap(), &b"block"[..]);
+    assert_eq!(s.tiered.head(Kind::Block, &d).await.unwrap(), Some(9));
+    assert_eq!(
+        s.hot.gets.load(Ordering::SeqCst),
+        1,
+        "one read of the hot tier"
+    );
+    let m = s.tiered.metrics().memory.unwrap();
+    assert_eq!((m.inserts, m.hits), (1, 3));
+    // A delete through the stack evicts it from memory too.
+    s.tiered.delete(Kind::Block, &d).await.unwrap();
+    assert_eq!(
+        s.tiered.get(Kind::Block, &d).await.unwrap().map(|o| o.size),
+        None
+    );
+    assert_eq!(s.local.gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn memory_never_keeps_bytes_with_the_wrong_hash() {
+    let s = ram_stack(RamCache::new(1 << 20, 64 << 10));
+    let d = Digest::of(b"real bytes");
+    s.hot.plant(Kind::Block, d, b"evil bytes");
+    s.remote.plant(Kind::Block, d, b"real bytes");
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"real bytes"[..]
+    );
+    let m = s.tiered.metrics();
+    assert_eq!(tier(&m, "hot").integrity_failures, 1);
+    assert_eq!(
+        m.memory.as_ref().unwrap().inserts,
+        1,
+        "only the verified copy"
+    );
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap(),
+        &b"real bytes"[..]
+    );
+    assert_eq!(
+        s.remote.gets.load(Ordering::SeqCst),
+        1,
+        "second read from memory"
+    );
+}
+
+#[tokio::test]
+async fn memory_skips_objects_over_its_size_limit() {
+    let s = ram_stack(RamCache::new(1 << 20, 4));
+    let d = Digest::of(b"too big for memory");
+    s.hot.plant(Kind::Block, d, b"too big for memory");
+    for _ in 0..2 {
+        s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap();
+    }
+    assert_eq!(s.hot.gets.load(Ordering::SeqCst), 2);
+    assert_eq!(s.tiered.metrics().memory.unwrap().inserts, 0);
 }
