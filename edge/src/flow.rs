@@ -3,6 +3,7 @@
 
 use prewarm_shared::Digest;
 
+use crate::conditional::none_match;
 use crate::config::Config;
 use crate::deadline::race;
 use crate::error::EdgeError;
@@ -98,6 +99,8 @@ pub struct Incoming<'a> {
     pub self_origin: &'a str,
     pub path: &'a str,
     pub range: Option<&'a str>,
+    /// The `If-None-Match` field, all of its lines joined with `, ` as Fetch `Headers` does.
+    pub if_none_match: Option<&'a str>,
 }
 
 /// Answers one request. Routing errors come first, so a write is a 405 even on a misconfigured
@@ -125,9 +128,11 @@ pub async fn handle<P: Platform>(
                 digest,
                 head: routed.head,
                 range: req.range,
+                if_none_match: req.if_none_match,
             };
             object(p, &config, &routed.route, key, obj).await
         }
+        // The origin sends no ETag for a tag and ignores `If-None-Match` there; so does the edge.
         Route::Tag { .. } => tag(p, &config, &routed.route, key, routed.head).await,
     }
 }
@@ -137,8 +142,36 @@ struct Object<'a> {
     digest: &'a Digest,
     head: bool,
     range: Option<&'a str>,
+    if_none_match: Option<&'a str>,
 }
 
+impl Object<'_> {
+    /// `304 Not Modified`: the headers a `200` would carry (ETag, the immutable Cache-Control),
+    /// no body and so no `Content-Length`.
+    fn not_modified<B>(&self, cache: CacheStatus) -> Reply<B> {
+        Reply {
+            status: 304,
+            headers: with_cache_status(object_headers(self.kind, self.digest), cache),
+            body: Body::Empty,
+        }
+    }
+}
+
+/// Serves a block or manifest: from the cache, else fetched, verified and cached.
+///
+/// A matching `If-None-Match` turns either path into a `304`. It is decided before `Range`
+/// (RFC 9110 §13.2.2), so it wins over a range, even an unsatisfiable one, as at the origin.
+///
+/// The `304` is only ever sent for an object the edge knows exists: from a cache hit, or
+/// after a miss has fetched and verified the object (and filled the cache) exactly as an
+/// unconditional request would. The digest alone would fix *what* the client holds, but not
+/// *whether* the origin has it: the origin answers `404` for a digest it lacks (never pushed
+/// there, or deleted from its store, or the client's ETag came from another deployment), and a
+/// `304` straight from the URL would claim otherwise. The price is one verified origin fetch
+/// per object per cache, the same one the first plain `GET` pays. Forwarding the condition (or
+/// a `HEAD`) would save that transfer once but leave the cache cold, so every later
+/// conditional request would reach the origin again; this way they are all answered from the
+/// cache alone.
 async fn object<P: Platform>(
     p: &P,
     config: &Config,
@@ -146,7 +179,12 @@ async fn object<P: Platform>(
     key: String,
     obj: Object<'_>,
 ) -> Result<Reply<P::Body>, EdgeError> {
+    let not_modified = obj.if_none_match.is_some_and(|f| none_match(f, obj.digest));
     if let Some(hit) = p.cache_get(&key).await {
+        if not_modified {
+            // Present in the cache; its body is never read.
+            return Ok(obj.not_modified(CacheStatus::Hit));
+        }
         if obj.range.is_none() {
             // The common case streams straight from the cache, never entering Wasm memory.
             let mut headers =
@@ -174,6 +212,9 @@ async fn object<P: Platform>(
     // Only verified bytes get here. The whole object is stored (a 206 cannot be cached), and
     // any range is then cut from the bytes in hand.
     p.cache_put(key, object_headers(obj.kind, obj.digest), &bytes);
+    if not_modified {
+        return Ok(obj.not_modified(CacheStatus::Miss));
+    }
     let plan = plan(&obj, bytes.len(), CacheStatus::Miss)?;
     Ok(Reply::from_plan(plan, bytes))
 }

@@ -1,5 +1,7 @@
 //! The request logic end to end against a fake platform: cache, origin and timer in memory.
 
+mod conditional;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -102,11 +104,23 @@ fn get_with(
     path: &str,
     range: Option<&str>,
 ) -> Reply<Vec<u8>> {
+    send(fake, config, method, path, range, None)
+}
+
+fn send(
+    fake: &Fake,
+    config: Result<Config, EdgeError>,
+    method: &str,
+    path: &str,
+    range: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Reply<Vec<u8>> {
     let req = Incoming {
         method,
         self_origin: EDGE,
         path,
         range,
+        if_none_match,
     };
     run(handle(fake, config, req)).unwrap_or_else(|e| Reply::from_error(&e))
 }

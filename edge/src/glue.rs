@@ -139,6 +139,7 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
     };
     let method = req.method().to_string();
     let range = req.headers().get("range").ok().flatten();
+    let if_none_match = req.headers().get("if-none-match").ok().flatten();
     let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
     let platform = Workers {
         ctx,
@@ -149,6 +150,7 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
         self_origin: &url.origin().ascii_serialization(),
         path: url.path(),
         range: range.as_deref(),
+        if_none_match: if_none_match.as_deref(),
     };
     match handle(&platform, config, incoming).await {
         Ok(reply) => reply,

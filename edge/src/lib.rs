@@ -1,10 +1,11 @@
 //! prewarm's edge tier: a Rust/Wasm worker that serves the origin's read API from the CDN cache.
 //!
-//! Everything that decides anything — routing, cache keys, header policy, ranges, verification
-//! of origin bytes against the URL digest, error mapping — is plain Rust in [`flow`] and its
-//! helpers, tested natively. The Workers entry point (`glue`, wasm32 only) is a thin adapter
-//! from `Request`/`Env`/`Cache`/`Fetch` to [`flow::Platform`].
+//! Everything that decides anything — routing, cache keys, header policy, ranges, conditional
+//! requests, verification of origin bytes against the URL digest, error mapping — is plain
+//! Rust in [`flow`] and its helpers, tested natively. The Workers entry point (`glue`, wasm32
+//! only) is a thin adapter from `Request`/`Env`/`Cache`/`Fetch` to [`flow::Platform`].
 
+pub mod conditional;
 pub mod config;
 pub mod deadline;
 pub mod error;

@@ -5,6 +5,7 @@ use std::ops::Range;
 use prewarm_shared::wire::{TagBody, IMMUTABLE_CACHE_CONTROL, MAX_BLOCK_SIZE};
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
+use crate::conditional::object_etag;
 use crate::error::EdgeError;
 use crate::route::Kind;
 
@@ -101,7 +102,7 @@ pub fn object_headers(kind: Kind, digest: &Digest) -> Headers {
     vec![
         ("content-type", content_type.to_string()),
         ("cache-control", IMMUTABLE_CACHE_CONTROL.to_string()),
-        ("etag", format!("\"{digest}\"")),
+        ("etag", object_etag(digest)),
         ("accept-ranges", "bytes".to_string()),
     ]
 }

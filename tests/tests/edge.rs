@@ -1,14 +1,15 @@
 //! The edge worker under `wrangler dev`, end to end: pulls through it, its cache, its integrity
-//! gate and its errors. Needs scripts/edge-tools; fails (never skips) without them.
+//! gate, conditional requests and its errors. Needs scripts/edge-tools; fails (never skips)
+//! without them.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use prewarm_shared::Digest;
+use prewarm_shared::{Digest, Entry, Manifest};
 use prewarm_tests::edge::{Proxy, Rule, Wrangler};
 use prewarm_tests::services::{Moto, Redis};
-use prewarm_tests::{cli_json, error_code, http, pull_json, tree_snapshot, Origin};
+use prewarm_tests::{cli_json, error_code, http, pull_json, push_json, tree_snapshot, Origin};
 
 /// The production shape behind the edge: an origin on S3 (moto) with Redis in front.
 fn tiered_origin(dir: &Path, moto: &Moto, redis: &Redis) -> Origin {
@@ -215,4 +216,148 @@ fn misbehaving_and_dead_upstreams_give_clear_errors() {
             .unwrap(),
         good
     );
+}
+
+/// Conditional requests get the origin's answers through the edge. A matching `If-None-Match`
+/// gives a `304` with no body, for GET, HEAD and ranges alike. The first one costs a single
+/// verified origin fetch, and later ones cost no origin request. A missing object is still a
+/// `404`, and tags have no ETag at either tier.
+#[test]
+fn conditional_requests_are_answered_like_the_origin() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(src.join("bin/tool"), b"#!/bin/sh\necho conditional\n").unwrap();
+    std::fs::write(src.join("README"), b"a small runtime\n".repeat(50)).unwrap();
+    let origin = Origin::start(&work.path().join("origin"), &[]);
+    let pushed = push_json(&src, "cond:v1", &origin.url);
+    let proxy = Proxy::start(Some(&origin.url));
+    let edge = Wrangler::start(&proxy.url, &[]);
+    let c = http();
+
+    let manifest_digest = pushed["digest"].as_str().unwrap().to_string();
+    let manifest_path = format!("/v1/manifests/{manifest_digest}");
+    let manifest_bytes = c
+        .get(format!("{}{manifest_path}", origin.url))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let manifest = Manifest::parse(&manifest_bytes).unwrap();
+    let (block, block_bytes) = manifest
+        .entries
+        .iter()
+        .find_map(|e| match e {
+            Entry::File { chunks, .. } => chunks.first().map(|c| c.block),
+            _ => None,
+        })
+        .map(|d| {
+            let url = format!("{}/v1/blocks/{d}", origin.url);
+            (d, c.get(url).send().unwrap().bytes().unwrap())
+        })
+        .unwrap();
+    let block_path = format!("/v1/blocks/{block}");
+    let etag = format!("\"{block}\"");
+    let other = format!("\"{}\"", Digest::of(b"something else"));
+
+    let send = |base: &str, method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut req = c.request(method.parse().unwrap(), format!("{base}{path}"));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().unwrap()
+    };
+    let assert_304 = |resp: reqwest::blocking::Response, digest: &str, cache: &str| {
+        assert_eq!(resp.status(), 304, "{:?}", resp.headers());
+        let h = resp.headers().clone();
+        assert_eq!(h["etag"], format!("\"{digest}\"").as_str());
+        assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(h["x-prewarm-cache"], cache);
+        assert!(
+            h.get("content-length").is_none(),
+            "a 304 carries no body length: {h:?}"
+        );
+        assert!(resp.bytes().unwrap().is_empty());
+    };
+
+    // Not yet at the edge: one verified fetch confirms the block exists, then 304.
+    let first = send(&edge.url, "GET", &block_path, &[("if-none-match", &etag)]);
+    assert_304(first, &block.to_string(), "miss");
+    assert_eq!(proxy.count(&block_path), 1);
+
+    // Now cached: every conditional form is answered by the edge alone.
+    let weak = format!("W/{etag}");
+    let listed = format!("{other}, {etag}");
+    for (method, headers) in [
+        ("GET", vec![("if-none-match", etag.as_str())]),
+        ("HEAD", vec![("if-none-match", etag.as_str())]),
+        ("GET", vec![("if-none-match", weak.as_str())]),
+        ("GET", vec![("if-none-match", listed.as_str())]),
+        ("GET", vec![("if-none-match", "*")]),
+        (
+            "GET",
+            vec![("if-none-match", etag.as_str()), ("range", "bytes=0-3")],
+        ),
+    ] {
+        let resp = send(&edge.url, method, &block_path, &headers);
+        assert_304(resp, &block.to_string(), "hit");
+    }
+    let full = send(&edge.url, "GET", &block_path, &[("if-none-match", &other)]);
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers()["x-prewarm-cache"], "hit");
+    assert_eq!(full.bytes().unwrap(), block_bytes);
+    assert_eq!(
+        proxy.count(&block_path),
+        1,
+        "a conditional request on a cached block reached the origin: {:?}",
+        proxy.hits()
+    );
+
+    // The origin answers the same requests the same way.
+    for (method, field, status) in [
+        ("GET", etag.as_str(), 304),
+        ("HEAD", etag.as_str(), 304),
+        ("GET", "*", 304),
+        ("GET", other.as_str(), 200),
+    ] {
+        let headers = [("if-none-match", field)];
+        let at_origin = send(&origin.url, method, &block_path, &headers).status();
+        let at_edge = send(&edge.url, method, &block_path, &headers).status();
+        let (at_origin, at_edge) = (at_origin.as_u16(), at_edge.as_u16());
+        assert_eq!((at_origin, at_edge), (status, status), "{method} {field}");
+    }
+
+    // A manifest: cached by a plain GET, then 304 from the cache.
+    let plain = send(&edge.url, "GET", &manifest_path, &[]);
+    assert_eq!(plain.bytes().unwrap(), manifest_bytes);
+    let manifest_etag = format!("\"{manifest_digest}\"");
+    for method in ["GET", "HEAD"] {
+        let resp = send(
+            &edge.url,
+            method,
+            &manifest_path,
+            &[("if-none-match", &manifest_etag)],
+        );
+        assert_304(resp, &manifest_digest, "hit");
+    }
+    assert_eq!(proxy.count(&manifest_path), 1);
+
+    // A 304 never stands in for an object the origin does not have.
+    let missing = format!("/v1/blocks/{}", Digest::of(b"never pushed"));
+    let resp = send(&edge.url, "GET", &missing, &[("if-none-match", "*")]);
+    assert_eq!(error_code(resp), (404, "not_found".to_string()));
+
+    // Tags carry no ETag at the origin, so If-None-Match changes nothing at either tier.
+    for base in [&origin.url, &edge.url] {
+        let resp = send(
+            base,
+            "GET",
+            "/v1/runtimes/cond/tags/v1",
+            &[("if-none-match", "*")],
+        );
+        assert_eq!(resp.status(), 200, "{base}");
+        assert!(resp.headers().get("etag").is_none());
+        let body: serde_json::Value = resp.json().unwrap();
+        assert_eq!(body["digest"], pushed["digest"]);
+    }
 }
