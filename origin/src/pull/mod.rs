@@ -220,7 +220,6 @@ fn progress_bar(wanted: bool, what: Bar) -> Option<ProgressBar> {
     if !wanted || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     let (template, message) = match what {
         Bar::Download => (
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -231,7 +230,10 @@ fn progress_bar(wanted: bool, what: Bar) -> Option<ProgressBar> {
     let style = ProgressStyle::with_template(template)
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(message);
+    // Drawn from the first report on, which brings the length: never a full bar of 0/0.
+    let bar = ProgressBar::hidden()
+        .with_style(style)
+        .with_message(message);
+    bar.set_draw_target(ProgressDrawTarget::stderr());
     Some(bar)
 }
