@@ -3,7 +3,6 @@
 
 use prewarm_shared::Digest;
 
-use crate::conditional::none_match;
 use crate::config::Config;
 use crate::deadline::race;
 use crate::error::EdgeError;
@@ -12,6 +11,7 @@ use crate::policy::{
     tag_headers, verify_object, with_cache_status, CacheStatus, Headers, Plan, MAX_TAG_BODY_SIZE,
 };
 use crate::route::{route, Kind, Route};
+use prewarm_shared::conditional::none_match;
 
 /// What the request logic needs from the runtime: the edge cache, the origin, a timer.
 ///

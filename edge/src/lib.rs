@@ -5,7 +5,6 @@
 //! Rust in [`flow`] and its helpers, tested natively. The Workers entry point (`glue`, wasm32
 //! only) is a thin adapter from `Request`/`Env`/`Cache`/`Fetch` to [`flow::Platform`].
 
-pub mod conditional;
 pub mod config;
 pub mod deadline;
 pub mod error;

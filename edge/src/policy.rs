@@ -5,9 +5,9 @@ use std::ops::Range;
 use prewarm_shared::wire::{TagBody, IMMUTABLE_CACHE_CONTROL, MAX_BLOCK_SIZE};
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
-use crate::conditional::object_etag;
 use crate::error::EdgeError;
 use crate::route::Kind;
+use prewarm_shared::conditional::object_etag;
 
 /// Largest manifest the edge buffers to verify. A Workers isolate has 128 MB of memory and the
 /// bytes are held twice (verify, then cache and serve); a 40k-file runtime's manifest is ~10 MB.

@@ -3,6 +3,7 @@
 //! Nothing raw crosses a boundary: a digest, a relative path, a runtime name or a tag is parsed
 //! once into its type here, and from then on a `String` never carries it.
 
+pub mod conditional;
 pub mod digest;
 pub mod manifest;
 pub mod name;

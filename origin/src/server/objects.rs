@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
+use prewarm_shared::conditional::{none_match, object_etag};
 use prewarm_shared::wire::{
     MissingRequest, MissingResponse, IMMUTABLE_CACHE_CONTROL, MAX_MISSING_QUERY,
 };
@@ -59,7 +60,7 @@ async fn serve(
             kind.as_str()
         )));
     };
-    let etag = format!("\"{digest}\"");
+    let etag = object_etag(&digest);
     let mut out = HeaderMap::new();
     out.insert(
         header::ETAG,
@@ -79,7 +80,7 @@ async fn serve(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .is_some_and(|v| none_match(v, &digest))
     {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }

@@ -43,6 +43,20 @@ fn blocks_round_trip_with_caching_headers_and_ranges() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 304);
+    // Weak comparison (RFC 9110), lists and `*`, decided by the rule the edge uses too.
+    for field in [
+        format!("W/\"{d}\""),
+        format!("\"sha256:{}\", \"{d}\"", "0".repeat(64)),
+        "*".into(),
+    ] {
+        let r = c.get(&url).header("if-none-match", &field).send().unwrap();
+        assert_eq!(r.status(), 304, "{field}");
+        assert!(r.bytes().unwrap().is_empty());
+    }
+    let other = format!("\"sha256:{}\"", "0".repeat(64));
+    let r = c.get(&url).header("if-none-match", other).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().as_ref(), &bytes[..]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Conditional requests: `If-None-Match` against the ETag of a content-addressed object.
+//! Conditional requests: `If-None-Match` against the ETag of a content-addressed object,
+//! decided once here so the origin and the edge cannot disagree.
 
-use prewarm_shared::Digest;
+use crate::Digest;
 
 /// The ETag of an object, `"sha256:<hex>"`, the same as the origin's: the digest names the
 /// bytes, so it is a strong validator that never needs recomputing.
