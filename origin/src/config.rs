@@ -11,9 +11,10 @@
 //! max_bytes = 268435456               # verified small objects kept in the origin's memory
 //!
 //! [redis]
-//! url = "redis://:secret@10.0.0.5:6379/0"
+//! url = "redis://:secret@10.0.0.5:6379/0"  # rediss://… for TLS
 //! max_block_bytes = 4194304           # bigger blocks stay on disk and in S3
 //! budget_bytes = 536870912            # what this origin may add to Redis per TTL window
+//! # ca_file = "/etc/prewarm/redis-ca.pem"   # rediss:// with a private CA
 //!
 //! [s3]
 //! endpoint = "http://10.0.0.6:9000"   # omit for AWS
@@ -120,7 +121,8 @@ impl Default for MemoryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`. Printed with the password masked.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (managed services
+    /// such as ElastiCache with in-transit encryption). Printed with the password masked.
     pub url: SecretUrl,
     /// First segment of every key (`<namespace>:v1:…`), to share one Redis between deployments.
     #[serde(default = "default_namespace")]
@@ -142,6 +144,15 @@ pub struct RedisConfig {
     /// the next tier and the origin stays ready.
     #[serde(default)]
     pub required: bool,
+    /// PEM file of the CA certificate(s) that signed the server's certificate, for a Redis
+    /// with a private CA. It replaces the built-in public roots: only servers it signed are
+    /// trusted. Needs a `rediss://` URL.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) this origin presents to a Redis that requires client
+    /// certificates (mutual TLS). Needs `client_key_file` and a `rediss://` URL.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[s3]`: the durable tier. Writes are acknowledged only once they are here.
@@ -319,6 +330,7 @@ impl Config {
                     "redis: ttl_secs and timeout_ms must be positive".into(),
                 ));
             }
+            r.check_tls()?;
         }
         Ok(self)
     }
@@ -334,7 +346,42 @@ impl RedisConfig {
             budget_bytes: default_budget(),
             timeout_ms: default_redis_timeout(),
             required: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`, or Valkey's `valkeys://`).
+    pub fn is_tls(&self) -> bool {
+        let scheme = self.url.expose().split_once("://").map(|(s, _)| s);
+        scheme
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss") || s.eq_ignore_ascii_case("valkeys"))
+    }
+
+    /// The TLS files only mean something over TLS, and a client certificate needs its key.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let set: Vec<&str> = [
+            ("ca_file", &self.ca_file),
+            ("client_cert_file", &self.client_cert_file),
+            ("client_key_file", &self.client_key_file),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.is_some().then_some(k))
+        .collect();
+        if !set.is_empty() && !self.is_tls() {
+            return Err(ConfigError::Invalid(format!(
+                "redis: {} set but the url {} is not TLS; use rediss://",
+                set.join(", "),
+                self.url
+            )));
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "redis: client_cert_file and client_key_file must be given together".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -390,6 +437,56 @@ mod tests {
             "redis://:***@h:1"
         );
         assert_eq!(SecretUrl::new("redis://h:1/0").redacted(), "redis://h:1/0");
+        assert_eq!(
+            SecretUrl::new("rediss://default:pw@cache.example:6380").redacted(),
+            "rediss://default:***@cache.example:6380"
+        );
+    }
+
+    #[test]
+    fn redis_tls_files_need_a_rediss_url_and_a_client_cert_needs_its_key() {
+        let resolve = |t: &str| {
+            Config::parse(t)
+                .unwrap()
+                .resolve(Overrides::default(), |_| None)
+        };
+        let r = resolve("[redis]\nurl = \"rediss://:pw@cache:6380\"\nca_file = \"/etc/ca.pem\"\n")
+            .unwrap()
+            .redis
+            .unwrap();
+        assert!(r.is_tls());
+        assert_eq!(r.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        // A public CA needs no file; Valkey's scheme is TLS too.
+        assert!(resolve("[redis]\nurl = \"rediss://cache:6380\"\n").is_ok());
+        assert!(resolve("[redis]\nurl = \"valkeys://cache\"\nca_file = \"/c\"\n").is_ok());
+
+        let e = resolve("[redis]\nurl = \"redis://:pw@cache:6379\"\nca_file = \"/etc/ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ca_file") && e.contains("rediss://") && !e.contains(":pw@"),
+            "{e}"
+        );
+        // A plain URL given as a flag over a TLS file is refused the same way.
+        let e = Config::parse("[redis]\nurl = \"rediss://cache\"\nca_file = \"/c\"\n")
+            .unwrap()
+            .resolve(
+                Overrides {
+                    redis_url: Some(SecretUrl::new("redis://cache")),
+                    ..Default::default()
+                },
+                |_| None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("not TLS"), "{e}");
+
+        let e = resolve("[redis]\nurl = \"rediss://cache\"\nclient_cert_file = \"/c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("client_key_file"), "{e}");
+        let mtls = "[redis]\nurl = \"rediss://cache\"\nclient_cert_file = \"/c.pem\"\nclient_key_file = \"/k.pem\"\n";
+        assert!(resolve(mtls).is_ok());
+        assert!(Config::parse("[redis]\nurl = \"rediss://cache\"\ncafile = \"/c\"\n").is_err());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
 use prewarm_origin::server::{self, AppState, Limits, Token};
 use prewarm_origin::store::{
-    DiskStore, RamCache, RedisOptions, RedisStore, Role, S3Credentials, S3Options, S3Store, Tier,
-    Tiered,
+    DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Credentials,
+    S3Options, S3Store, Tier, Tiered,
 };
 
 #[derive(Args)]
@@ -32,7 +32,7 @@ pub(crate) struct ServeArgs {
     /// File holding the bearer token required for writes. Without it, writes are open.
     #[arg(long, env = "PREWARM_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Redis URL of the hot tier (`redis://[user:pass@]host:port[/db]`).
+    /// Redis URL of the hot tier (`redis://[user:pass@]host:port[/db]`, `rediss://…` for TLS).
     #[arg(long = o::REDIS_URL, env = o::REDIS_URL_ENV, hide_env_values = true)]
     redis_url: Option<String>,
     /// Endpoint of an S3-compatible server for the durable tier (omit for AWS).
@@ -85,16 +85,15 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let limits = Limits::default();
-    let tiers = build_tiers(&cfg, &data_dir, limits.max_manifest_bytes).await?;
+    let (tiers, redis) = build_tiers(&cfg, &data_dir, limits.max_manifest_bytes).await?;
     let repo = Repo::new(
         Arc::new(tiers.clone()),
         Arc::new(tiers.clone()),
         data_dir.display().to_string(),
     );
-    let redis_url = cfg.redis.as_ref().map(|r| r.url.expose());
     let sandboxes = a
         .node
-        .start(&data_dir, Arc::new(repo.clone()), redis_url)
+        .start(&data_dir, Arc::new(repo.clone()), redis)
         .await
         .context("starting warming and sandboxes")?;
     if sandboxes.is_some() && token.is_none() && !listen.ip().is_loopback() {
@@ -133,11 +132,12 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Builds local → Redis → S3 from the config and probes each; the first that fails stops start-up.
+/// Also returns the Redis client (URL and TLS files), for the warm-runtime registry.
 async fn build_tiers(
     cfg: &Config,
     data_dir: &Path,
     max_manifest_bytes: u64,
-) -> anyhow::Result<Tiered> {
+) -> anyhow::Result<(Tiered, Option<redis::Client>)> {
     let local = if cfg.local.enabled {
         let disk = DiskStore::open(data_dir)
             .await
@@ -146,19 +146,33 @@ async fn build_tiers(
     } else {
         None
     };
+    let mut redis_client = None;
     let hot = match &cfg.redis {
         Some(r) => {
+            // `resolve` checked that a client certificate comes with its key.
+            let client = match (&r.client_cert_file, &r.client_key_file) {
+                (Some(cert), Some(key)) => Some(RedisClientCert {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                }),
+                _ => None,
+            };
             let store = RedisStore::new(RedisOptions {
                 url: r.url.clone(),
                 namespace: r.namespace.clone(),
                 ttl: Duration::from_secs(r.ttl_secs),
                 max_object_bytes: r.max_block_bytes,
                 timeout: Duration::from_millis(r.timeout_ms),
+                tls: RedisTls {
+                    ca_file: r.ca_file.clone(),
+                    client,
+                },
             })
             .with_context(|| format!("redis tier {}", r.url))?;
             if let Err(e) = store.probe().await {
                 bail!("redis tier {} is not reachable: {e}", r.url);
             }
+            redis_client = Some(store.client());
             let ttl = Duration::from_secs(r.ttl_secs);
             Some(
                 Tier::new(Role::Hot, Arc::new(store))
@@ -197,7 +211,8 @@ async fn build_tiers(
     };
     let ram = (cfg.memory.max_bytes > 0)
         .then(|| RamCache::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes));
-    Ok(Tiered::new(local, hot, remote, ram, max_manifest_bytes)?)
+    let tiers = Tiered::new(local, hot, remote, ram, max_manifest_bytes)?;
+    Ok((tiers, redis_client))
 }
 
 async fn shutdown_signal() {

@@ -64,13 +64,14 @@ pub enum NodeStartError {
 }
 
 impl NodeArgs {
-    /// Opens `<data_dir>/node-v1`, connects the registry (Redis at `redis_url` when the origin
-    /// has a Redis tier, else none) and starts the service. `Ok(None)` when disabled.
+    /// Opens `<data_dir>/node-v1`, connects the registry (with the Redis tier's client, TLS
+    /// settings included, when the origin has one; else none) and starts the service.
+    /// `Ok(None)` when disabled.
     pub async fn start(
         &self,
         data_dir: &Path,
         source: Arc<dyn Source>,
-        redis_url: Option<&str>,
+        redis: Option<redis::Client>,
     ) -> Result<Option<SandboxService>, NodeStartError> {
         if self.no_sandboxes {
             return Ok(None);
@@ -79,8 +80,8 @@ impl NodeArgs {
             tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
             return Ok(None);
         };
-        let registry: Arc<dyn Registry> = match redis_url {
-            Some(url) => Arc::new(RedisRegistry::connect(url).await?),
+        let registry: Arc<dyn Registry> = match redis {
+            Some(client) => Arc::new(RedisRegistry::connect(client).await?),
             None => Arc::new(NoRegistry),
         };
         let node_name = self.node_name.clone().unwrap_or_else(hostname);

@@ -24,7 +24,7 @@ pub use disk::DiskStore;
 pub use memory::MemoryStore;
 pub use metrics::{Health, MetricsSnapshot, TierHealth, TierMetrics};
 pub use ram::{RamCache, RamCacheDefaults, RamMetrics};
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{RedisClientCert, RedisOptions, RedisStore, RedisTls};
 pub use s3::{S3Credentials, S3Options, S3Store};
 pub use tier::{Budget, Probe, Role, Tier};
 pub use tiered::{TierStackError, Tiered};

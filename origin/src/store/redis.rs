@@ -12,6 +12,11 @@
 //! tiered store does). Every command is bounded by a timeout, and after a connection failure the
 //! store answers [`StoreError::Unavailable`] at once for a short cool-down instead of making each
 //! request wait; the connection manager reconnects by itself when Redis returns.
+//!
+//! `rediss://` URLs speak TLS (rustls). The server is checked against Mozilla's public roots,
+//! compiled in, or against [`RedisTls::ca_file`] instead for a private CA; a client certificate
+//! can be presented for mutual TLS. The PEM files are read and checked once, in
+//! [`RedisStore::new`], so a bad one stops start-up.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -24,6 +29,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
 use crate::config::SecretUrl;
+
+#[path = "redis_tls.rs"]
+mod tls;
+pub use tls::{RedisClientCert, RedisTls};
 
 const NAME: &str = "redis";
 /// How long to answer "unavailable" without trying, after a connection failure.
@@ -41,10 +50,13 @@ pub struct RedisOptions {
     pub max_object_bytes: u64,
     /// Limit on connecting and on each command.
     pub timeout: Duration,
+    /// Trust and identity for a `rediss://` URL, beyond the defaults.
+    pub tls: RedisTls,
 }
 
 /// A Redis server as a [`Store`] and a [`TagStore`]. Cheap to clone (one multiplexed connection).
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
     opts: RedisOptions,
     down_until: Mutex<Option<Instant>>,
@@ -61,21 +73,21 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Sets up the connection lazily: nothing is contacted until [`RedisStore::probe`] or a request.
+    ///
+    /// # Errors
+    /// A URL redis cannot use, or a TLS file that cannot be read or holds no usable PEM: the
+    /// message names the file (never its contents).
     pub fn new(opts: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(opts.url.expose()).map_err(|e| {
-            StoreError::other(
-                NAME,
-                format!("{}: not a usable Redis URL ({:?})", opts.url, e.kind()),
-            )
-        })?;
+        let client = tls::client(&opts.url, &opts.tls)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(opts.timeout))
             .set_response_timeout(Some(opts.timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError::other(NAME, e))?;
         Ok(Self {
+            client,
             conn,
             opts,
             down_until: Mutex::new(None),
@@ -84,6 +96,12 @@ impl RedisStore {
 
     pub fn options(&self) -> &RedisOptions {
         &self.opts
+    }
+
+    /// The client this store connects with (URL and TLS settings), so other users of the same
+    /// Redis, such as the warm-runtime registry, trust and present exactly what it does.
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
     }
 
     /// The key an object lives under.
@@ -332,6 +350,7 @@ mod tests {
             ttl: Duration::from_secs(600),
             max_object_bytes: 8 << 20,
             timeout: Duration::from_secs(2),
+            tls: RedisTls::default(),
         })
         .unwrap();
         store
@@ -355,6 +374,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             max_object_bytes: 1 << 20,
             timeout: Duration::from_millis(300),
+            tls: RedisTls::default(),
         })
         .unwrap();
         let d = Digest::of(b"x");

@@ -188,12 +188,12 @@ pub struct RedisRegistry {
 
 impl RedisRegistry {
     /// Connects and probes (`PING`), so a wrong URL fails at startup, not on the first warm.
-    pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+    /// Takes the Redis tier's client, so it connects with the same URL and TLS settings.
+    pub async fn connect(client: redis::Client) -> Result<Self, RegistryError> {
         let err = |e: redis::RedisError| RegistryError {
             backend: "redis",
             message: e.to_string(),
         };
-        let client = redis::Client::open(url).map_err(err)?;
         let mut conn = redis::aio::ConnectionManager::new(client)
             .await
             .map_err(err)?;

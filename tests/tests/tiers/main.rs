@@ -1,4 +1,7 @@
-//! Tiers end to end: origins sharing one moto bucket and one Redis; outages and corruption of real servers.
+//! Tiers end to end: origins sharing one moto bucket and one Redis; outages and corruption of
+//! real servers; Redis over TLS (`tls`).
+
+mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +19,12 @@ fn origin(dir: &Path, moto: &Moto, redis: Option<&Redis>) -> Origin {
 
 /// [`origin`] with `extra` TOML prepended (top-level tables such as `[local]`).
 fn origin_with(dir: &Path, moto: &Moto, redis: Option<&Redis>, extra: &str) -> Origin {
+    let config = write_config(dir, moto, redis, extra);
+    Origin::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+}
+
+/// Writes [`origin_with`]'s config to `dir/prewarm.toml` and returns its path.
+fn write_config(dir: &Path, moto: &Moto, redis: Option<&Redis>, extra: &str) -> PathBuf {
     let mut toml = extra.to_string();
     toml += &format!(
         "[s3]\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\nprefix = \"e2e/\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\nconnect_timeout_ms = 500\ntimeout_ms = 3000\n",
@@ -30,7 +39,7 @@ fn origin_with(dir: &Path, moto: &Moto, redis: Option<&Redis>, extra: &str) -> O
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("prewarm.toml");
     std::fs::write(&config, toml).unwrap();
-    Origin::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+    config
 }
 
 const PACK_FILES: [&str; 3] = ["bin/a", "lib/b", "lib/c"];
