@@ -1,6 +1,7 @@
 //! The `prewarm` CLI: `serve` the origin, `push` a runtime, `pull` one onto this host.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -66,7 +67,7 @@ struct PushArgs {
     max_entries: u64,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs its work; the client commands print results and say only what went wrong.
     let default_filter = match cli.command {
@@ -84,14 +85,14 @@ fn main() -> std::process::ExitCode {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             cli_output::error(&error_chain(&e));
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -112,11 +113,13 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; errors exit 1 (`main`), and a command may choose another status for an
+/// outcome that is not an error (`cache verify` finding damage).
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(a) => serve_cmd::run(a).await,
-        Command::Push(a) => push_cmd(a).await,
-        Command::Pull(a) => pull_cmd::run(a).await,
+        Command::Serve(a) => serve_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Pull(a) => pull_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
         Command::Cache(a) => cache_cmd::run(a).await,
     }
 }

@@ -10,11 +10,19 @@ use prewarm_shared::{Digest, Hasher};
 
 use super::error::{io_err, PullError};
 
+mod verify;
+
+pub use verify::{Damaged, Problem, VerifyReport};
+
 /// Versioned name of the files bucket; bump it if the naming or mode rule ever changes.
 const FILES_DIR: &str = "files-v1";
 const TMP_DIR: &str = "tmp";
 /// Scratch directories older than this belong to a pull that crashed; `open` removes them.
 const STALE_SCRATCH: Duration = Duration::from_secs(24 * 3600);
+
+/// Holds a [`FileCache::lock`] until dropped (closing the file releases the lock).
+#[derive(Debug)]
+pub struct CacheLock(#[allow(dead_code)] fs::File);
 
 /// Whole files by content digest and mode, so a runtime is materialised by hard links instead
 /// of being rebuilt from blocks. Shared by every runtime and version pulled on the host: a file
@@ -38,11 +46,10 @@ const STALE_SCRATCH: Duration = Duration::from_secs(24 * 3600);
 /// bytes hashed to their digest, by an atomic rename from `tmp/`, which is on the same
 /// filesystem; a reader never sees a partial file under a real name. Nothing is fsynced (a
 /// cache can be refetched): after a power loss a file whose size is wrong is fetched again,
-/// but bytes are not re-hashed on every use; the cache is trusted once written.
-/// Holds a [`FileCache::lock`] until dropped (closing the file releases the lock).
-#[derive(Debug)]
-pub struct CacheLock(#[allow(dead_code)] fs::File);
-
+/// but bytes are not re-hashed on every use; the cache is trusted once written. After a power
+/// loss or disk errors, [`FileCache::verify`] (`prewarm cache verify`) re-hashes every file and
+/// removes the damaged ones so that pulls fetch them again; runtimes already linked to a
+/// damaged file must be pulled again with `--replace`.
 #[derive(Debug, Clone)]
 pub struct FileCache {
     root: PathBuf,
@@ -68,7 +75,9 @@ impl FileCache {
     }
 
     /// A lock on the whole cache: shared while a pull fetches and links, exclusive for
-    /// [`FileCache::prune_unlinked`] across processes. Released when dropped.
+    /// [`FileCache::prune_unlinked`] and [`FileCache::verify`] across processes. Taking it
+    /// shared waits; taking it exclusive fails at once (`WouldBlock`) if it is held. Released
+    /// when dropped.
     pub fn lock(&self, exclusive: bool) -> io::Result<CacheLock> {
         use rustix::fs::{flock, FlockOperation};
         let file = fs::OpenOptions::new()
@@ -241,13 +250,23 @@ impl Drop for Scratch {
 
 /// SHA-256 of a file's bytes, read in 256 KiB pieces (memory stays flat whatever the size).
 pub(crate) fn hash_file(path: &Path) -> io::Result<Digest> {
+    hash_file_sized(path).map(|(digest, _)| digest)
+}
+
+/// [`hash_file`], and how many bytes were hashed.
+pub(crate) fn hash_file_sized(path: &Path) -> io::Result<(Digest, u64)> {
     let mut f = fs::File::open(path)?;
     let mut buf = vec![0u8; 256 << 10];
     let mut h = Hasher::new();
     loop {
-        let n = f.read(&mut buf)?;
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
-            return Ok(h.finish());
+            let len = h.len();
+            return Ok((h.finish(), len));
         }
         h.update(&buf[..n]);
     }

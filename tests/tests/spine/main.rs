@@ -1,5 +1,6 @@
 //! End-to-end: the distribution spine through the real binary — push, the origin's HTTP API, pull.
 
 mod api;
+mod cache_verify;
 mod hostile;
 mod push_pull;

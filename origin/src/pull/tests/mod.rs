@@ -1,6 +1,7 @@
 //! Pull tests: exact trees, incremental versions, corruption, atomic replace, link modes.
 
 mod fixture;
+mod verify;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
