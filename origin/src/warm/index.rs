@@ -32,8 +32,8 @@ struct IndexFile {
     runtimes: BTreeMap<String, RuntimeRecord>,
 }
 
-/// Warm runtimes by manifest digest; persisted to `index.json` on every insert and removal
-/// (atomically), and on [`RuntimeIndex::flush`] for `last_used` updates.
+/// Warm runtimes by manifest digest; persisted to `index.json` (atomically) on every insert
+/// and removal, and at shutdown for `last_used` updates.
 #[derive(Debug, Default)]
 pub struct RuntimeIndex {
     map: HashMap<Digest, RuntimeRecord>,

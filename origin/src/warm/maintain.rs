@@ -21,20 +21,10 @@ impl Warmer {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {},
             }
             let inner = self.inner.clone();
-            let evicted = tokio::task::spawn_blocking(move || inner.evict_over_budget())
-                .await
-                .unwrap_or_default();
-            self.inner.prune_cache_if_pending().await;
-            for d in evicted {
-                if let Err(e) = self
-                    .inner
-                    .registry
-                    .withdraw(&self.inner.cfg.node_name, &d)
-                    .await
-                {
-                    tracing::warn!(%e, "registry withdraw failed");
-                }
+            if let Err(e) = tokio::task::spawn_blocking(move || inner.evict_over_budget()).await {
+                tracing::error!(%e, "eviction task failed");
             }
+            self.inner.prune_cache_if_pending().await;
             self.inner.flush_registry().await;
         }
         self.inner.flush_registry().await;
@@ -68,8 +58,9 @@ impl Inner {
         drop(gate);
     }
 
-    /// Removes least-recently-used runtimes not in use until the total fits the budget.
-    /// Blocking (removes trees). Returns the evicted digests.
+    /// Removes least-recently-used runtimes not in use until the total fits the budget, and
+    /// marks their registry entries for withdrawal. Blocking (removes trees). Returns the
+    /// evicted digests.
     pub(super) fn evict_over_budget(&self) -> Vec<Digest> {
         let mut evicted = Vec::new();
         loop {
@@ -96,12 +87,15 @@ impl Inner {
             remove_tree(&self.layout.runtime_dir(&victim.digest));
             self.evictions.fetch_add(1, Ordering::Relaxed);
             self.prune_pending.store(true, Ordering::Relaxed);
+            self.mark_dirty(victim.digest);
             evicted.push(victim.digest);
         }
         evicted
     }
 
-    /// Publishes registry entries for runtimes warmed or used since the last flush.
+    /// Brings the registry in line with the index for runtimes marked since the last flush:
+    /// publishes those warmed or used, withdraws those no longer warm here. A failure is
+    /// logged and retried on the next flush.
     pub(super) async fn flush_registry(&self) {
         let dirty: Vec<Digest> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
@@ -109,6 +103,10 @@ impl Inner {
                 .collect();
         for d in dirty {
             let Some(rec) = self.lock_index().get(&d).cloned() else {
+                if let Err(e) = self.registry.withdraw(&self.cfg.node_name, &d).await {
+                    tracing::warn!(%e, registry = self.registry.name(), "registry withdraw failed; will retry");
+                    self.mark_dirty(d);
+                }
                 continue;
             };
             let entry = RegistryEntry {

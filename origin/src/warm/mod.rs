@@ -78,7 +78,8 @@ pub(crate) struct Inner {
     /// Lock order: `state` before `index`.
     state: Mutex<NodeState>,
     index: Mutex<RuntimeIndex>,
-    /// Runtimes whose registry entry needs publishing (new or used since the last flush).
+    /// Runtimes whose registry entry is out of date: published if in the index (warmed or
+    /// used since the last flush), withdrawn if not (evicted).
     dirty: Mutex<HashSet<Digest>>,
     work: Notify,
     evict_now: Notify,
@@ -129,6 +130,9 @@ impl Warmer {
             source: e,
         })?;
         let mut index = RuntimeIndex::load(&layout.index);
+        // Every runtime the last run registered: republished if still here, withdrawn if its
+        // tree went while the origin was down.
+        let dirty = index.by_age().iter().map(|r| r.digest).collect();
         let kept = layout.sweep(|name| {
             name.parse::<Digest>()
                 .ok()
@@ -140,7 +144,6 @@ impl Warmer {
             tracing::warn!(%e, "could not write the node index");
         }
         let cache = FileCache::open(&layout.cache)?;
-        let dirty = index.by_age().iter().map(|r| r.digest).collect();
         tracing::info!(warm_runtimes = index.len(), node = %cfg.node_dir.display(), "node opened");
         Ok(Self {
             inner: Arc::new(Inner {

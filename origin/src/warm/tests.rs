@@ -1,25 +1,28 @@
-//! In-process tests of the warmer: LRU eviction under the budget, queue priority, registry retries, progress.
+//! In-process tests of the warmer: LRU eviction under the budget, queue priority, the registry, progress, learned estimates.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prewarm_shared::sandbox::{Priority, Status, Step};
+use prewarm_shared::sandbox::{Priority, Status, Step, WarmState};
 use prewarm_shared::{Chunk, Digest, Entry, Manifest, RuntimeName, RuntimeRef, Tag};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::estimate::Estimator;
 use super::index::{now_ms, RegistryError, RuntimeIndex};
-use super::{Ensured, NoRegistry, Registry, RegistryEntry, RuntimeRecord, WarmConfig, Warmer};
+use super::{Ensured, Job, NoRegistry, Registry, RegistryEntry, RuntimeRecord, WarmConfig, Warmer};
 use crate::transfer::{Source, TransferError};
 
-/// Serves the manifests and blocks put in it, and nothing else: most of these tests never get
-/// as far as fetching.
+/// Serves the manifests, blocks and tags put in it, and nothing else: most of these tests
+/// never get as far as fetching.
 #[derive(Default)]
 struct Served {
     manifests: HashMap<Digest, Bytes>,
     blocks: HashMap<Digest, Bytes>,
+    /// `name:tag` → manifest digest.
+    tags: HashMap<String, Digest>,
 }
 
 impl Served {
@@ -29,6 +32,28 @@ impl Served {
             at: self.location(),
         }
     }
+
+    /// Makes `reference` (`name:tag`) resolve to this source's only manifest.
+    fn tagged(mut self, reference: &str) -> Self {
+        let [d] = self.manifests.keys().copied().collect::<Vec<_>>()[..] else {
+            panic!("tag a source of one manifest")
+        };
+        self.tags.insert(reference.into(), d);
+        self
+    }
+
+    /// Serves `other`'s manifests, blocks and tags as well.
+    fn and(mut self, other: Served) -> Self {
+        self.manifests.extend(other.manifests);
+        self.blocks.extend(other.blocks);
+        self.tags.extend(other.tags);
+        self
+    }
+
+    fn manifest(&self, reference: &str) -> (Digest, Manifest) {
+        let d = self.tags[reference];
+        (d, Manifest::parse(&self.manifests[&d]).unwrap())
+    }
 }
 
 #[async_trait::async_trait]
@@ -37,7 +62,9 @@ impl Source for Served {
         "served".into()
     }
     async fn resolve_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, TransferError> {
-        Err(self.not_found(format!("tag {name}:{tag}")))
+        let reference = format!("{name}:{tag}");
+        let found = self.tags.get(&reference).copied();
+        found.ok_or_else(|| self.not_found(format!("tag {reference}")))
     }
     async fn fetch_manifest(&self, d: &Digest) -> Result<Bytes, TransferError> {
         let found = self.manifests.get(d).cloned();
@@ -105,6 +132,7 @@ fn many_files(n: usize) -> Served {
     Served {
         manifests: HashMap::from([(manifest.digest(), manifest.to_canonical_json().into())]),
         blocks: HashMap::from([(block, bundle.into())]),
+        tags: HashMap::new(),
     }
 }
 
@@ -386,4 +414,206 @@ fn a_finished_job_ignores_late_progress() {
     job.progress(Step::Materialise, 0.75);
     assert_eq!(job.state(), failed);
     assert_eq!(failed.step, Step::Done);
+}
+
+/// Records what was published and withdrawn.
+#[derive(Default)]
+struct Recording {
+    published: Mutex<Vec<Digest>>,
+    withdrawn: Mutex<Vec<Digest>>,
+}
+
+impl Recording {
+    /// Digests published and withdrawn since the last call.
+    fn take(&self) -> (Vec<Digest>, Vec<Digest>) {
+        let take = |m: &Mutex<Vec<Digest>>| std::mem::take(&mut *m.lock().unwrap());
+        (take(&self.published), take(&self.withdrawn))
+    }
+}
+
+#[async_trait::async_trait]
+impl Registry for Recording {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+    async fn publish(&self, e: &RegistryEntry) -> Result<(), RegistryError> {
+        self.published.lock().unwrap().push(e.digest);
+        Ok(())
+    }
+    async fn withdraw(&self, _: &str, d: &Digest) -> Result<(), RegistryError> {
+        self.withdrawn.lock().unwrap().push(*d);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_reopened_node_republishes_what_it_holds_and_withdraws_what_went_while_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let w = warmer(tmp.path(), u64::MAX, Arc::new(NoRegistry));
+        let a = install(&w, "a", 100, 1_000);
+        let b = install(&w, "b", 100, 2_000);
+        w.inner.lock_index().save(&w.layout().index).unwrap();
+        // While the origin is down, b's tree goes (a disk clean-up, an operator).
+        std::fs::remove_dir_all(w.runtime_dir(&b)).unwrap();
+        (a, b)
+    };
+    let reg = Arc::new(Recording::default());
+    let w = warmer(tmp.path(), 150, reg.clone());
+    w.inner.flush_registry().await;
+    assert_eq!(reg.take(), (vec![a], vec![b]));
+    w.inner.flush_registry().await;
+    assert_eq!(reg.take(), (vec![], vec![]), "nothing changed since");
+
+    // A runtime evicted later is withdrawn by the next flush too.
+    install(&w, "c", 100, 3_000);
+    assert_eq!(w.inner.evict_over_budget(), [a]);
+    w.inner.flush_registry().await;
+    assert_eq!(reg.take(), (vec![], vec![a]));
+}
+
+/// `tag`s of the runtime `lib`, each a different tree.
+fn lib_versions() -> Served {
+    many_files(40)
+        .tagged("lib:v1")
+        .and(many_files(60).tagged("lib:v2"))
+}
+
+/// A cold request for `reference`: the queued job (no worker runs yet, so nothing moves it).
+async fn cold(w: &Warmer, reference: &str) -> Arc<Job> {
+    let (_, e) = w
+        .ensure(&reference.parse().unwrap(), Priority::Normal, false)
+        .await
+        .unwrap();
+    let Ensured::Warming(job) = e else {
+        panic!("{reference} is cold")
+    };
+    job
+}
+
+/// Runs the queue on one worker until `job` ends, without the upkeep loop (so nothing is
+/// evicted behind the test's back); `job`'s final state.
+async fn run_to_end(w: &Warmer, job: &Job) -> WarmState {
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(w.clone().worker(cancel.clone()));
+    let end = job
+        .subscribe()
+        .wait_for(|s| s.status != Status::Warming)
+        .await
+        .unwrap()
+        .clone();
+    cancel.cancel();
+    tasks.join_all().await;
+    assert_eq!(end.status, Status::Ready, "{:?}", end.error);
+    end
+}
+
+/// The measured duration the node recorded for the warm runtime `d`.
+fn warm_ms(w: &Warmer, d: &Digest) -> u64 {
+    w.inner.lock_index().get(d).expect("warm").warm_ms
+}
+
+/// The estimator's weighting of measured warms, oldest first.
+fn ewma(samples: &[u64]) -> u64 {
+    let (first, rest) = samples.split_first().unwrap();
+    rest.iter()
+        .fold(*first as f64, |m, &s| 0.7 * m + 0.3 * s as f64) as u64
+}
+
+#[tokio::test]
+async fn a_new_runtime_is_estimated_from_its_size_once_its_manifest_is_known() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = lib_versions();
+    let (d, manifest) = source.manifest("lib:v1");
+    let w = warmer_serving(tmp.path(), u64::MAX, Arc::new(NoRegistry), source);
+    let nothing_learned = Estimator::load(tmp.path().join("nothing-learned.json"));
+    let by_size = nothing_learned.from_size(
+        "lib",
+        manifest.bytes_total(),
+        manifest.files().count() as u64,
+        0,
+    );
+
+    let job = cold(&w, "lib:v1").await;
+    assert_eq!(
+        job.state().estimated_ms,
+        Some(nothing_learned.before_manifest("lib")),
+        "size not known yet"
+    );
+    run_to_end(&w, &job).await;
+    assert_eq!(job.estimate(), by_size);
+    // What subscribers heard as the manifest step completed: the rest of that figure.
+    let manifest_done = super::job::weight(Step::Manifest);
+    let heard = job.sent.lock().unwrap().clone();
+    let heard = heard
+        .iter()
+        .find(|s| s.step == Step::Manifest && s.progress == manifest_done)
+        .unwrap_or_else(|| panic!("{heard:?}"));
+    assert_eq!(
+        heard.estimated_ms,
+        Some((by_size as f64 * (1.0 - manifest_done)) as u64)
+    );
+    // And the node learned what the warm really took.
+    assert_eq!(w.inner.estimator.learned("lib"), Some(warm_ms(&w, &d)));
+}
+
+#[tokio::test]
+async fn a_cold_warm_of_a_known_runtime_name_starts_from_its_measured_warms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = lib_versions();
+    let (v1, _) = source.manifest("lib:v1");
+    let (v2, _) = source.manifest("lib:v2");
+    // A budget of one byte: whatever no sandbox holds can be evicted.
+    let w = warmer_serving(tmp.path(), 1, Arc::new(NoRegistry), source);
+    let mut measured = Vec::new();
+
+    let job = cold(&w, "lib:v1").await;
+    run_to_end(&w, &job).await;
+    measured.push(warm_ms(&w, &v1));
+    assert_eq!(w.inner.estimator.learned("lib"), Some(measured[0]));
+
+    // Evicted, then wanted again: cold, and estimated from the warm measured before, from
+    // the queue on (the size, known after the manifest, does not replace it).
+    assert_eq!(w.inner.evict_over_budget(), [v1]);
+    let job = cold(&w, "lib:v1").await;
+    assert_eq!(job.state().estimated_ms, Some(measured[0]));
+    run_to_end(&w, &job).await;
+    assert_eq!(job.estimate(), measured[0]);
+    measured.push(warm_ms(&w, &v1));
+    assert_eq!(w.inner.estimator.learned("lib"), Some(ewma(&measured)));
+
+    // A new tag of the same name: a tree never warmed here, estimated from its name's history.
+    assert_eq!(w.inner.evict_over_budget(), [v1]);
+    let learned = ewma(&measured);
+    let job = cold(&w, "lib:v2").await;
+    assert_eq!(job.state().estimated_ms, Some(learned));
+    run_to_end(&w, &job).await;
+    assert_eq!(job.estimate(), learned);
+    measured.push(warm_ms(&w, &v2));
+    assert_eq!(w.inner.estimator.learned("lib"), Some(ewma(&measured)));
+
+    // Persisted as it was learned.
+    let reloaded = Estimator::load(w.layout().estimates.clone());
+    assert_eq!(reloaded.learned("lib"), Some(ewma(&measured)));
+}
+
+#[tokio::test]
+async fn learned_estimates_survive_a_restart_of_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let measured = {
+        let w = warmer_serving(tmp.path(), 1, Arc::new(NoRegistry), lib_versions());
+        let job = cold(&w, "lib:v1").await;
+        run_to_end(&w, &job).await;
+        let (v1, _) = lib_versions().manifest("lib:v1");
+        let ms = warm_ms(&w, &v1);
+        assert_eq!(w.inner.evict_over_budget(), [v1]);
+        ms
+    };
+    // A new process on the same node dir.
+    let w = warmer_serving(tmp.path(), 1, Arc::new(NoRegistry), lib_versions());
+    let job = cold(&w, "lib:v1").await;
+    assert_eq!(job.state().estimated_ms, Some(measured));
+    run_to_end(&w, &job).await;
+    assert_eq!(job.estimate(), measured);
 }

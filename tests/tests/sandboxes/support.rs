@@ -53,6 +53,16 @@ impl Node {
         Node { origin, data, work }
     }
 
+    /// Stops the origin as an operator would (graceful shutdown), runs `while_down`, then
+    /// starts a new origin on the same data directory with `extra`.
+    pub(crate) fn restart(self, extra: &[&str], while_down: impl FnOnce()) -> Node {
+        let Node { origin, data, work } = self;
+        drop(origin);
+        while_down();
+        let origin = Origin::start(data.path(), extra);
+        Node { origin, data, work }
+    }
+
     /// Writes a one-layer pack mounted at `/opt/NAME` and pushes it as `NAME:v1`.
     /// Returns the manifest digest's hex.
     fn push_pack(&self, name: &str, files: LayerEntries, env: Value, warm: Value) -> String {
