@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
+
 use prewarm_shared::conditional::{none_match, object_etag};
 use prewarm_shared::wire::{
     MissingRequest, MissingResponse, IMMUTABLE_CACHE_CONTROL, MAX_MISSING_QUERY,
@@ -109,7 +110,15 @@ async fn serve(
     // Deleted between head and get: report it as gone rather than send a wrong length.
     let obj =
         obj.ok_or_else(|| ApiError::NotFound(format!("{} {digest} not found", kind.as_str())))?;
-    Ok((status, out, Body::from_stream(obj.body)).into_response())
+    // A body that comes in one piece (memory, a small disk read) goes out whole, so hyper
+    // writes headers and body together; a failed first read is a clean error status.
+    let mut stream = obj.body;
+    let body = match stream.next().await.transpose()? {
+        None => Body::empty(),
+        Some(first) if first.len() as u64 == len => Body::from(first),
+        Some(first) => Body::from_stream(futures::stream::once(async { Ok(first) }).chain(stream)),
+    };
+    Ok((status, out, body).into_response())
 }
 
 /// Streams a block into the store; the store hashes while writing and refuses a mismatch.

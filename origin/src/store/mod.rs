@@ -65,10 +65,20 @@ impl Object {
     }
 
     /// Collects the body. Only for objects known to be bounded (blocks, manifests under the limit).
+    /// A body that arrives as one piece (memory, a small disk read) is returned without a copy.
     pub async fn into_bytes(mut self) -> Result<Bytes, StoreError> {
+        let first = match self.body.next().await {
+            Some(piece) => piece?,
+            None => return Ok(Bytes::new()),
+        };
+        let Some(second) = self.body.next().await else {
+            return Ok(first);
+        };
         let mut buf = bytes::BytesMut::with_capacity(
             self.size.min(prewarm_shared::wire::MAX_BLOCK_SIZE) as usize,
         );
+        buf.extend_from_slice(&first);
+        buf.extend_from_slice(&second?);
         while let Some(piece) = self.body.next().await {
             buf.extend_from_slice(&piece?);
         }
