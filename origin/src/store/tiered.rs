@@ -1,4 +1,4 @@
-//! The tiered store: local disk → Redis → S3 behind one [`Store`], read-through with verified backfill.
+//! The tiered store: memory → local disk → Redis → S3 behind one [`Store`], read-through with verified backfill.
 //!
 //! # Policy
 //! - **Reads** try the in-process [`RamCache`] of verified small objects first (when
