@@ -22,9 +22,11 @@
 //! bucket = "prewarm-runtimes"
 //! prefix = "prod/"
 //! ```
-//! Precedence: flag > environment variable > file > default. S3 credentials come from the file
+//! Precedence: flag > environment variable > file > default. S3 static keys come from the file
 //! or the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
-//! variables (the environment wins). Secrets are held in [`Secret`] and never printed.
+//! variables (the environment wins); without any, the standard AWS chain (`AWS_PROFILE` and the
+//! profile files, web identity, ECS task role, EC2 instance profile) provides them. Secrets are
+//! held in [`Secret`] and never printed.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -162,14 +164,16 @@ pub struct S3Config {
     /// Endpoint of an S3-compatible server (`http://host:port`); omit for AWS. Path-style
     /// addressing is always used.
     pub endpoint: Option<String>,
-    /// Region to sign for. Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, then `us-east-1`.
+    /// Region to sign for. Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the `region` of the
+    /// selected AWS profile (`AWS_PROFILE`, `AWS_CONFIG_FILE`), then `us-east-1`.
     pub region: Option<String>,
     /// Bucket name; it must exist (the probe at start checks it).
     pub bucket: String,
     /// Prepended to every key, e.g. `prod/`.
     #[serde(default)]
     pub prefix: String,
-    /// Access key id; the `AWS_ACCESS_KEY_ID` variable overrides it.
+    /// Access key id; the `AWS_ACCESS_KEY_ID` variable overrides it. Without a key pair here or
+    /// in the variables, the standard AWS chain is used (profiles, web identity, ECS, IMDS).
     pub access_key_id: Option<String>,
     /// Secret access key; the `AWS_SECRET_ACCESS_KEY` variable overrides it.
     pub secret_access_key: Option<Secret>,
@@ -309,9 +313,8 @@ impl Config {
                 s3.session_token = Some(Secret::new(token));
             }
             if s3.region.is_none() {
-                s3.region = env(k::AWS_REGION)
-                    .or_else(|| env(k::AWS_DEFAULT_REGION))
-                    .or_else(|| Some("us-east-1".into()));
+                // Still `None`: the S3 store asks the AWS profile, then uses `us-east-1`.
+                s3.region = env(k::AWS_REGION).or_else(|| env(k::AWS_DEFAULT_REGION));
             }
             if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
                 return Err(ConfigError::Invalid(
@@ -386,6 +389,19 @@ impl RedisConfig {
 }
 
 impl S3Config {
+    /// The key pair to sign with, once [`Config::resolve`] has applied the `AWS_*` variables;
+    /// `None` leaves it to the standard AWS chain.
+    pub fn static_credentials(&self) -> Option<crate::store::S3Credentials> {
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), Some(secret)) => Some(crate::store::S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: self.session_token.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     fn unset() -> Self {
         Self {
             endpoint: None,
@@ -509,9 +525,79 @@ mod tests {
                 s3.access_key_id.as_deref(),
                 s3.region.as_deref()
             ),
-            ("flag", Some("from-env"), Some("us-east-1"))
+            ("flag", Some("from-env"), None)
         );
         assert_eq!(c.redis.unwrap().ttl_secs, 3600);
+    }
+
+    #[test]
+    fn s3_static_keys_win_and_without_them_the_aws_chain_decides() {
+        let resolve = |toml: &str, vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::parse(toml)
+                .unwrap()
+                .resolve(Overrides::default(), move |k| {
+                    vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+                })
+                .map(|c| c.s3.unwrap())
+        };
+        let keys = |s: &S3Config| {
+            s.static_credentials().map(|c| {
+                (
+                    c.access_key_id,
+                    c.secret_access_key.expose().to_string(),
+                    c.session_token.map(|t| t.expose().to_string()),
+                )
+            })
+        };
+        let file = "[s3]\nbucket = \"b\"\naccess_key_id = \"file-id\"\nsecret_access_key = \"file-secret\"\n";
+        // Keys in the file, nothing in the environment: the file's.
+        assert_eq!(
+            keys(&resolve(file, &[]).unwrap()),
+            Some(("file-id".into(), "file-secret".into(), None))
+        );
+        // The variables override the file, token included.
+        let env = [
+            (overrides::AWS_ACCESS_KEY_ID, "env-id"),
+            (overrides::AWS_SECRET_ACCESS_KEY, "env-secret"),
+            (overrides::AWS_SESSION_TOKEN, "env-token"),
+        ];
+        assert_eq!(
+            keys(&resolve(file, &env).unwrap()),
+            Some((
+                "env-id".into(),
+                "env-secret".into(),
+                Some("env-token".into())
+            ))
+        );
+        // No keys anywhere: no static credentials (the chain: AWS_PROFILE, roles), and no region
+        // yet (the profile's, else us-east-1, is the store's to find).
+        let bare = resolve("[s3]\nbucket = \"b\"\n", &[("AWS_PROFILE", "prod")]).unwrap();
+        assert_eq!((keys(&bare), bare.region), (None, None));
+        // A token alone is not a key pair: still the chain.
+        let token_only = resolve(
+            "[s3]\nbucket = \"b\"\n",
+            &[(overrides::AWS_SESSION_TOKEN, "t")],
+        );
+        assert_eq!(keys(&token_only.unwrap()), None);
+        // Half a pair is refused, wherever each half comes from.
+        let half = resolve(
+            "[s3]\nbucket = \"b\"\n",
+            &[(overrides::AWS_ACCESS_KEY_ID, "id")],
+        );
+        assert!(half.unwrap_err().to_string().contains("together"));
+        // The region variables, in order, when the file has none.
+        let r = resolve(
+            "[s3]\nbucket = \"b\"\n",
+            &[
+                (overrides::AWS_DEFAULT_REGION, "eu-west-1"),
+                (overrides::AWS_REGION, "eu-central-1"),
+            ],
+        );
+        assert_eq!(r.unwrap().region.as_deref(), Some("eu-central-1"));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
 use prewarm_origin::server::{self, AppState, Limits, Token};
 use prewarm_origin::store::{
-    DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Credentials,
-    S3Options, S3Store, Tier, Tiered,
+    DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
+    S3Store, Tier, Tiered,
 };
 
 #[derive(Args)]
@@ -184,23 +184,17 @@ async fn build_tiers(
     };
     let remote = match &cfg.s3 {
         Some(s) => {
-            let credentials = match (&s.access_key_id, &s.secret_access_key) {
-                (Some(id), Some(secret)) => Some(S3Credentials {
-                    access_key_id: id.clone(),
-                    secret_access_key: secret.clone(),
-                    session_token: s.session_token.clone(),
-                }),
-                _ => None,
-            };
+            // Static keys (file, then AWS_* variables) win; without them, the AWS chain.
             let store = S3Store::new(&S3Options {
                 endpoint: s.endpoint.clone(),
-                region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                region: s.region.clone(),
                 bucket: s.bucket.clone(),
                 prefix: s.prefix.clone(),
-                credentials,
+                credentials: s.static_credentials(),
                 connect_timeout: Duration::from_millis(s.connect_timeout_ms),
                 timeout: Duration::from_millis(s.timeout_ms),
-            });
+            })
+            .await;
             if let Err(e) = store.probe().await {
                 let at = s.endpoint.as_deref().unwrap_or("AWS");
                 bail!("s3 tier: bucket {:?} at {at} is not usable: {e}", s.bucket);

@@ -12,13 +12,14 @@
 //! upload that is completed only once the digest matches, and aborted otherwise. An upload that
 //! is never completed is invisible; a bucket lifecycle rule for incomplete multipart uploads
 //! cleans up after a crash.
+//!
+//! Credentials are static keys or, without them, the standard AWS chain (profiles, web
+//! identity, ECS, IMDS): see `s3_credentials.rs`.
 
 use std::ops::Range;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{
-    retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region,
-};
+use aws_sdk_s3::config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as AwsBody;
 use bytes::{Bytes, BytesMut};
@@ -37,11 +38,13 @@ pub(crate) const PART_SIZE: usize = 8 << 20;
 pub struct S3Options {
     /// `http(s)://host:port` of an S3-compatible server; `None` for AWS's regional endpoint.
     pub endpoint: Option<String>,
-    pub region: String,
+    /// Region to sign for; `None`: the selected AWS profile's `region`, else `us-east-1`.
+    pub region: Option<String>,
     pub bucket: String,
     /// Prepended to every key (e.g. `prod/`).
     pub prefix: String,
-    /// Static credentials; `None` sends unsigned requests (some test servers accept them).
+    /// Static credentials; `None`: the standard AWS chain (profile files, web identity, ECS
+    /// task role, EC2 instance profile), so a host with a role needs no keys.
     pub credentials: Option<S3Credentials>,
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
@@ -67,13 +70,16 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Builds the client; nothing is contacted until [`S3Store::probe`] or the first request.
-    pub fn new(o: &S3Options) -> Self {
+    /// Builds the client; nothing is contacted until [`S3Store::probe`] or the first request
+    /// (the profile files are read here, for the region and the chain).
+    pub async fn new(o: &S3Options) -> Self {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        let (region, credentials, source) = credentials::resolve(o, http.clone()).await;
+        tracing::info!(bucket = %o.bucket, %region, credentials = source, "s3 tier");
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(o.connect_timeout)
             .operation_attempt_timeout(o.timeout)
@@ -82,22 +88,13 @@ impl S3Store {
         let mut b = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(http)
-            .region(Region::new(o.region.clone()))
+            .region(region)
+            .credentials_provider(credentials)
             .force_path_style(true)
             .timeout_config(timeouts)
             .retry_config(RetryConfig::standard().with_max_attempts(2));
         if let Some(e) = &o.endpoint {
             b = b.endpoint_url(e);
-        }
-        if let Some(c) = &o.credentials {
-            let token = c.session_token.as_ref().map(|t| t.expose().to_string());
-            b = b.credentials_provider(Credentials::new(
-                &c.access_key_id,
-                c.secret_access_key.expose(),
-                token,
-                None,
-                "prewarm-config",
-            ));
         }
         Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
@@ -231,10 +228,14 @@ fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
 }
 
 /// Connection failures, timeouts and 5xx/throttling are `Unavailable`; the rest is `Other`.
+/// Credentials that could not be loaded say so in words, whatever the request was.
 fn map_err<E>(what: &str, e: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let Some(c) = credentials::explain(&e) {
+        return c;
+    }
     let message = match &e {
         SdkError::ServiceError(s) => format!(
             "{what}: {} ({})",
@@ -383,6 +384,9 @@ impl TagStore for S3Store {
 
 #[path = "s3_multipart.rs"]
 mod multipart;
+
+#[path = "s3_credentials.rs"]
+mod credentials;
 
 #[cfg(test)]
 #[path = "s3_tests.rs"]

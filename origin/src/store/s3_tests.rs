@@ -11,7 +11,7 @@ async fn conformance_suite() {
     };
     let store = S3Store::new(&S3Options {
         endpoint: Some(endpoint),
-        region: "us-east-1".into(),
+        region: Some("us-east-1".into()),
         bucket: format!("conformance-{:08x}", rand::random::<u32>()),
         prefix: "t/".into(),
         credentials: Some(S3Credentials {
@@ -21,7 +21,8 @@ async fn conformance_suite() {
         }),
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_secs(30),
-    });
+    })
+    .await;
     store.ensure_bucket().await.expect("create the test bucket");
     store.probe().await.unwrap();
     conformance::run_all(&store).await;
@@ -78,7 +79,7 @@ async fn dead_endpoint_is_unavailable() {
         .port();
     let store = S3Store::new(&S3Options {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
-        region: "us-east-1".into(),
+        region: Some("us-east-1".into()),
         bucket: "b".into(),
         prefix: String::new(),
         credentials: Some(S3Credentials {
@@ -88,7 +89,8 @@ async fn dead_endpoint_is_unavailable() {
         }),
         connect_timeout: Duration::from_millis(300),
         timeout: Duration::from_secs(1),
-    });
+    })
+    .await;
     let e = store
         .head(Kind::Block, &Digest::of(b"x"))
         .await
@@ -98,4 +100,42 @@ async fn dead_endpoint_is_unavailable() {
         store.probe().await,
         Err(StoreError::Unavailable { .. })
     ));
+}
+
+/// When the credentials provider finds nothing, a request fails with that, in words, before
+/// anything is sent (the endpoint is dead, and that is not what is reported).
+#[tokio::test]
+async fn missing_credentials_are_named_not_an_sdk_dispatch_failure() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nothing = aws_credential_types::credential_fn::provide_credentials_fn(|| async {
+        Err(aws_credential_types::provider::error::CredentialsError::not_loaded("no keys here"))
+    });
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .force_path_style(true)
+        .credentials_provider(nothing)
+        .build();
+    let store = S3Store {
+        client: aws_sdk_s3::Client::from_conf(conf),
+        bucket: "b".into(),
+        prefix: String::new(),
+        timeout: Duration::from_secs(1),
+    };
+    let e = store.probe().await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, StoreError::Other { .. }), "{text}");
+    assert!(text.contains(credentials::NO_CREDENTIALS), "{text}");
+    assert!(!text.contains("dispatch"), "{text}");
 }

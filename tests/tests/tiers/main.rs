@@ -1,6 +1,7 @@
 //! Tiers end to end: origins sharing one moto bucket and one Redis; outages and corruption of
-//! real servers; Redis over TLS (`tls`).
+//! real servers; Redis over TLS (`tls`); S3 credentials from the AWS chain (`s3_credentials`).
 
+mod s3_credentials;
 mod tls;
 
 use std::path::{Path, PathBuf};
