@@ -73,6 +73,10 @@ fn origin_restarts_cleanly_after_sigkill_mid_warm() {
         node.get(&info.sandbox_id)
             .is_some_and(|i| i.state.step == Step::Warm)
     });
+    // Killed once the command runs: an origin killed while bwrap is still starting (before
+    // it arms --die-with-parent) leaves it behind, which only the restart cleans up.
+    let partial = node.build_dir(&info.digest.hex()).join("partial");
+    node.wait("the warm command to start", || partial.exists());
     let node_dir = node.node_dir();
     let Node { origin, data, work } = node;
     origin.kill();

@@ -261,13 +261,18 @@ impl Node {
 
     /// Lets a warm command of [`gated`] finish: creates `go` in its build directory.
     pub(crate) fn open_gate(&self, digest: &str) {
+        std::fs::write(self.build_dir(digest).join("go"), b"").expect("open the gate");
+    }
+
+    /// The directory the runtime `digest` (hex) is being warmed in: its prefix, writable,
+    /// to the warm commands. Waits for it to appear.
+    pub(crate) fn build_dir(&self, digest: &str) -> PathBuf {
         let (runtimes, build) = (self.runtimes_dir(), format!(".warming-{digest}-"));
-        let build = self.until("the build dir", || {
+        self.until("the build dir", || {
             let mut dirs = std::fs::read_dir(&runtimes).ok()?.flatten();
             dirs.find(|e| e.file_name().to_string_lossy().starts_with(&build))
                 .map(|e| e.path())
-        });
-        std::fs::write(build.join("go"), b"").expect("open the gate");
+        })
     }
 }
 
