@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the origin server on an embedded on-disk store.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Pack a directory or runtime pack and publish it as NAME:TAG.
     Push(PushArgs),
     /// Fetch a runtime and materialise it by hard links from the local cache.
@@ -117,7 +117,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 /// outcome that is not an error (`cache verify` finding damage).
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(a) => serve_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(a) => serve_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
         Command::Pull(a) => pull_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
         Command::Cache(a) => cache_cmd::run(a).await,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::limits::{LimitHit, Limits};
 use crate::name::RuntimeRef;
 
 /// How urgently a warm is wanted: `high` overtakes `normal`, which overtakes `low`.
@@ -37,6 +38,10 @@ pub struct CreateSandbox {
     /// Give commands the host's network. Off by default: sandboxes get an empty network namespace.
     #[serde(default)]
     pub network: bool,
+    /// Per-process resource limits of the sandbox's commands, at most the server's (its
+    /// defaults for what is not given). An exec can lower them further.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
 }
 
 /// Where the context lands inside the workspace (the working directory of every command).
@@ -173,19 +178,33 @@ pub struct ExecRequest {
     /// Kill the command's whole process tree after this long (default: the server's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Per-process resource limits of this command, at most the sandbox's (which it keeps for
+    /// what is not given).
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
 }
 
 /// `POST /v1/sandboxes/{id}/exec` response. Output is decoded as UTF-8 (invalid bytes replaced)
 /// and capped per stream; `truncated` says when the cap cut it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecResult {
-    /// The exit code; `None` when killed by a signal (including the timeout).
+    /// The exit code; `None` when killed by a signal (including the timeout). A command killed
+    /// by signal N inside the sandbox is reported by bubblewrap as exit code 128 + N.
     pub exit_code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     pub duration_ms: u64,
     pub timed_out: bool,
     pub truncated: bool,
+    /// The signal that ended the command (e.g. `SIGKILL`, `SIGXCPU`), if one did: read from
+    /// the 128 + N exit code, so a program that itself exits with 129-159 reads as signalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Set when a resource limit ended the command (SIGXCPU: `cpu_secs`; SIGXFSZ: `file_bytes`).
+    /// Memory is not reported here: past `memory_bytes` an allocation fails, and what the
+    /// program does then is its own (Python: `MemoryError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitHit>,
 }
 
 #[cfg(test)]
@@ -217,5 +236,27 @@ mod tests {
         assert_eq!(v["status"], "ready");
         assert_eq!(v["step"], "done");
         assert!(v.get("queue_position").is_none());
+    }
+
+    #[test]
+    fn limits_in_requests_and_results() {
+        use crate::limits::Limit;
+        let e: ExecRequest =
+            serde_json::from_str(r#"{"cmd":["x"],"limits":{"cpu_secs":1}}"#).unwrap();
+        assert_eq!(e.limits.get(Limit::CpuSecs), Some(1));
+        let plain: ExecRequest = serde_json::from_str(r#"{"cmd":["x"]}"#).unwrap();
+        assert!(plain.limits.is_empty());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("limits"));
+        let bad = serde_json::from_str::<CreateSandbox>(
+            r#"{"runtime":"p:v1","user_id":"u","limits":{"memory_bytes":0}}"#,
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("limits.memory_bytes"), "{bad}");
+        // A result from before `signal` and `limit` existed still reads.
+        let old: ExecResult = serde_json::from_str(
+            r#"{"exit_code":0,"stdout":"","stderr":"","duration_ms":1,"timed_out":false,"truncated":false}"#,
+        )
+        .unwrap();
+        assert_eq!((old.signal, old.limit), (None, None));
     }
 }

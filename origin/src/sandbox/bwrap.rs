@@ -1,9 +1,11 @@
-//! The bubblewrap command line every sandboxed process (warm commands and exec) runs under.
+//! The command line every sandboxed process (warm commands and exec) runs under: `prlimit` for resource limits, then bubblewrap.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use prewarm_shared::sandbox::WORKSPACE_DIR;
+
+use super::limits::ResourceLimits;
 
 /// Host paths a sandbox sees read-only when they exist: the OS (`/usr`, with the merged-usr
 /// symlinks) and the few files in `/etc` that dynamic linking, time zones and TLS need.
@@ -29,10 +31,12 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// `--die-with-parent` (killing the origin kills the tree), `--new-session`, all capabilities
 /// dropped (so uid 0 inside cannot override file modes), a clean environment, a private
 /// `/tmp`, `/proc` and `/dev`. The runtime is bound at its prefix, read-only unless
-/// `runtime_writable` (warm-up only).
+/// `runtime_writable` (warm-up only). Under `limits`, set by `prlimit` before it execs bwrap.
 #[derive(Debug, Clone)]
 pub struct Jail {
     pub bwrap: PathBuf,
+    pub prlimit: PathBuf,
+    pub limits: ResourceLimits,
     pub runtime: PathBuf,
     pub prefix: String,
     pub runtime_writable: bool,
@@ -44,11 +48,16 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// `bwrap ARGS… -- argv…`, ready to spawn. Its own process group, so a timeout can kill
-    /// everything it started.
+    /// `prlimit LIMITS… -- bwrap ARGS… -- argv…`, ready to spawn (prlimit execs bwrap: one
+    /// process). Its own process group, so a timeout can kill everything it started.
     pub fn command(&self, argv: &[String]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(&self.bwrap);
-        c.args(self.args()).arg("--").args(argv);
+        let mut c = tokio::process::Command::new(&self.prlimit);
+        c.args(self.limits.prlimit_args())
+            .arg("--")
+            .arg(&self.bwrap)
+            .args(self.args())
+            .arg("--")
+            .args(argv);
         c.env_clear()
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -136,12 +145,22 @@ pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
 
 /// The `bwrap` binary: `$PREWARM_BWRAP`, else `bwrap` on `PATH`.
 pub fn find_bwrap() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PREWARM_BWRAP") {
-        return Some(PathBuf::from(p));
+    find_tool("PREWARM_BWRAP", "bwrap")
+}
+
+/// util-linux's `prlimit`: `$PREWARM_PRLIMIT`, else `prlimit` on `PATH`.
+pub fn find_prlimit() -> Option<PathBuf> {
+    find_tool("PREWARM_PRLIMIT", "prlimit")
+}
+
+/// `$VAR` if set (and a file), else `NAME` in a directory of `PATH`.
+fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|d| d.join("bwrap"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
@@ -150,8 +169,14 @@ mod tests {
     use super::*;
 
     fn jail(network: bool, runtime_writable: bool) -> Vec<String> {
+        jail_of(network, runtime_writable).args()
+    }
+
+    fn jail_of(network: bool, runtime_writable: bool) -> Jail {
         Jail {
             bwrap: "bwrap".into(),
+            prlimit: "prlimit".into(),
+            limits: ResourceLimits::default(),
             runtime: "/node/runtimes/abc".into(),
             prefix: "/opt/rt".into(),
             runtime_writable,
@@ -159,7 +184,6 @@ mod tests {
             network,
             env: BTreeMap::from([("A".into(), "1".into())]),
         }
-        .args()
     }
 
     /// Where `seq` first appears in `a`.
@@ -185,6 +209,23 @@ mod tests {
             &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         )
         .is_some());
+    }
+
+    #[test]
+    fn prlimit_sets_the_limits_then_runs_bwrap_then_the_command() {
+        let mut jail = jail_of(false, false);
+        jail.limits.cpu_secs = 7;
+        let cmd = jail.command(&["python3".into(), "-c".into(), "1".into()]);
+        let std = cmd.as_std();
+        assert_eq!(std.get_program(), "prlimit");
+        let args: Vec<String> = std
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let bwrap = find(&args, &["--", "bwrap"]).expect("bwrap after prlimit's --");
+        assert!(find(&args[..bwrap], &["--cpu=7:9"]).is_some(), "{args:?}");
+        assert!(find(&args[..bwrap], &["--core=0"]).is_some(), "{args:?}");
+        assert_eq!(args[args.len() - 4..], ["--", "python3", "-c", "1"]);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use super::limits::signal_name;
+
 /// Which pipe a piece of live output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pipe {
@@ -27,6 +29,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Each of stdout and stderr keeps its first `cap` bytes; the rest is read and discarded
 /// (so the command never blocks on a full pipe) and `truncated` is set. With `live`, every
 /// piece of output is also sent there as it arrives; a receiver that went away is ignored.
+/// `signal` names the signal the command died of; `limit` is left for the caller, who knows
+/// the limits.
 pub async fn run(
     mut cmd: tokio::process::Command,
     timeout: Duration,
@@ -62,18 +66,31 @@ pub async fn run(
     let (status, timed_out) = status?;
     let ((stdout, t1), (stderr, t2)) = drained.unwrap_or(((Vec::new(), true), (Vec::new(), true)));
     use std::os::unix::process::ExitStatusExt;
+    let exit_code = if status.signal().is_some() {
+        None
+    } else {
+        status.code()
+    };
     Ok(ExecResult {
-        exit_code: if status.signal().is_some() {
-            None
-        } else {
-            status.code()
-        },
+        exit_code,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         duration_ms: started.elapsed().as_millis() as u64,
         timed_out,
         truncated: t1 || t2,
+        signal: status
+            .signal()
+            .or_else(|| signalled(exit_code))
+            .map(signal_name),
+        limit: None,
     })
+}
+
+/// The signal a command inside the sandbox died of: bubblewrap exits with 128 + N for it.
+fn signalled(exit_code: Option<i32>) -> Option<i32> {
+    exit_code
+        .filter(|c| (129..=128 + 31).contains(c))
+        .map(|c| c - 128)
 }
 
 /// Reads a pipe to its end, keeping the first `cap` bytes; true if more was discarded.
@@ -99,6 +116,20 @@ async fn read_capped<R: AsyncRead + Unpin>(
                 kept.extend_from_slice(&buf[..n.min(room)]);
                 truncated |= n > room;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bwraps_128_plus_n_reads_as_signal_n() {
+        assert_eq!(signalled(Some(128 + 24)), Some(24));
+        assert_eq!(signalled(Some(137)), Some(9));
+        for plain in [None, Some(0), Some(1), Some(128), Some(200)] {
+            assert_eq!(signalled(plain), None, "{plain:?}");
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod bwrap;
 pub mod exec;
+pub mod limits;
 mod live;
 pub mod node;
 pub mod routes;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use prewarm_shared::limits::LimitError;
 use prewarm_shared::sandbox::{
     CreateSandbox, ExecRequest, ExecResult, SandboxInfo, Status, WarmState, CONTEXT_ENV,
     CONTEXT_FILE,
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 use bwrap::Jail;
+use limits::ResourceLimits;
 
 /// Sandbox limits; each has a `prewarm serve` flag.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +53,8 @@ pub enum SandboxError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error("sandbox {id} is {status:?}, not ready")]
     NotReady { id: String, status: Status },
     #[error(transparent)]
@@ -78,6 +83,8 @@ struct Sandbox {
     /// `PREWARM_CONTEXT`'s value, if a context was given.
     context: Option<String>,
     network: bool,
+    /// The server's limits lowered by the create request; an exec may only lower them more.
+    limits: ResourceLimits,
     dir: PathBuf,
     state: watch::Receiver<WarmState>,
     last_used: Mutex<Instant>,
@@ -191,6 +198,7 @@ impl SandboxService {
         if context.as_ref().is_some_and(|c| c.contains('\0')) {
             return Err(SandboxError::Invalid("context cannot contain NUL".into()));
         }
+        let limits = self.warmer.limits().narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
         let (hot, state) = match ensured {
             Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
@@ -215,6 +223,7 @@ impl SandboxService {
             env: req.env,
             context,
             network: req.network,
+            limits,
             dir,
             state,
             last_used: Mutex::new(Instant::now()),
@@ -255,7 +264,8 @@ impl SandboxService {
     }
 
     /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
-    /// the working directory, env = runtime, sandbox, request, then context.
+    /// the working directory, env = runtime, sandbox, request, then context; resource limits
+    /// = the sandbox's, lowered by the request's.
     pub async fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, SandboxError> {
         self.exec_live(id, req, None).await
     }
@@ -283,6 +293,7 @@ impl SandboxService {
         }
         bwrap::check_env(&req.env)
             .map_err(|k| SandboxError::Invalid(format!("env key {k:?} or its value is invalid")))?;
+        let limits = sb.limits.narrow(&req.limits)?;
         let status = sb.state.borrow().status;
         let rec = match status {
             Status::Ready => self.warmer.touch(&sb.digest),
@@ -300,6 +311,8 @@ impl SandboxService {
         }
         let jail = Jail {
             bwrap: self.warmer.bwrap().to_path_buf(),
+            prlimit: self.warmer.prlimit().to_path_buf(),
+            limits,
             runtime: self.warmer.runtime_dir(&sb.digest),
             prefix: rec.prefix.clone(),
             runtime_writable: false,
@@ -312,12 +325,15 @@ impl SandboxService {
             .map(Duration::from_millis)
             .unwrap_or(self.cfg.default_exec_timeout)
             .min(self.cfg.max_exec_timeout);
-        let res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
+        let mut res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
             .await
             .map_err(|e| SandboxError::Io {
                 action: "starting bubblewrap",
                 source: e,
             })?;
+        if !res.timed_out {
+            res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
+        }
         Ok(res)
     }
 

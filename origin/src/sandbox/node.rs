@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bwrap::find_bwrap;
+use prewarm_shared::limits::{Limit, LimitError};
+
+use super::bwrap::{find_bwrap, find_prlimit};
+use super::limits::ResourceLimits;
 use super::{SandboxConfig, SandboxService};
 use crate::transfer::Source;
 use crate::warm::layout::NODE_DIR;
@@ -19,6 +22,10 @@ pub mod flags {
     pub const WARM_TIMEOUT: &str = "warm-command-timeout-secs";
     pub const NODE_NAME: &str = "node-name";
     pub const NODE_DIR: &str = "node-dir";
+    pub const MEMORY: &str = "sandbox-memory-bytes";
+    pub const CPU: &str = "sandbox-cpu-secs";
+    pub const FILE: &str = "sandbox-file-bytes";
+    pub const OPEN_FILES: &str = "sandbox-open-files";
 }
 
 /// Warming and sandbox options of `prewarm serve`.
@@ -47,6 +54,21 @@ pub struct NodeArgs {
     /// This node's name in the Redis registry of warm runtimes. Default: the hostname.
     #[arg(long = flags::NODE_NAME, env = "PREWARM_NODE_NAME")]
     pub node_name: Option<String>,
+    /// Per-process memory limit of sandboxed commands (`RLIMIT_DATA`: heap and other writable
+    /// private memory), and the most a request may ask for. Default 4 GiB.
+    #[arg(long = flags::MEMORY, env = "PREWARM_SANDBOX_MEMORY_BYTES", default_value_t = ResourceLimits::DEFAULT.memory_bytes)]
+    pub memory_bytes: u64,
+    /// Per-process CPU seconds of sandboxed commands (SIGXCPU, then SIGKILL 2 s later), and
+    /// the most a request may ask for.
+    #[arg(long = flags::CPU, env = "PREWARM_SANDBOX_CPU_SECS", default_value_t = ResourceLimits::DEFAULT.cpu_secs)]
+    pub cpu_secs: u64,
+    /// Largest file a sandboxed process may write, and the most a request may ask for.
+    /// Default 1 GiB.
+    #[arg(long = flags::FILE, env = "PREWARM_SANDBOX_FILE_BYTES", default_value_t = ResourceLimits::DEFAULT.file_bytes)]
+    pub file_bytes: u64,
+    /// Open files per sandboxed process, and the most a request may ask for.
+    #[arg(long = flags::OPEN_FILES, env = "PREWARM_SANDBOX_OPEN_FILES", default_value_t = ResourceLimits::DEFAULT.open_files)]
+    pub open_files: u64,
 }
 
 /// Why the sandbox service could not start. Start-up fails fast rather than on first use.
@@ -57,6 +79,17 @@ pub enum NodeStartError {
         flags::NO_SANDBOXES
     )]
     NoBwrap,
+    #[error(
+        "util-linux `prlimit` (which applies sandbox resource limits) is not installed; run scripts/sandbox-tools or pass --{}",
+        flags::NO_SANDBOXES
+    )]
+    NoPrlimit,
+    #[error("--{flag}: {source}")]
+    Limits {
+        flag: &'static str,
+        #[source]
+        source: LimitError,
+    },
     #[error("opening the node directory")]
     Node(#[from] crate::pull::PullError),
     #[error("the warm-runtime registry")]
@@ -76,8 +109,14 @@ impl NodeArgs {
         if self.no_sandboxes {
             return Ok(None);
         }
+        let limits = self.limits()?;
         let Some(bwrap) = find_bwrap() else {
             tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
+            return Ok(None);
+        };
+        // Never run sandboxes without their limits.
+        let Some(prlimit) = find_prlimit() else {
+            tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoPrlimit);
             return Ok(None);
         };
         let registry: Arc<dyn Registry> = match redis {
@@ -96,6 +135,8 @@ impl NodeArgs {
             disk_budget: self.disk_budget,
             warm_command_timeout: Duration::from_secs(self.warm_command_timeout_secs),
             bwrap,
+            prlimit,
+            limits,
         };
         let warmer = Warmer::open(cfg, source, registry)?;
         Ok(Some(SandboxService::start(
@@ -107,6 +148,28 @@ impl NodeArgs {
                 output_cap: 1 << 20,
             },
         )))
+    }
+}
+
+impl NodeArgs {
+    /// The limit flags, within the bounds a request's must keep too.
+    fn limits(&self) -> Result<ResourceLimits, NodeStartError> {
+        ResourceLimits {
+            memory_bytes: self.memory_bytes,
+            cpu_secs: self.cpu_secs,
+            file_bytes: self.file_bytes,
+            open_files: self.open_files,
+        }
+        .checked()
+        .map_err(|source| {
+            let flag = match source.limit() {
+                Limit::MemoryBytes => flags::MEMORY,
+                Limit::CpuSecs => flags::CPU,
+                Limit::FileBytes => flags::FILE,
+                Limit::OpenFiles => flags::OPEN_FILES,
+            };
+            NodeStartError::Limits { flag, source }
+        })
     }
 }
 

@@ -197,6 +197,7 @@ impl From<SandboxError> for ApiError {
         match e {
             SandboxError::NotFound(_) => ApiError::NotFound(e.to_string()),
             SandboxError::Invalid(m) => ApiError::bad_request("bad_request", m),
+            SandboxError::Limit(l) => ApiError::bad_request(l.code(), l),
             SandboxError::NotReady { .. } => ApiError::State {
                 code: "not_ready",
                 message: e.to_string(),

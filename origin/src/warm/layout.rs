@@ -138,7 +138,10 @@ impl NodeLayout {
                 continue;
             };
             let mut args = cmdline.split(|b| *b == 0);
-            let is_bwrap = args.next().is_some_and(|a| a.ends_with(b"bwrap"));
+            // `prlimit` too: it becomes bwrap when it execs, but could be caught before.
+            let is_bwrap = args
+                .next()
+                .is_some_and(|a| a.ends_with(b"bwrap") || a.ends_with(b"prlimit"));
             let ours = args.any(|a| a.starts_with(&needle));
             if is_bwrap && ours {
                 if let Some(pid) = Pid::from_raw(pid as i32) {

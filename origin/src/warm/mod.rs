@@ -32,6 +32,7 @@ pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecor
 pub use job::Job;
 
 use crate::pull::FileCache;
+use crate::sandbox::limits::ResourceLimits;
 use crate::transfer::{Source, TransferError};
 use estimate::Estimator;
 use index::RuntimeIndex;
@@ -54,6 +55,11 @@ pub struct WarmConfig {
     pub warm_command_timeout: Duration,
     /// The bubblewrap binary.
     pub bwrap: PathBuf,
+    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
+    pub prlimit: PathBuf,
+    /// The server's sandbox resource limits: warm commands run under them, and they are the
+    /// defaults and the ceiling of every sandbox's.
+    pub limits: ResourceLimits,
 }
 
 /// What [`Warmer::ensure`] found.
@@ -262,6 +268,15 @@ impl Warmer {
 
     pub fn bwrap(&self) -> &std::path::Path {
         &self.inner.cfg.bwrap
+    }
+
+    pub fn prlimit(&self) -> &std::path::Path {
+        &self.inner.cfg.prlimit
+    }
+
+    /// The server's sandbox resource limits (see [`WarmConfig::limits`]).
+    pub fn limits(&self) -> ResourceLimits {
+        self.inner.cfg.limits
     }
 
     pub fn stats(&self) -> WarmStats {

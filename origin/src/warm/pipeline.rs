@@ -149,7 +149,8 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     })
 }
 
-/// One `meta.warm` command, in a jail like a sandbox's but with the runtime writable.
+/// One `meta.warm` command, in a jail like a sandbox's but with the runtime writable, under
+/// the server's resource limits.
 async fn run_warm_command(
     inner: &Inner,
     meta: &Meta,
@@ -159,6 +160,8 @@ async fn run_warm_command(
 ) -> Result<(), WarmFailure> {
     let jail = Jail {
         bwrap: inner.cfg.bwrap.clone(),
+        prlimit: inner.cfg.prlimit.clone(),
+        limits: inner.cfg.limits,
         runtime: runtime.to_path_buf(),
         prefix: meta.prefix.clone(),
         runtime_writable: true,
@@ -185,9 +188,11 @@ async fn run_warm_command(
         )));
     }
     if res.exit_code != Some(0) {
-        let how = match res.exit_code {
-            Some(c) => format!("exited with status {c}"),
-            None => "was killed by a signal".to_string(),
+        let limit = res.signal.as_deref().and_then(|s| inner.cfg.limits.hit(s));
+        let how = match (limit, res.exit_code) {
+            (Some(hit), _) => format!("was {}", hit.message),
+            (None, Some(c)) => format!("exited with status {c}"),
+            (None, None) => "was killed by a signal".to_string(),
         };
         // Tools differ in where they complain (compileall: stdout); keep the end of both.
         let tail = [tail(&res.stderr), tail(&res.stdout)]

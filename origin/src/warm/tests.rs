@@ -94,6 +94,8 @@ fn warmer_serving(
         disk_budget: budget,
         warm_command_timeout: Duration::from_secs(1),
         bwrap: "bwrap".into(),
+        prlimit: "prlimit".into(),
+        limits: Default::default(),
     };
     Warmer::open(cfg, Arc::new(source), registry).expect("open node")
 }

@@ -3,6 +3,7 @@
 mod failures;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod policy;
 mod registry;
 mod support;
