@@ -47,6 +47,15 @@ pub(crate) struct ServeArgs {
     /// Prefix of every S3 key (e.g. `prod/`).
     #[arg(long = o::S3_PREFIX, env = o::S3_PREFIX_ENV)]
     s3_prefix: Option<String>,
+    /// zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 = off,
+    /// always identity. Bodies that shrink less than 10 % go out as they are.
+    #[arg(
+        long,
+        env = "PREWARM_COMPRESSION_LEVEL",
+        default_value_t = server::DEFAULT_COMPRESSION_LEVEL,
+        value_parser = clap::value_parser!(i32).range(0..=19),
+    )]
+    compression_level: i32,
     #[command(flatten)]
     node: prewarm_origin::sandbox::node::NodeArgs,
 }
@@ -107,6 +116,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         repo,
         token,
         limits,
+        compression_level: a.compression_level,
         sandboxes: sandboxes.clone(),
         tiers: Some(tiers.clone()),
     };

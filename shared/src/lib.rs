@@ -5,6 +5,7 @@
 
 pub mod conditional;
 pub mod digest;
+pub mod encoding;
 pub mod limits;
 pub mod manifest;
 pub mod name;

@@ -1,6 +1,7 @@
 //! The origin's HTTP API: `fn app(state) -> Router`, its layers, and the write-auth guard.
 
 mod auth;
+mod encoding;
 mod objects;
 mod status;
 mod tags;
@@ -21,6 +22,7 @@ use crate::error::{ApiError, LoggedCause};
 use crate::repo::Repo;
 
 pub use auth::Token;
+pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -29,6 +31,9 @@ pub struct AppState {
     /// When set, writes need `Authorization: Bearer <token>`.
     pub token: Option<Arc<Token>>,
     pub limits: Limits,
+    /// zstd level for block and manifest GETs from clients that accept zstd; 0 sends identity
+    /// always. See `encoding` for when a body is encoded.
+    pub compression_level: i32,
     /// Warming and sandboxes on this node; `None` disables `/v1/sandboxes` and `/v1/warm`.
     pub sandboxes: Option<crate::sandbox::SandboxService>,
     /// The tier stack behind `repo`, for `/readyz` and `/metrics`; `None` reports no tiers.

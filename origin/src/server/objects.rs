@@ -12,12 +12,13 @@ use axum::Json;
 use futures::StreamExt;
 
 use prewarm_shared::conditional::{none_match, object_etag};
+use prewarm_shared::encoding::{encoded_etag, ZSTD};
 use prewarm_shared::wire::{
     MissingRequest, MissingResponse, IMMUTABLE_CACHE_CONTROL, MAX_MISSING_QUERY,
 };
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
-use super::AppState;
+use super::{encoding, AppState};
 use crate::error::ApiError;
 use crate::store::{Kind, StoreError};
 
@@ -45,7 +46,8 @@ pub(super) async fn get_manifest(
     serve(state, Kind::Manifest, path, method, headers).await
 }
 
-/// Streams an object (or one range of it) with immutable caching headers.
+/// Sends an object (or one range of it) with immutable caching headers, zstd-encoded when the
+/// client asks and it pays (see [`super::encoding`]).
 async fn serve(
     State(state): State<AppState>,
     kind: Kind,
@@ -56,22 +58,18 @@ async fn serve(
     let digest = parse_digest(&raw)?;
     let store = state.repo.store();
     let Some(size) = store.head(kind, &digest).await? else {
-        return Err(ApiError::NotFound(format!(
-            "{} {digest} not found",
-            kind.as_str()
-        )));
+        return Err(not_found(kind, &digest));
     };
-    let etag = object_etag(&digest);
     let mut out = HeaderMap::new();
-    out.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(Box::new(e)))?,
-    );
+    out.insert(header::ETAG, header_value(&object_etag(&digest))?);
     out.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(IMMUTABLE_CACHE_CONTROL),
     );
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // On every answer, 304 and HEAD included: a shared cache must never hand a zstd body to
+    // a client that did not ask for one, nor file both under one key.
+    out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     let content_type = if kind == Kind::Manifest {
         "application/json"
     } else {
@@ -85,15 +83,32 @@ async fn serve(
     {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
+    let level = state.compression_level;
+    if encoding::wants_zstd(&method, &headers, size, level) {
+        let obj = store
+            .get(kind, &digest)
+            .await?
+            .ok_or_else(|| not_found(kind, &digest))?;
+        let raw = obj.into_bytes().await?;
+        let body = match encoding::compress(raw.clone(), level).await? {
+            Some(encoded) => {
+                out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
+                out.insert(header::ETAG, header_value(&encoded_etag(&digest))?);
+                encoded
+            }
+            None => raw,
+        };
+        out.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        return Ok((StatusCode::OK, out, Body::from(body)).into_response());
+    }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, object) = match decide_range(range_header, size) {
         RangeDecision::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size }),
         RangeDecision::Full => (StatusCode::OK, None),
         RangeDecision::Partial(r) => {
-            let value = content_range(Some(&r), size);
             out.insert(
                 header::CONTENT_RANGE,
-                HeaderValue::from_str(&value).map_err(|e| ApiError::Internal(Box::new(e)))?,
+                header_value(&content_range(Some(&r), size))?,
             );
             (StatusCode::PARTIAL_CONTENT, Some(r))
         }
@@ -108,8 +123,7 @@ async fn serve(
         Some(r) => store.get_range(kind, &digest, r).await?,
     };
     // Deleted between head and get: report it as gone rather than send a wrong length.
-    let obj =
-        obj.ok_or_else(|| ApiError::NotFound(format!("{} {digest} not found", kind.as_str())))?;
+    let obj = obj.ok_or_else(|| not_found(kind, &digest))?;
     // A body that comes in one piece (memory, a small disk read) goes out whole, so hyper
     // writes headers and body together; a failed first read is a clean error status.
     let mut stream = obj.body;
@@ -119,6 +133,14 @@ async fn serve(
         Some(first) => Body::from_stream(futures::stream::once(async { Ok(first) }).chain(stream)),
     };
     Ok((status, out, body).into_response())
+}
+
+fn not_found(kind: Kind, digest: &Digest) -> ApiError {
+    ApiError::NotFound(format!("{} {digest} not found", kind.as_str()))
+}
+
+fn header_value(v: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(v).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
 /// Streams a block into the store; the store hashes while writing and refuses a mismatch.
