@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use prewarm_origin::cli_output;
 use prewarm_origin::pull::{default_cache_dir, pull, LinkMode, PullOptions};
-use prewarm_origin::remote::Remote;
+use prewarm_origin::remote::{Compress, Remote};
 use prewarm_shared::RuntimeRef;
 
 #[derive(Args)]
@@ -28,6 +28,11 @@ pub(crate) struct PullArgs {
     /// Atomically swap an existing --into instead of refusing.
     #[arg(long)]
     replace: bool,
+    /// Ask for zstd-compressed blocks and manifests. auto: yes, unless --from is a loopback
+    /// host (localhost, 127.0.0.0/8, ::1), where compressing costs more time than the network
+    /// saves. The server still sends small or incompressible objects as they are.
+    #[arg(long, value_enum, default_value_t = Compress::Auto)]
+    compress: Compress,
     /// Blocks downloaded at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -38,7 +43,7 @@ pub(crate) struct PullArgs {
 
 pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
     let what: RuntimeRef = a.what.parse()?;
-    let source = Remote::new(&a.from, None)?;
+    let source = Remote::with_compress(&a.from, None, a.compress)?;
     let opts = PullOptions {
         into: a.into.clone(),
         cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
@@ -52,11 +57,12 @@ pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
         .with_context(|| format!("pulling {what} from {} into {}", a.from, a.into.display()))?;
     cli_output::result(&report, a.json, |r| {
         format!(
-            "{} → {}: {} files, {} bytes downloaded in {} blocks ({} reused), {} in {} ms",
+            "{} → {}: {} files, {} bytes downloaded ({} on the wire) in {} blocks ({} reused), {} in {} ms",
             r.digest,
             a.into.display(),
             r.files,
             r.bytes_downloaded,
+            r.bytes_on_wire,
             r.blocks_downloaded,
             r.blocks_reused,
             r.link_mode,

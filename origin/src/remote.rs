@@ -1,21 +1,67 @@
 //! An origin (or edge) over HTTP, as a [`Source`] and a [`Sink`]: verified reads, retried idempotent calls.
+//!
+//! Blocks and manifests may travel zstd-compressed ([`Compress`]): the client asks with
+//! `Accept-Encoding: zstd`, decodes with a hard bound on the decoded size, and verifies the
+//! decoded bytes as always. reqwest is built without its gzip/brotli/zstd features, so it
+//! neither adds an `Accept-Encoding` of its own nor decodes behind our back. Uploads (push)
+//! always travel as they are.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use prewarm_shared::encoding::ZSTD;
 use prewarm_shared::wire::{
     ErrorBody, MissingRequest, MissingResponse, TagBody, MAX_BLOCK_SIZE, MAX_MISSING_QUERY,
 };
 use prewarm_shared::{Digest, RuntimeName, Tag};
 use reqwest::{Method, StatusCode};
 
-use crate::transfer::{verify, Sink, Source, TransferError};
+use crate::transfer::{verify, Fetched, Sink, Source, TransferError};
+
+mod decode;
 
 /// Attempts per call; every API call is idempotent, so retrying a transient failure is safe.
 const ATTEMPTS: u32 = 3;
 /// Largest manifest a client will read (the origin's default upload limit).
 const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// Whether blocks and manifests are asked for zstd-compressed (`prewarm pull --compress`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compress {
+    /// zstd, unless the URL's host is loopback (`localhost`, `127.0.0.0/8`, `::1`), where
+    /// the network is faster than compressing and decompressing.
+    #[default]
+    Auto,
+    /// Always ask for zstd (the server still sends small or incompressible objects as they are).
+    Zstd,
+    /// Never ask: every body travels as it is.
+    Never,
+}
+
+impl Compress {
+    /// Whether to send `Accept-Encoding: zstd` to `url`.
+    fn asks_zstd(self, url: &reqwest::Url) -> bool {
+        match self {
+            Compress::Zstd => true,
+            Compress::Never => false,
+            Compress::Auto => !is_loopback(url),
+        }
+    }
+}
+
+/// `localhost` (and `*.localhost`, RFC 6761), or a loopback IPv4/IPv6 address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
 
 /// A prewarm HTTP endpoint: origin or edge.
 #[derive(Clone)]
@@ -23,6 +69,8 @@ pub struct Remote {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    /// Send `Accept-Encoding: zstd` on block and manifest GETs.
+    accept_zstd: bool,
 }
 
 impl std::fmt::Debug for Remote {
@@ -35,8 +83,18 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// A client for `url` (`http://host:port`, optionally with a path prefix).
+    /// A client for `url` (`http://host:port`, optionally with a path prefix), with
+    /// [`Compress::Auto`].
     pub fn new(url: &str, token: Option<String>) -> Result<Self, TransferError> {
+        Self::with_compress(url, token, Compress::Auto)
+    }
+
+    /// A client for `url` that asks for compressed blocks and manifests as `compress` says.
+    pub fn with_compress(
+        url: &str,
+        token: Option<String>,
+        compress: Compress,
+    ) -> Result<Self, TransferError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| TransferError::Other {
             at: url.to_string(),
             message: format!("not a URL: {e}"),
@@ -60,6 +118,7 @@ impl Remote {
             base: url.trim_end_matches('/').to_string(),
             http,
             token,
+            accept_zstd: compress.asks_zstd(&parsed),
         })
     }
 
@@ -74,6 +133,7 @@ impl Remote {
         path: &str,
         body: Option<(Bytes, &'static str)>,
         what: &str,
+        accept_zstd: bool,
     ) -> Result<reqwest::Response, TransferError> {
         let url = self.url(path);
         let mut last = None;
@@ -84,6 +144,9 @@ impl Remote {
             let mut req = self.http.request(method.clone(), &url);
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
+            }
+            if accept_zstd {
+                req = req.header(reqwest::header::ACCEPT_ENCODING, ZSTD);
             }
             if let Some((b, ct)) = &body {
                 req = req
@@ -175,17 +238,57 @@ impl Remote {
         Ok(buf.freeze())
     }
 
+    /// GETs an object (asking for zstd if configured), decodes it within `limit` bytes and
+    /// checks it hashes to `digest`.
     async fn get_verified(
         &self,
         path: &str,
         what: &str,
         digest: &Digest,
         limit: u64,
-    ) -> Result<Bytes, TransferError> {
-        let resp = self.send(Method::GET, path, None, what).await?;
-        let bytes = self.read_limited(resp, limit, what).await?;
-        verify(what, &self.base, digest, &bytes)?;
-        Ok(bytes)
+    ) -> Result<Fetched, TransferError> {
+        let resp = self
+            .send(Method::GET, path, None, what, self.accept_zstd)
+            .await?;
+        let coding = decode::coding(resp.headers()).map_err(|m| self.encoding(what, m))?;
+        let fetched = match coding {
+            decode::Coding::Identity => {
+                Fetched::identity(self.read_limited(resp, limit, what).await?)
+            }
+            decode::Coding::Zstd => self.read_zstd(resp, limit, what).await?,
+        };
+        verify(what, &self.base, digest, &fetched.bytes)?;
+        Ok(fetched)
+    }
+
+    /// Reads a zstd body, decoding as it arrives; refuses it once it decodes past `limit`.
+    async fn read_zstd(
+        &self,
+        resp: reqwest::Response,
+        limit: u64,
+        what: &str,
+    ) -> Result<Fetched, TransferError> {
+        let mut decoder = decode::Bounded::new(limit).map_err(|m| self.encoding(what, m))?;
+        let mut wire_bytes = 0u64;
+        let mut stream = resp.bytes_stream();
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|e| TransferError::Unavailable {
+                at: self.base.clone(),
+                message: format!("{what}: body interrupted: {e}"),
+            })?;
+            wire_bytes += piece.len() as u64;
+            decoder.write(&piece).map_err(|m| self.encoding(what, m))?;
+        }
+        let bytes = decoder.finish().map_err(|m| self.encoding(what, m))?;
+        Ok(Fetched { bytes, wire_bytes })
+    }
+
+    fn encoding(&self, what: &str, message: String) -> TransferError {
+        TransferError::Encoding {
+            what: what.to_string(),
+            at: self.base.clone(),
+            message,
+        }
     }
 }
 
@@ -203,6 +306,7 @@ impl Source for Remote {
                 &format!("/v1/runtimes/{name}/tags/{tag}"),
                 None,
                 &what,
+                false,
             )
             .await?;
         let bytes = self.read_limited(resp, 64 * 1024, &what).await?;
@@ -221,9 +325,10 @@ impl Source for Remote {
             MAX_MANIFEST_BYTES,
         )
         .await
+        .map(|f| f.bytes)
     }
 
-    async fn fetch_block(&self, digest: &Digest) -> Result<Bytes, TransferError> {
+    async fn fetch_block(&self, digest: &Digest) -> Result<Fetched, TransferError> {
         self.get_verified(
             &format!("/v1/blocks/{digest}"),
             &format!("block {digest}"),
@@ -256,6 +361,7 @@ impl Sink for Remote {
                     "/v1/blocks/missing",
                     Some((body.into(), "application/json")),
                     "missing-blocks query",
+                    false,
                 )
                 .await?;
             let bytes = self
@@ -277,6 +383,7 @@ impl Sink for Remote {
             &format!("/v1/blocks/{digest}"),
             Some((bytes, "application/octet-stream")),
             &format!("block {digest}"),
+            false,
         )
         .await
         .map(drop)
@@ -288,6 +395,7 @@ impl Sink for Remote {
             &format!("/v1/manifests/{digest}"),
             Some((bytes, "application/json")),
             &format!("manifest {digest}"),
+            false,
         )
         .await
         .map(drop)
@@ -309,8 +417,39 @@ impl Sink for Remote {
             &format!("/v1/runtimes/{name}/tags/{tag}"),
             Some((body.into(), "application/json")),
             &format!("tag {name}:{tag}"),
+            false,
         )
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_asks_for_zstd_except_on_loopback() {
+        let asks = |c: Compress, url: &str| c.asks_zstd(&reqwest::Url::parse(url).unwrap());
+        for url in [
+            "http://localhost:7070",
+            "http://LOCALHOST.:7070",
+            "http://api.localhost",
+            "http://127.0.0.1:7070",
+            "http://127.8.9.10",
+            "http://[::1]:7070/prefix",
+        ] {
+            assert!(!asks(Compress::Auto, url), "{url}");
+            assert!(asks(Compress::Zstd, url), "{url}");
+        }
+        for url in [
+            "https://origin.example.com",
+            "http://10.0.0.5:7070",
+            "http://[2001:db8::1]",
+            "http://localhost.example.com",
+        ] {
+            assert!(asks(Compress::Auto, url), "{url}");
+            assert!(!asks(Compress::Never, url), "{url}");
+        }
     }
 }

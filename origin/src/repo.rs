@@ -9,7 +9,7 @@ use bytes::Bytes;
 use prewarm_shared::{Digest, Manifest, ManifestError, RuntimeName, Tag};
 
 use crate::store::{ByteStream, Kind, Object, Store, StoreError, StoreExt, TagStore};
-use crate::transfer::{Sink, Source, TransferError};
+use crate::transfer::{Fetched, Sink, Source, TransferError};
 
 /// What a repository refused, or why it failed.
 #[derive(Debug, thiserror::Error)]
@@ -203,8 +203,10 @@ impl Source for Repo {
         self.get_verified(Kind::Manifest, digest).await
     }
 
-    async fn fetch_block(&self, digest: &Digest) -> Result<Bytes, TransferError> {
-        self.get_verified(Kind::Block, digest).await
+    async fn fetch_block(&self, digest: &Digest) -> Result<Fetched, TransferError> {
+        self.get_verified(Kind::Block, digest)
+            .await
+            .map(Fetched::identity)
     }
 }
 

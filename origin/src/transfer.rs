@@ -31,8 +31,33 @@ pub enum TransferError {
     /// The other side is down, timed out, or failing; retrying later may work.
     #[error("{at} is unavailable: {message}")]
     Unavailable { at: String, message: String },
+    /// A body in a content coding that was not asked for or cannot be read, or one that
+    /// decodes past the size it may have (a zstd bomb). Never used, never cached.
+    #[error("{what} from {at} has a bad content coding: {message}")]
+    Encoding {
+        what: String,
+        at: String,
+        message: String,
+    },
     #[error("{at}: {message}")]
     Other { at: String, message: String },
+}
+
+/// A verified block and what it cost to receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The block's bytes, which hash to its digest.
+    pub bytes: Bytes,
+    /// Body bytes received for it: fewer than `bytes.len()` when it travelled compressed.
+    pub wire_bytes: u64,
+}
+
+impl Fetched {
+    /// A block that travelled as it is (or never travelled: a local store).
+    pub fn identity(bytes: Bytes) -> Self {
+        let wire_bytes = bytes.len() as u64;
+        Self { bytes, wire_bytes }
+    }
 }
 
 /// Checks bytes against the digest they were fetched under.
@@ -61,7 +86,7 @@ pub trait Source: Send + Sync {
     fn location(&self) -> String;
     async fn resolve_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, TransferError>;
     async fn fetch_manifest(&self, digest: &Digest) -> Result<Bytes, TransferError>;
-    async fn fetch_block(&self, digest: &Digest) -> Result<Bytes, TransferError>;
+    async fn fetch_block(&self, digest: &Digest) -> Result<Fetched, TransferError>;
 }
 
 /// Where push sends things. Order matters to readers: blocks, then the manifest (refused if

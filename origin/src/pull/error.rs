@@ -85,6 +85,7 @@ impl PullError {
                 TransferError::Integrity { .. } => "integrity",
                 TransferError::Unauthorized { .. } => "unauthorized",
                 TransferError::Unavailable { .. } => "unavailable",
+                TransferError::Encoding { .. } => "bad_encoding",
                 TransferError::Rejected { .. } | TransferError::Other { .. } => "fetch_failed",
             },
             PullError::ManifestDigest { .. }

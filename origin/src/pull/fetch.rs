@@ -33,8 +33,11 @@ pub struct FetchStats {
     pub blocks_downloaded: u64,
     /// Blocks the manifest references that did not need downloading.
     pub blocks_reused: u64,
-    /// Block bytes actually received.
+    /// Block bytes actually received (their decoded size when they travelled compressed).
     pub bytes_downloaded: u64,
+    /// Block body bytes as they came over the network: below `bytes_downloaded` when blocks
+    /// travelled zstd-compressed, equal otherwise.
+    pub bytes_on_wire: u64,
 }
 
 /// Resolves `what` (tag or digest), fetches its manifest, and checks the bytes hash to the
@@ -125,12 +128,15 @@ pub async fn fetch_missing(
         })
         .buffer_unordered(concurrency);
     let mut downloads_done = false;
+    let mut bytes_on_wire = 0;
     let outcome = loop {
         tokio::select! {
             next = downloads.next(), if !downloads_done && work.len() < concurrency => match next {
-                Some((digest, pieces, Ok(bytes))) => {
+                Some((digest, pieces, Ok(fetched))) => {
+                    let bytes = fetched.bytes;
                     at.blocks_done += 1;
                     at.bytes_done += bytes.len() as u64;
+                    bytes_on_wire += fetched.wire_bytes;
                     progress(at);
                     let asm = asm.clone();
                     work.spawn_blocking(move || asm.apply_block(&digest, &bytes, &pieces));
@@ -154,6 +160,7 @@ pub async fn fetch_missing(
     outcome?;
     stats.blocks_downloaded = at.blocks_done;
     stats.bytes_downloaded = at.bytes_done;
+    stats.bytes_on_wire = bytes_on_wire;
     stats.blocks_reused = (manifest.blocks().len() as u64).saturating_sub(at.blocks_done);
     Ok(stats)
 }

@@ -111,8 +111,11 @@ pub struct PullReport {
     pub files: u64,
     /// Bytes of regular files in the tree.
     pub bytes_total: u64,
-    /// Block bytes actually received.
+    /// Block bytes actually received, decoded (what the blocks hold).
     pub bytes_downloaded: u64,
+    /// Block body bytes as they came over the network: below `bytes_downloaded` when blocks
+    /// travelled zstd-compressed (`--compress`), equal otherwise.
+    pub bytes_on_wire: u64,
     pub blocks_downloaded: u64,
     /// Blocks the manifest references that did not need downloading.
     pub blocks_reused: u64,
@@ -191,6 +194,7 @@ pub async fn pull(
         files,
         bytes_total,
         bytes_downloaded: fetched.bytes_downloaded,
+        bytes_on_wire: fetched.bytes_on_wire,
         blocks_downloaded: fetched.blocks_downloaded,
         blocks_reused: fetched.blocks_reused,
         link_mode: links.mode_used(mode),
@@ -200,6 +204,7 @@ pub async fn pull(
     tracing::info!(
         digest = %report.digest,
         bytes_downloaded = report.bytes_downloaded,
+        bytes_on_wire = report.bytes_on_wire,
         link_mode = report.link_mode,
         "pulled"
     );

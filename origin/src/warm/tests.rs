@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::estimate::Estimator;
 use super::index::{now_ms, RegistryError, RuntimeIndex};
 use super::{Ensured, Job, NoRegistry, Registry, RegistryEntry, RuntimeRecord, WarmConfig, Warmer};
-use crate::transfer::{Source, TransferError};
+use crate::transfer::{Fetched, Source, TransferError};
 
 /// Serves the manifests, blocks and tags put in it, and nothing else: most of these tests
 /// never get as far as fetching.
@@ -70,9 +70,11 @@ impl Source for Served {
         let found = self.manifests.get(d).cloned();
         found.ok_or_else(|| self.not_found(format!("manifest {d}")))
     }
-    async fn fetch_block(&self, d: &Digest) -> Result<Bytes, TransferError> {
+    async fn fetch_block(&self, d: &Digest) -> Result<Fetched, TransferError> {
         let found = self.blocks.get(d).cloned();
-        found.ok_or_else(|| self.not_found(format!("block {d}")))
+        found
+            .map(Fetched::identity)
+            .ok_or_else(|| self.not_found(format!("block {d}")))
     }
 }
 

@@ -2,5 +2,6 @@
 
 mod api;
 mod cache_verify;
+mod compression;
 mod hostile;
 mod push_pull;

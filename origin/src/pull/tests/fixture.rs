@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prewarm_shared::{Chunk, Digest, Entry, Manifest, RuntimeName, Tag};
 
 use crate::pull::FileCache;
-use crate::transfer::{Source, TransferError};
+use crate::transfer::{Fetched, Source, TransferError};
 
 /// Files up to this size share the bundle block; bigger ones are cut into blocks of this size.
 const SMALL: usize = 64;
@@ -193,7 +193,7 @@ impl Source for FakeSource {
         found.ok_or_else(|| not_found(format!("manifest {digest}")))
     }
 
-    async fn fetch_block(&self, digest: &Digest) -> Result<Bytes, TransferError> {
+    async fn fetch_block(&self, digest: &Digest) -> Result<Fetched, TransferError> {
         tokio::task::yield_now().await;
         self.fetched.lock().unwrap().push(*digest);
         if self.refused.lock().unwrap().contains(digest) {
@@ -205,7 +205,9 @@ impl Source for FakeSource {
             });
         }
         let found = self.blocks.lock().unwrap().get(digest).cloned();
-        found.ok_or_else(|| not_found(format!("block {digest}")))
+        found
+            .map(Fetched::identity)
+            .ok_or_else(|| not_found(format!("block {digest}")))
     }
 }
 
