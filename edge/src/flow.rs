@@ -7,8 +7,9 @@ use crate::config::Config;
 use crate::deadline::race;
 use crate::error::EdgeError;
 use crate::policy::{
-    canonical_tag_body, check_len, check_origin_status, object_headers, object_plan, size_limit,
-    tag_headers, verify_object, with_cache_status, CacheStatus, Headers, Plan, MAX_TAG_BODY_SIZE,
+    canonical_tag_body, check_len, check_origin_status, object_headers, object_plan,
+    origin_request_headers, size_limit, tag_headers, verify_object, with_cache_status, CacheStatus,
+    Headers, Plan, MAX_TAG_BODY_SIZE,
 };
 use crate::route::{route, Kind, Route};
 use prewarm_shared::conditional::none_match;
@@ -27,7 +28,12 @@ pub trait Platform {
     type Body;
     async fn cache_get(&self, key: &str) -> Option<Cached<Self::Body>>;
     fn cache_put(&self, key: String, headers: Headers, bytes: &[u8]);
-    async fn origin_get(&self, url: &str) -> Result<Upstream<Self::Body>, EdgeError>;
+    /// GETs `url` from the origin with exactly `headers` (and whatever the runtime adds).
+    async fn origin_get(
+        &self,
+        url: &str,
+        headers: &Headers,
+    ) -> Result<Upstream<Self::Body>, EdgeError>;
     async fn read_body(&self, body: Self::Body, limit: u64) -> Result<Vec<u8>, EdgeError>;
     async fn sleep(&self, ms: u64);
 }
@@ -270,7 +276,7 @@ async fn fetch_checked<P: Platform>(
     let what = route.describe();
     let url = route.origin_url(&config.origin);
     let work = async {
-        let upstream = p.origin_get(&url).await?;
+        let upstream = p.origin_get(&url, &origin_request_headers()).await?;
         check_origin_status(upstream.status, &what)?;
         check_len(limit, &what, upstream.content_length)?;
         p.read_body(upstream.body, limit).await

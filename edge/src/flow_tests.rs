@@ -29,6 +29,8 @@ struct Fake {
     origin: HashMap<String, Origin>,
     cache: RefCell<HashMap<String, (Headers, Vec<u8>)>>,
     origin_hits: RefCell<Vec<String>>,
+    /// The headers of each origin request, in order.
+    origin_headers: RefCell<Vec<Headers>>,
 }
 
 impl Platform for Fake {
@@ -49,8 +51,13 @@ impl Platform for Fake {
             .insert(key, (headers, bytes.to_vec()));
     }
 
-    async fn origin_get(&self, url: &str) -> Result<Upstream<Vec<u8>>, EdgeError> {
+    async fn origin_get(
+        &self,
+        url: &str,
+        headers: &Headers,
+    ) -> Result<Upstream<Vec<u8>>, EdgeError> {
         self.origin_hits.borrow_mut().push(url.to_string());
+        self.origin_headers.borrow_mut().push(headers.clone());
         match self
             .origin
             .get(url)
@@ -177,6 +184,29 @@ fn miss_then_hit_reaches_the_origin_once() {
     let (stored_headers, stored) = cache.get(&format!("{EDGE}{path}")).unwrap();
     assert_eq!(stored, &content);
     assert!(stored_headers.contains(&("cache-control", IMMUTABLE_CACHE_CONTROL.to_string())));
+}
+
+#[test]
+fn origin_requests_never_ask_for_zstd() {
+    let mut fake = Fake::default();
+    let content = b"identity bytes".to_vec();
+    let path = block(&mut fake, &content, Origin::Answer(200, content.clone()));
+    let tag = "/v1/runtimes/py/tags/v1";
+    let body = format!("{{\"digest\":\"{}\"}}", Digest::of(b"m"));
+    fake.origin
+        .insert(format!("{ORIGIN}{tag}"), Origin::Answer(200, body.into()));
+    assert_eq!(get(&fake, "GET", &path, None).status, 200);
+    assert_eq!(get(&fake, "GET", tag, None).status, 200);
+    let sent = fake.origin_headers.borrow();
+    assert_eq!(sent.len(), 2);
+    for headers in sent.iter() {
+        let codings: Vec<_> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("accept-encoding"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(codings, ["identity"], "{headers:?}");
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::Stream;
 use worker::{
     console_error, event, Cache, Context, Delay, Env, Fetch, Headers as JsHeaders, Method, Request,
-    Response, ResponseBody, ResponseBuilder,
+    RequestInit, Response, ResponseBody, ResponseBuilder,
 };
 
 use crate::config::Config;
@@ -61,8 +61,19 @@ impl Platform for Workers<'_> {
         });
     }
 
-    async fn origin_get(&self, url: &str) -> Result<Upstream<Response>, EdgeError> {
-        let req = Request::new(url, Method::Get).map_err(|e| EdgeError::Runtime(Box::new(e)))?;
+    async fn origin_get(
+        &self,
+        url: &str,
+        headers: &Headers,
+    ) -> Result<Upstream<Response>, EdgeError> {
+        let runtime = |e| EdgeError::Runtime(Box::new(e));
+        let js = JsHeaders::new();
+        for (name, value) in headers {
+            js.set(name, value).map_err(runtime)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(js);
+        let req = Request::new_with_init(url, &init).map_err(runtime)?;
         let resp = Fetch::Request(req)
             .send()
             .await

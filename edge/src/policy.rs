@@ -107,6 +107,15 @@ pub fn object_headers(kind: Kind, digest: &Digest) -> Headers {
     ]
 }
 
+/// Headers of every request the edge sends to the origin. The edge hashes and caches identity
+/// bytes, so it asks for them explicitly: it never forwards a client's `Accept-Encoding` (a
+/// `zstd` body would fail the digest check and turn into a 502), and an explicit `identity`
+/// keeps the runtime's `fetch` from offering codings of its own. The edge answers clients with
+/// identity bytes too; Cloudflare compresses towards clients itself.
+pub fn origin_request_headers() -> Headers {
+    vec![("accept-encoding", "identity".to_string())]
+}
+
 /// Headers for a tag resolution, stored and sent: tags move, so they live `ttl` seconds.
 pub fn tag_headers(ttl_seconds: u64) -> Headers {
     vec![
@@ -218,6 +227,13 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn origin_requests_ask_for_identity_bytes() {
+        let h = origin_request_headers();
+        assert_eq!(h, vec![("accept-encoding", "identity".to_string())]);
+        assert!(!h.iter().any(|(_, v)| v.contains("zstd")));
     }
 
     #[test]
