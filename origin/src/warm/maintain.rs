@@ -37,7 +37,7 @@ impl Warmer {
 impl Inner {
     /// After evictions, removes cache files no warm runtime links to any more, so an evicted
     /// runtime's bytes really leave the disk. Skipped (and retried next round) while a warm is
-    /// between fetching and linking, whose new files are not linked yet.
+    /// between fetching and its cache check after the warm commands (see `cache_gate`).
     pub(super) async fn prune_cache_if_pending(&self) {
         if !self.prune_pending.load(Ordering::Relaxed) {
             return;

@@ -94,8 +94,9 @@ pub(crate) struct Inner {
     succeeded: AtomicU64,
     failed: AtomicU64,
     evictions: AtomicU64,
-    /// Held (shared) by a warm from fetching into the cache until its tree links those files,
-    /// and (exclusive) by cache pruning, which must never see a fetched-but-unlinked file.
+    /// Held (shared) by a warm from fetching into the cache until the guard has checked the
+    /// cache after its warm commands, and (exclusive) by cache pruning, which must never take a
+    /// file a running warm fetched or (by replacing its link) unlinked.
     pub(crate) cache_gate: tokio::sync::RwLock<()>,
     /// Runtimes were evicted since the cache was last pruned.
     prune_pending: AtomicBool,

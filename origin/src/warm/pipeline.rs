@@ -46,7 +46,10 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     job.progress(Step::Manifest, 1.0);
 
     job.progress(Step::Fetch, 0.0);
-    // Until this runtime's tree links the files fetched now, cache pruning must wait.
+    // Cache pruning waits until the guard has checked the cache after the warm commands: before
+    // linking, the files fetched now are linked by nothing; during the commands, a file they
+    // replace (bytecode written beside and renamed over) leaves its cache inode unlinked, and
+    // pruning it would read as damage to the guard.
     let gate = inner.cache_gate.read().await;
     let on_progress = |p: FetchProgress| {
         let frac = if p.bytes_expected == 0 {
@@ -80,7 +83,6 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
             .map_err(|e| pull_failure(Step::Materialise, &e))
     })
     .await?;
-    drop(gate);
     job.progress(Step::Materialise, 1.0);
 
     job.progress(Step::Warm, 0.0);
@@ -115,6 +117,7 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         seal(&dir).map_err(|e| io_failure(Step::Seal, "sealing the runtime", &e))
     })
     .await?;
+    drop(gate);
     let dest = inner.layout.runtime_dir(&job.digest);
     let src = build.0.clone();
     blocking(Step::Seal, move || {

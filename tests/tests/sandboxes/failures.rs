@@ -181,3 +181,35 @@ fn a_warm_command_that_changes_a_cached_file_fails_and_the_cache_heals() {
         assert_eq!(r.stdout, content, "{name}");
     }
 }
+
+/// Bytecode compilers replace files (write a new one, rename it over the old): the tree's
+/// link goes, the cache file is then linked by nothing, and the node's cache pruning may take
+/// it. That must not read as damage while the warm is still running (seen with compileall on
+/// the real python-data runtime once a warm outlasted the first upkeep round).
+#[test]
+fn a_warm_command_that_replaces_cached_files_survives_cache_pruning_mid_warm() {
+    let node = Node::start(&[]);
+    let replace = "cp /opt/rewrite/lib/data /opt/rewrite/lib/data.new \
+         && mv /opt/rewrite/lib/data.new /opt/rewrite/lib/data \
+         && while [ ! -e /opt/rewrite/go ]; do sleep 0.05; done";
+    let hex = node.push_data(
+        "rewrite",
+        b"replaced, not modified\n",
+        json!([["/bin/sh", "-c", replace]]),
+    );
+    let (code, sb) = node.create(json!({"runtime": "rewrite:v1", "user_id": "u"}));
+    assert_eq!(code, 202);
+    let build = node.build_dir(&hex);
+    use std::os::unix::fs::MetadataExt;
+    node.wait("the warm command to replace lib/data", || {
+        std::fs::symlink_metadata(build.join("lib/data")).is_ok_and(|m| m.nlink() == 1)
+    });
+    // The node prunes its cache in its upkeep round (every 5 s, and first of all after a start,
+    // which may leave files of half-built runtimes): let one pass while the command runs.
+    std::thread::sleep(Duration::from_secs(6));
+    node.open_gate(&hex);
+    let done = node.settled(&sb.sandbox_id);
+    assert_eq!(done.state.status, Status::Ready, "{done:?}");
+    let r = node.exec(&sb.sandbox_id, &["cat", "/opt/rewrite/lib/data"]);
+    assert_eq!(r.stdout, "replaced, not modified\n");
+}
