@@ -28,6 +28,14 @@ pub enum EdgeError {
     Integrity { expected: Digest, actual: Digest },
     #[error("the origin sent {len} bytes for {what}, more than the edge's limit of {limit}")]
     UpstreamTooLarge { what: String, len: u64, limit: u64 },
+    #[error("the origin sent Content-Encoding {coding:?}; the edge accepts only zstd or identity")]
+    UpstreamCoding { coding: String },
+    #[error("the origin sent a zstd body for {what} that is invalid or decodes past the edge's limit; refused and not cached")]
+    UpstreamDecode {
+        what: String,
+        #[source]
+        source: crate::decode::DecodeError,
+    },
     #[error("the origin sent an invalid tag body")]
     BadTagBody(#[source] serde_json::Error),
     #[error("the origin answered {status}")]
@@ -55,6 +63,8 @@ impl EdgeError {
             EdgeError::Config(_) | EdgeError::Runtime(_) => 500,
             EdgeError::Integrity { .. }
             | EdgeError::UpstreamTooLarge { .. }
+            | EdgeError::UpstreamCoding { .. }
+            | EdgeError::UpstreamDecode { .. }
             | EdgeError::BadTagBody(_)
             | EdgeError::UpstreamStatus { .. }
             | EdgeError::OriginUnreachable(_)
@@ -73,6 +83,9 @@ impl EdgeError {
             EdgeError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             EdgeError::Integrity { .. } => "upstream_integrity",
             EdgeError::UpstreamTooLarge { .. } => "upstream_too_large",
+            EdgeError::UpstreamCoding { .. } | EdgeError::UpstreamDecode { .. } => {
+                "upstream_bad_encoding"
+            }
             EdgeError::BadTagBody(_) => "upstream_bad_body",
             EdgeError::UpstreamStatus { .. } => "upstream_error",
             EdgeError::OriginUnreachable(_) => "origin_unreachable",

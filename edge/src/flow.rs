@@ -5,14 +5,17 @@ use prewarm_shared::Digest;
 
 use crate::config::Config;
 use crate::deadline::race;
+use crate::decode::zstd_bounded;
 use crate::error::EdgeError;
 use crate::policy::{
-    canonical_tag_body, check_len, check_origin_status, object_headers, object_plan,
-    origin_request_headers, size_limit, tag_headers, verify_object, with_cache_status, CacheStatus,
-    Headers, Plan, MAX_TAG_BODY_SIZE,
+    canonical_tag_body, check_len, check_origin_status, content_coding, encoded_object_headers,
+    object_headers, object_plan, object_reply_headers, origin_request_headers, size_limit,
+    tag_headers, verify_object, with_cache_status, CacheStatus, Coding, Headers, Plan,
+    MAX_TAG_BODY_SIZE,
 };
 use crate::route::{route, Kind, Route};
 use prewarm_shared::conditional::none_match;
+use prewarm_shared::encoding::{accepts_zstd, worth_encoding};
 
 /// What the request logic needs from the runtime: the edge cache, the origin, a timer.
 ///
@@ -50,6 +53,8 @@ pub struct Cached<B> {
 pub struct Upstream<B> {
     pub status: u16,
     pub content_length: Option<u64>,
+    /// The `Content-Encoding` field, all of its lines joined with `, `.
+    pub content_encoding: Option<String>,
     pub body: B,
 }
 
@@ -107,6 +112,8 @@ pub struct Incoming<'a> {
     pub range: Option<&'a str>,
     /// The `If-None-Match` field, all of its lines joined with `, ` as Fetch `Headers` does.
     pub if_none_match: Option<&'a str>,
+    /// The `Accept-Encoding` field, joined the same way.
+    pub accept_encoding: Option<&'a str>,
 }
 
 /// Answers one request. Routing errors come first, so a write is a 405 even on a misconfigured
@@ -135,8 +142,16 @@ pub async fn handle<P: Platform>(
                 head: routed.head,
                 range: req.range,
                 if_none_match: req.if_none_match,
+                // Only a full GET from a client that names zstd; HEAD and ranges are identity.
+                zstd: !routed.head
+                    && req.range.is_none()
+                    && req.accept_encoding.is_some_and(accepts_zstd),
             };
-            object(p, &config, &routed.route, key, obj).await
+            let keys = Keys {
+                identity: key,
+                zstd: routed.route.encoded_cache_key(req.self_origin),
+            };
+            object(p, &config, &routed.route, keys, obj).await
         }
         // The origin sends no ETag for a tag and ignores `If-None-Match` there; so does the edge.
         Route::Tag { .. } => tag(p, &config, &routed.route, key, routed.head).await,
@@ -149,6 +164,14 @@ struct Object<'a> {
     head: bool,
     range: Option<&'a str>,
     if_none_match: Option<&'a str>,
+    /// Whether this request gets the zstd representation when the edge has one.
+    zstd: bool,
+}
+
+/// The two cache entries of one object: identity bytes, and their zstd encoding if it paid.
+struct Keys {
+    identity: String,
+    zstd: String,
 }
 
 impl Object<'_> {
@@ -157,13 +180,27 @@ impl Object<'_> {
     fn not_modified<B>(&self, cache: CacheStatus) -> Reply<B> {
         Reply {
             status: 304,
-            headers: with_cache_status(object_headers(self.kind, self.digest), cache),
+            headers: object_reply_headers(object_headers(self.kind, self.digest), cache),
             body: Body::Empty,
+        }
+    }
+
+    /// A `200` with the zstd representation.
+    fn encoded<B>(&self, cache: CacheStatus, body: Body<B>) -> Reply<B> {
+        Reply {
+            status: 200,
+            headers: object_reply_headers(encoded_object_headers(self.kind, self.digest), cache),
+            body,
         }
     }
 }
 
 /// Serves a block or manifest: from the cache, else fetched, verified and cached.
+///
+/// Two representations may be cached, each under its own key: the identity bytes, always, and
+/// the origin's zstd encoding of them when it sent one (the miss path asks for it). A full GET
+/// from a client that names zstd gets the zstd entry when there is one; everything else (HEAD,
+/// ranges, other clients, or no zstd entry) gets identity. Replies say `Vary: Accept-Encoding`.
 ///
 /// A matching `If-None-Match` turns either path into a `304`. It is decided before `Range`
 /// (RFC 9110 §13.2.2), so it wins over a range, even an unsatisfiable one, as at the origin.
@@ -182,11 +219,19 @@ async fn object<P: Platform>(
     p: &P,
     config: &Config,
     route: &Route,
-    key: String,
+    keys: Keys,
     obj: Object<'_>,
 ) -> Result<Reply<P::Body>, EdgeError> {
     let not_modified = obj.if_none_match.is_some_and(|f| none_match(f, obj.digest));
-    if let Some(hit) = p.cache_get(&key).await {
+    if obj.zstd && !not_modified {
+        if let Some(hit) = p.cache_get(&keys.zstd).await {
+            return Ok(obj.encoded(CacheStatus::Hit, Body::Pass(hit.body)));
+        }
+    }
+    // Identity is the object's own entry: a hit proves it exists (for a 304), and it serves
+    // HEAD, ranges and every client that does not ask for zstd. With only identity cached, a
+    // zstd client gets identity too: the edge never compresses.
+    if let Some(hit) = p.cache_get(&keys.identity).await {
         if not_modified {
             // Present in the cache; its body is never read.
             return Ok(obj.not_modified(CacheStatus::Hit));
@@ -194,7 +239,7 @@ async fn object<P: Platform>(
         if obj.range.is_none() {
             // The common case streams straight from the cache, never entering Wasm memory.
             let mut headers =
-                with_cache_status(object_headers(obj.kind, obj.digest), CacheStatus::Hit);
+                object_reply_headers(object_headers(obj.kind, obj.digest), CacheStatus::Hit);
             let body = if obj.head {
                 if let Some(size) = hit.size {
                     headers.push(("content-length", size.to_string()));
@@ -213,16 +258,70 @@ async fn object<P: Platform>(
         let plan = plan(&obj, bytes.len(), CacheStatus::Hit)?;
         return Ok(Reply::from_plan(plan, bytes));
     }
-    let bytes = fetch_checked(p, config, route, size_limit(obj.kind)).await?;
-    verify_object(obj.kind, obj.digest, &bytes)?;
+    let fetched = fetch_object(p, config, route, &obj).await?;
     // Only verified bytes get here. The whole object is stored (a 206 cannot be cached), and
-    // any range is then cut from the bytes in hand.
-    p.cache_put(key, object_headers(obj.kind, obj.digest), &bytes);
+    // any range is then cut from the bytes in hand. The zstd bytes are stored beside them
+    // under their own key, so later zstd clients get them from the cache.
+    p.cache_put(
+        keys.identity,
+        object_headers(obj.kind, obj.digest),
+        &fetched.identity,
+    );
+    if let Some(encoded) = &fetched.zstd {
+        p.cache_put(
+            keys.zstd,
+            encoded_object_headers(obj.kind, obj.digest),
+            encoded,
+        );
+    }
     if not_modified {
         return Ok(obj.not_modified(CacheStatus::Miss));
     }
-    let plan = plan(&obj, bytes.len(), CacheStatus::Miss)?;
-    Ok(Reply::from_plan(plan, bytes))
+    if let (true, Some(encoded)) = (obj.zstd, fetched.zstd) {
+        return Ok(obj.encoded(CacheStatus::Miss, Body::Bytes(encoded)));
+    }
+    let plan = plan(&obj, fetched.identity.len(), CacheStatus::Miss)?;
+    Ok(Reply::from_plan(plan, fetched.identity))
+}
+
+/// A verified object from the origin: its bytes, and the origin's zstd encoding of them when
+/// the origin sent one that saves at least a tenth.
+struct Fetched {
+    identity: Vec<u8>,
+    zstd: Option<Vec<u8>>,
+}
+
+/// Fetches a whole object, asking for zstd. A zstd body is decoded with a hard bound (the
+/// object's size limit) and the decoded bytes must hash to the digest, exactly as identity
+/// bytes must; a body that fails either is a 502 and nothing of it is kept.
+async fn fetch_object<P: Platform>(
+    p: &P,
+    config: &Config,
+    route: &Route,
+    obj: &Object<'_>,
+) -> Result<Fetched, EdgeError> {
+    let limit = size_limit(obj.kind);
+    let (coding, body) = fetch_checked(p, config, route, true, limit).await?;
+    let fetched = match content_coding(coding.as_deref())? {
+        Coding::Identity => Fetched {
+            identity: body,
+            zstd: None,
+        },
+        Coding::Zstd => {
+            let identity =
+                zstd_bounded(&body, limit).map_err(|source| EdgeError::UpstreamDecode {
+                    what: route.describe(),
+                    source,
+                })?;
+            let pays = worth_encoding(identity.len() as u64, body.len() as u64);
+            Fetched {
+                identity,
+                zstd: pays.then_some(body),
+            }
+        }
+    };
+    verify_object(obj.kind, obj.digest, &fetched.identity)?;
+    Ok(fetched)
 }
 
 fn plan(obj: &Object<'_>, len: usize, cache: CacheStatus) -> Result<Plan, EdgeError> {
@@ -252,7 +351,7 @@ async fn tag<P: Platform>(
             });
         }
     }
-    let raw = fetch_checked(p, config, route, MAX_TAG_BODY_SIZE).await?;
+    let (_, raw) = fetch_checked(p, config, route, false, MAX_TAG_BODY_SIZE).await?;
     let body = canonical_tag_body(&raw)?;
     if ttl > 0 {
         p.cache_put(key, tag_headers(ttl), &body);
@@ -266,20 +365,24 @@ async fn tag<P: Platform>(
     })
 }
 
-/// GETs `route` from the origin and reads at most `limit` bytes, all under one deadline.
+/// GETs `route` from the origin (asking for zstd if `zstd`) and reads at most `limit` bytes,
+/// all under one deadline. Returns the body's `Content-Encoding` with its bytes. A zstd body
+/// is held to the same `limit` as identity bytes: the origin sends one only when it is smaller.
 async fn fetch_checked<P: Platform>(
     p: &P,
     config: &Config,
     route: &Route,
+    zstd: bool,
     limit: u64,
-) -> Result<Vec<u8>, EdgeError> {
+) -> Result<(Option<String>, Vec<u8>), EdgeError> {
     let what = route.describe();
     let url = route.origin_url(&config.origin);
     let work = async {
-        let upstream = p.origin_get(&url, &origin_request_headers()).await?;
+        let upstream = p.origin_get(&url, &origin_request_headers(zstd)).await?;
         check_origin_status(upstream.status, &what)?;
         check_len(limit, &what, upstream.content_length)?;
-        p.read_body(upstream.body, limit).await
+        let body = p.read_body(upstream.body, limit).await?;
+        Ok((upstream.content_encoding, body))
     };
     let ms = config.origin_timeout_ms;
     race(work, p.sleep(ms))

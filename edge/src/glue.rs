@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use worker::{
-    console_error, event, Cache, Context, Delay, Env, Fetch, Headers as JsHeaders, Method, Request,
-    RequestInit, Response, ResponseBody, ResponseBuilder,
+    console_error, event, Cache, Context, Delay, EncodeBody, Env, Fetch, Headers as JsHeaders,
+    Method, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
 };
 
 use crate::config::Config;
@@ -81,6 +81,7 @@ impl Platform for Workers<'_> {
         Ok(Upstream {
             status: resp.status_code(),
             content_length: content_length(&resp),
+            content_encoding: resp.headers().get("content-encoding").ok().flatten(),
             body: resp,
         })
     }
@@ -122,16 +123,23 @@ impl Platform for Workers<'_> {
     }
 }
 
-/// Builds a platform response from a status, a header list and a body.
+/// Builds a platform response from a status, a header list and a body. A body that carries a
+/// `Content-Encoding` is already encoded (the origin's verified zstd bytes): `encodeBody:
+/// "manual"` keeps the runtime from encoding it a second time.
 fn build(status: u16, headers: &Headers, body: ResponseBody) -> worker::Result<Response> {
     let js = JsHeaders::new();
+    let mut encoded = false;
     for (name, value) in headers {
+        encoded |= name.eq_ignore_ascii_case("content-encoding");
         js.set(name, value)?;
     }
-    Ok(ResponseBuilder::new()
-        .with_status(status)
-        .with_headers(js)
-        .body(body))
+    let builder = ResponseBuilder::new().with_status(status).with_headers(js);
+    let builder = if encoded {
+        builder.with_encode_body(EncodeBody::Manual)
+    } else {
+        builder
+    };
+    Ok(builder.body(body))
 }
 
 fn into_response(reply: Reply<Response>) -> worker::Result<Response> {
@@ -143,6 +151,21 @@ fn into_response(reply: Reply<Response>) -> worker::Result<Response> {
     build(reply.status, &reply.headers, body)
 }
 
+/// The client's own `Accept-Encoding`. The header a worker sees is not the client's: Cloudflare
+/// (and `wrangler dev`, like it) replaces it with the codings Cloudflare compresses with itself
+/// (`br, gzip`) and keeps the client's field in `request.cf.clientAcceptEncoding`. The header
+/// is read only when the request has no `cf` object at all.
+fn client_accept_encoding(req: &Request) -> Option<String> {
+    use worker::js_sys::Reflect;
+    use worker::wasm_bindgen::JsValue;
+    match Reflect::get(req.inner(), &JsValue::from_str("cf")) {
+        Ok(cf) if cf.is_object() => Reflect::get(&cf, &JsValue::from_str("clientAcceptEncoding"))
+            .ok()
+            .and_then(|v| v.as_string()),
+        _ => req.headers().get("accept-encoding").ok().flatten(),
+    }
+}
+
 async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
     let url = match req.url() {
         Ok(url) => url,
@@ -151,6 +174,7 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
     let method = req.method().to_string();
     let range = req.headers().get("range").ok().flatten();
     let if_none_match = req.headers().get("if-none-match").ok().flatten();
+    let accept_encoding = client_accept_encoding(req);
     let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
     let platform = Workers {
         ctx,
@@ -162,6 +186,7 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
         path: url.path(),
         range: range.as_deref(),
         if_none_match: if_none_match.as_deref(),
+        accept_encoding: accept_encoding.as_deref(),
     };
     match handle(&platform, config, incoming).await {
         Ok(reply) => reply,

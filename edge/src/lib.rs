@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod deadline;
+pub mod decode;
 pub mod error;
 pub mod flow;
 pub mod policy;

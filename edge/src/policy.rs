@@ -8,6 +8,7 @@ use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 use crate::error::EdgeError;
 use crate::route::Kind;
 use prewarm_shared::conditional::object_etag;
+use prewarm_shared::encoding::{encoded_etag, ZSTD};
 
 /// Largest manifest the edge buffers to verify. A Workers isolate has 128 MB of memory and the
 /// bytes are held twice (verify, then cache and serve); a 40k-file runtime's manifest is ~10 MB.
@@ -107,13 +108,58 @@ pub fn object_headers(kind: Kind, digest: &Digest) -> Headers {
     ]
 }
 
-/// Headers of every request the edge sends to the origin. The edge hashes and caches identity
-/// bytes, so it asks for them explicitly: it never forwards a client's `Accept-Encoding` (a
-/// `zstd` body would fail the digest check and turn into a 502), and an explicit `identity`
-/// keeps the runtime's `fetch` from offering codings of its own. The edge answers clients with
-/// identity bytes too; Cloudflare compresses towards clients itself.
-pub fn origin_request_headers() -> Headers {
-    vec![("accept-encoding", "identity".to_string())]
+/// How an origin body is coded (its `Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Zstd,
+}
+
+/// Headers of a request the edge sends to the origin. For a block or manifest (`zstd`) it asks
+/// for zstd, the edge's own choice and never the client's `Accept-Encoding`: the edge decodes
+/// it, hashes the identity bytes and keeps both representations. For a tag it asks for
+/// identity, explicitly, so the runtime's `fetch` offers no codings of its own.
+pub fn origin_request_headers(zstd: bool) -> Headers {
+    let coding = if zstd { ZSTD } else { "identity" };
+    vec![("accept-encoding", coding.to_string())]
+}
+
+/// The coding of an origin body from its `Content-Encoding` (all lines joined): absent or
+/// `identity`, or exactly `zstd`. Anything else (gzip, several codings) is refused, never
+/// hashed as if it were the object.
+pub fn content_coding(field: Option<&str>) -> Result<Coding, EdgeError> {
+    match field.map(str::trim) {
+        None => Ok(Coding::Identity),
+        Some(v) if v.is_empty() || v.eq_ignore_ascii_case("identity") => Ok(Coding::Identity),
+        Some(v) if v.eq_ignore_ascii_case(ZSTD) => Ok(Coding::Zstd),
+        Some(v) => Err(EdgeError::UpstreamCoding {
+            coding: v.chars().take(64).collect(),
+        }),
+    }
+}
+
+/// Headers stored with, and sent for, the zstd representation of a verified object: the
+/// identity headers with `Content-Encoding: zstd` and the weak ETag, since the strong one names
+/// the identity bytes.
+pub fn encoded_object_headers(kind: Kind, digest: &Digest) -> Headers {
+    let mut headers = object_headers(kind, digest);
+    for (name, value) in &mut headers {
+        if *name == "etag" {
+            *value = encoded_etag(digest);
+        }
+    }
+    headers.push(("content-encoding", ZSTD.to_string()));
+    headers
+}
+
+/// The headers a client gets for a block or manifest: the stored ones, `Vary: Accept-Encoding`
+/// (the same URL has two representations) and the cache status. `Vary` is added here rather
+/// than stored: each representation has its own cache key, and a stored `Vary` would only
+/// invite the cache to split entries by the lookup request's headers.
+pub fn object_reply_headers(stored: Headers, status: CacheStatus) -> Headers {
+    let mut headers = with_cache_status(stored, status);
+    headers.push(("vary", "accept-encoding".to_string()));
+    headers
 }
 
 /// Headers for a tag resolution, stored and sent: tags move, so they live `ttl` seconds.
@@ -149,7 +195,7 @@ pub fn object_plan(
     head: bool,
     cache: CacheStatus,
 ) -> Result<Plan, EdgeError> {
-    let mut headers = with_cache_status(object_headers(kind, digest), cache);
+    let mut headers = object_reply_headers(object_headers(kind, digest), cache);
     let (status, span) = match decide_range(range, size) {
         RangeDecision::Full => (200, 0..size),
         RangeDecision::Partial(r) => {
@@ -230,10 +276,18 @@ mod tests {
     }
 
     #[test]
-    fn origin_requests_ask_for_identity_bytes() {
-        let h = origin_request_headers();
+    fn origin_requests_and_codings() {
+        let h = origin_request_headers(false);
         assert_eq!(h, vec![("accept-encoding", "identity".to_string())]);
-        assert!(!h.iter().any(|(_, v)| v.contains("zstd")));
+        let h = origin_request_headers(true);
+        assert_eq!(h, vec![("accept-encoding", "zstd".to_string())]);
+        assert_eq!(content_coding(None).unwrap(), Coding::Identity);
+        assert_eq!(content_coding(Some("identity")).unwrap(), Coding::Identity);
+        assert_eq!(content_coding(Some(" ZSTD ")).unwrap(), Coding::Zstd);
+        for bad in ["gzip", "zstd, gzip", "br"] {
+            let err = content_coding(Some(bad)).unwrap_err();
+            assert_eq!((err.status(), err.code()), (502, "upstream_bad_encoding"));
+        }
     }
 
     #[test]
@@ -243,6 +297,12 @@ mod tests {
         assert!(h.contains(&("cache-control", IMMUTABLE_CACHE_CONTROL.to_string())));
         assert!(h.contains(&("etag", format!("\"{d}\""))));
         assert!(h.contains(&("content-type", "application/json".to_string())));
+        let z = encoded_object_headers(Kind::Manifest, &d);
+        assert!(z.contains(&("etag", format!("W/\"{d}\""))));
+        assert!(z.contains(&("content-encoding", "zstd".to_string())));
+        assert!(!z.iter().any(|(n, v)| *n == "etag" && !v.starts_with("W/")));
+        let r = object_reply_headers(h, CacheStatus::Hit);
+        assert!(r.contains(&("vary", "accept-encoding".to_string())));
         let h = tag_headers(60);
         assert!(h.contains(&("cache-control", "public, max-age=60".to_string())));
     }

@@ -21,6 +21,9 @@ impl Kind {
     }
 }
 
+/// Appended to an object's cache key for its zstd representation.
+pub const ENCODED_KEY_SUFFIX: &str = "?prewarm-coding=zstd";
+
 /// One read endpoint, with its parameters already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -111,6 +114,13 @@ impl Route {
             self_origin.trim_end_matches('/'),
             self.canonical_path()
         )
+    }
+
+    /// The Cache API key of an object's zstd representation: [`Route::cache_key`] plus
+    /// [`ENCODED_KEY_SUFFIX`]. No client request maps to it, because client keys are built from
+    /// the canonical path and never carry the request's query string.
+    pub fn encoded_cache_key(&self, self_origin: &str) -> String {
+        format!("{}{ENCODED_KEY_SUFFIX}", self.cache_key(self_origin))
     }
 
     /// What the route names, for messages (`block sha256:…`, `tag python:3.12`).
@@ -230,6 +240,10 @@ mod tests {
         assert_eq!(
             plain.origin_url("http://127.0.0.1:9"),
             format!("http://127.0.0.1:9/v1/blocks/{d}")
+        );
+        assert_eq!(
+            plain.encoded_cache_key("https://edge.example"),
+            format!("https://edge.example/v1/blocks/{d}?prewarm-coding=zstd")
         );
         assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
         assert_eq!(percent_decode("%41%62"), "Ab");

@@ -255,6 +255,7 @@ fn serve(
         }
     }
     let text = String::from_utf8_lossy(&head);
+    let head_text = text.split("\r\n\r\n").next().unwrap_or_default();
     let mut first = text.lines().next().unwrap_or_default().split(' ');
     let (method, path) = (
         first.next().unwrap_or("GET").to_string(),
@@ -279,7 +280,7 @@ fn serve(
             }
             return;
         }
-        (None, Some(up)) => match forward(up, &method, &path) {
+        (None, Some(up)) => match forward(up, &method, &path, head_text) {
             Some(bytes) => bytes,
             None => return,
         },
@@ -304,9 +305,23 @@ fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// Sends the request on to the real origin with `Connection: close` and returns its raw answer.
-fn forward(upstream: &str, method: &str, path: &str) -> Option<Vec<u8>> {
+/// The client's other header lines (`Accept-Encoding` above all) go along unchanged.
+fn forward(upstream: &str, method: &str, path: &str, headers: &str) -> Option<Vec<u8>> {
     let mut up = TcpStream::connect(upstream).ok()?;
-    let req = format!("{method} {path} HTTP/1.1\r\nhost: {upstream}\r\nconnection: close\r\n\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {upstream}\r\nconnection: close\r\n");
+    for line in headers.lines().skip(1) {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if line.is_empty()
+            || ["host", "connection"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        req.push_str(line);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
     up.write_all(req.as_bytes()).ok()?;
     let mut out = Vec::new();
     up.read_to_end(&mut out).ok()?;

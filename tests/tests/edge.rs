@@ -146,6 +146,121 @@ fn pulls_through_the_edge_are_exact_and_cached() {
     assert_eq!(proxy.hits().len(), seen);
 }
 
+/// A tree that compresses well: text, as most of a Python runtime is.
+fn make_text_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    for i in 0..40 {
+        let text = format!("def handler_{i}(event, context):\n    return {{'ok': {i}}}\n")
+            .repeat(600 + i * 37);
+        std::fs::write(root.join(format!("lib/mod{i:02}.py")), text).unwrap();
+    }
+}
+
+/// zstd through the edge: a `--compress zstd` pull moves far fewer bytes than it writes and is
+/// exact; the edge cached both representations, so a `--compress never` pull from another host
+/// gets identity bytes from the edge cache without asking the origin again.
+#[test]
+fn zstd_pulls_through_the_edge_are_exact_and_cache_both_codings() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_text_tree(&src);
+    let origin = Origin::start(&work.path().join("origin"), &[]);
+    let pushed = cli_json(&[
+        "push",
+        src.to_str().unwrap(),
+        "--name",
+        "zippy:v1",
+        "--to",
+        &origin.url,
+        "--json",
+    ]);
+    let proxy = Proxy::start(Some(&origin.url));
+    let edge = Wrangler::start(&proxy.url, &[]);
+
+    // 127.0.0.1 is loopback, where `auto` would not ask for zstd: ask explicitly.
+    let first = pull_json(
+        "zippy:v1",
+        &edge.url,
+        &work.path().join("rt1"),
+        &work.path().join("cache1"),
+        &["--compress", "zstd"],
+    );
+    assert_eq!(first["digest"], pushed["digest"]);
+    assert_eq!(snapshot(&src), snapshot(&work.path().join("rt1")));
+    let (wire, raw) = (
+        first["bytes_on_wire"].as_u64().unwrap(),
+        first["bytes_downloaded"].as_u64().unwrap(),
+    );
+    assert!(raw > 1 << 20, "{first}");
+    assert!(
+        wire * 4 < raw,
+        "zstd through the edge: {wire} on the wire for {raw}"
+    );
+    let blocks = proxy.count("/v1/blocks/");
+    assert_eq!(blocks as u64, pushed["blocks_total"].as_u64().unwrap());
+
+    // Another host that refuses zstd: identity, exact, all from the edge cache.
+    let second = pull_json(
+        "zippy:v1",
+        &edge.url,
+        &work.path().join("rt2"),
+        &work.path().join("cache2"),
+        &["--compress", "never"],
+    );
+    assert_eq!(snapshot(&src), snapshot(&work.path().join("rt2")));
+    assert_eq!(second["bytes_on_wire"], second["bytes_downloaded"]);
+    assert_eq!(second["bytes_downloaded"], first["bytes_downloaded"]);
+    assert_eq!(
+        proxy.count("/v1/blocks/"),
+        blocks,
+        "identity was not served from the edge cache: {:?}",
+        proxy.hits()
+    );
+    assert_eq!(proxy.count("/v1/manifests/"), 1);
+
+    // What each kind of client sees for the manifest, straight from the edge cache.
+    let url = format!(
+        "{}/v1/manifests/{}",
+        edge.url,
+        pushed["digest"].as_str().unwrap()
+    );
+    let plain = http()
+        .get(&url)
+        .header("accept-encoding", "identity")
+        .send()
+        .unwrap();
+    assert_eq!(plain.headers()["x-prewarm-cache"], "hit");
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert!(plain.headers()["etag"].to_str().unwrap().starts_with('"'));
+    let identity = plain.bytes().unwrap();
+    assert_eq!(Digest::of(&identity).to_string(), pushed["digest"]);
+    let zstd = http()
+        .get(&url)
+        .header("accept-encoding", "zstd")
+        .send()
+        .unwrap();
+    assert_eq!(zstd.headers()["x-prewarm-cache"], "hit");
+    assert_eq!(zstd.headers()["content-encoding"], "zstd");
+    assert!(zstd.headers()["etag"].to_str().unwrap().starts_with("W/\""));
+    let encoded = zstd.bytes().unwrap();
+    assert!(encoded.len() < identity.len());
+    assert_eq!(
+        zstd::bulk::decompress(&encoded, identity.len()).unwrap(),
+        identity
+    );
+    let part = http()
+        .get(&url)
+        .header("accept-encoding", "zstd")
+        .header("range", "bytes=0-9")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert!(part.headers().get("content-encoding").is_none());
+    assert_eq!(part.bytes().unwrap(), identity[..10]);
+    assert_eq!(proxy.count("/v1/manifests/"), 1);
+}
+
 /// Wrong bytes from upstream are a 502 and are never cached; a hung origin is a 504; a dead one
 /// is a 502; all with JSON bodies.
 #[test]
