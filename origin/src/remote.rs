@@ -19,49 +19,15 @@ use reqwest::{Method, StatusCode};
 
 use crate::transfer::{verify, Fetched, Sink, Source, TransferError};
 
+mod compress;
 mod decode;
+
+pub use compress::Compress;
 
 /// Attempts per call; every API call is idempotent, so retrying a transient failure is safe.
 const ATTEMPTS: u32 = 3;
 /// Largest manifest a client will read (the origin's default upload limit).
 const MAX_MANIFEST_BYTES: u64 = 256 << 20;
-
-/// Whether blocks and manifests are asked for zstd-compressed (`prewarm pull --compress`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compress {
-    /// zstd, unless the URL's host is loopback (`localhost`, `127.0.0.0/8`, `::1`), where
-    /// the network is faster than compressing and decompressing.
-    #[default]
-    Auto,
-    /// Always ask for zstd (the server still sends small or incompressible objects as they are).
-    Zstd,
-    /// Never ask: every body travels as it is.
-    Never,
-}
-
-impl Compress {
-    /// Whether to send `Accept-Encoding: zstd` to `url`.
-    fn asks_zstd(self, url: &reqwest::Url) -> bool {
-        match self {
-            Compress::Zstd => true,
-            Compress::Never => false,
-            Compress::Auto => !is_loopback(url),
-        }
-    }
-}
-
-/// `localhost` (and `*.localhost`, RFC 6761), or a loopback IPv4/IPv6 address.
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
-    }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost" || host.ends_with(".localhost")
-}
 
 /// A prewarm HTTP endpoint: origin or edge.
 #[derive(Clone)]
@@ -226,10 +192,7 @@ impl Remote {
         let mut buf = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(0) as usize);
         let mut stream = resp.bytes_stream();
         while let Some(piece) = stream.next().await {
-            let piece = piece.map_err(|e| TransferError::Unavailable {
-                at: self.base.clone(),
-                message: format!("{what}: body interrupted: {e}"),
-            })?;
+            let piece = piece.map_err(|e| self.interrupted(what, e))?;
             if (buf.len() + piece.len()) as u64 > limit {
                 return Err(too_big());
             }
@@ -272,15 +235,20 @@ impl Remote {
         let mut wire_bytes = 0u64;
         let mut stream = resp.bytes_stream();
         while let Some(piece) = stream.next().await {
-            let piece = piece.map_err(|e| TransferError::Unavailable {
-                at: self.base.clone(),
-                message: format!("{what}: body interrupted: {e}"),
-            })?;
+            let piece = piece.map_err(|e| self.interrupted(what, e))?;
             wire_bytes += piece.len() as u64;
             decoder.write(&piece).map_err(|m| self.encoding(what, m))?;
         }
         let bytes = decoder.finish().map_err(|m| self.encoding(what, m))?;
         Ok(Fetched { bytes, wire_bytes })
+    }
+
+    /// A body that broke off mid-transfer; retrying later may work.
+    fn interrupted(&self, what: &str, e: reqwest::Error) -> TransferError {
+        TransferError::Unavailable {
+            at: self.base.clone(),
+            message: format!("{what}: body interrupted: {e}"),
+        }
     }
 
     fn encoding(&self, what: &str, message: String) -> TransferError {
@@ -421,35 +389,5 @@ impl Sink for Remote {
         )
         .await
         .map(drop)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_asks_for_zstd_except_on_loopback() {
-        let asks = |c: Compress, url: &str| c.asks_zstd(&reqwest::Url::parse(url).unwrap());
-        for url in [
-            "http://localhost:7070",
-            "http://LOCALHOST.:7070",
-            "http://api.localhost",
-            "http://127.0.0.1:7070",
-            "http://127.8.9.10",
-            "http://[::1]:7070/prefix",
-        ] {
-            assert!(!asks(Compress::Auto, url), "{url}");
-            assert!(asks(Compress::Zstd, url), "{url}");
-        }
-        for url in [
-            "https://origin.example.com",
-            "http://10.0.0.5:7070",
-            "http://[2001:db8::1]",
-            "http://localhost.example.com",
-        ] {
-            assert!(asks(Compress::Auto, url), "{url}");
-            assert!(!asks(Compress::Never, url), "{url}");
-        }
     }
 }

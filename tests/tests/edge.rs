@@ -9,7 +9,7 @@ use std::path::Path;
 use prewarm_shared::{Digest, Entry, Manifest};
 use prewarm_tests::edge::{Proxy, Rule, Wrangler};
 use prewarm_tests::services::{Moto, Redis};
-use prewarm_tests::{cli_json, error_code, http, pull_json, push_json, tree_snapshot, Origin};
+use prewarm_tests::{error_code, http, pull_json, push_json, tree_snapshot, Origin};
 
 /// The production shape behind the edge: an origin on S3 (moto) with Redis in front.
 fn tiered_origin(dir: &Path, moto: &Moto, redis: &Redis) -> Origin {
@@ -64,15 +64,7 @@ fn pulls_through_the_edge_are_exact_and_cached() {
     make_tree(&src);
     let (moto, redis) = (Moto::start(), Redis::start());
     let origin = tiered_origin(&work.path().join("origin"), &moto, &redis);
-    let pushed = cli_json(&[
-        "push",
-        src.to_str().unwrap(),
-        "--name",
-        "edgy:v1",
-        "--to",
-        &origin.url,
-        "--json",
-    ]);
+    let pushed = push_json(&src, "edgy:v1", &origin.url);
     let proxy = Proxy::start(Some(&origin.url));
     let edge = Wrangler::start(&proxy.url, &[]);
 
@@ -165,15 +157,7 @@ fn zstd_pulls_through_the_edge_are_exact_and_cache_both_codings() {
     let src = work.path().join("src");
     make_text_tree(&src);
     let origin = Origin::start(&work.path().join("origin"), &[]);
-    let pushed = cli_json(&[
-        "push",
-        src.to_str().unwrap(),
-        "--name",
-        "zippy:v1",
-        "--to",
-        &origin.url,
-        "--json",
-    ]);
+    let pushed = push_json(&src, "zippy:v1", &origin.url);
     let proxy = Proxy::start(Some(&origin.url));
     let edge = Wrangler::start(&proxy.url, &[]);
 
