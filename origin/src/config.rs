@@ -108,6 +108,10 @@ pub struct MemoryConfig {
     /// Default 1 MiB.
     #[serde(default = "default_memory_max_object")]
     pub max_object_bytes: u64,
+    /// Bytes of zstd-compressed bodies kept so a popular block is compressed once, not once per
+    /// request (see `prewarm serve --compression-level`); `0` keeps none. Default 128 MiB.
+    #[serde(default = "default_memory_max_encoded")]
+    pub max_encoded_bytes: u64,
 }
 
 impl Default for MemoryConfig {
@@ -115,6 +119,7 @@ impl Default for MemoryConfig {
         Self {
             max_bytes: default_memory_max(),
             max_object_bytes: default_memory_max_object(),
+            max_encoded_bytes: default_memory_max_encoded(),
         }
     }
 }
@@ -192,6 +197,9 @@ fn yes() -> bool {
 }
 fn default_memory_max() -> u64 {
     crate::store::RamCacheDefaults::MAX_BYTES
+}
+fn default_memory_max_encoded() -> u64 {
+    128 << 20
 }
 fn default_memory_max_object() -> u64 {
     crate::store::RamCacheDefaults::MAX_OBJECT_BYTES

@@ -11,7 +11,7 @@ use clap::Args;
 use prewarm_origin::cli_output;
 use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
-use prewarm_origin::server::{self, AppState, Limits, Token};
+use prewarm_origin::server::{self, AppState, EncodedCache, Limits, Token};
 use prewarm_origin::store::{
     DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
     S3Store, Tier, Tiered,
@@ -117,6 +117,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         token,
         limits,
         compression_level: a.compression_level,
+        encoded: EncodedCache::new(cfg.memory.max_encoded_bytes),
         sandboxes: sandboxes.clone(),
         tiers: Some(tiers.clone()),
     };

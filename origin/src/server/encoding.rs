@@ -18,8 +18,12 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap, Method};
 
 use prewarm_shared::encoding::{accepts_zstd, worth_encoding};
+use std::sync::atomic::Ordering::Relaxed;
+
+use prewarm_shared::Digest;
 
 use crate::error::ApiError;
+use crate::store::Kind;
 
 /// Smaller objects go out as they are: a zstd frame header and the client's decoder cost more
 /// than the few bytes saved.
@@ -68,6 +72,68 @@ pub(super) async fn compress(raw: Bytes, level: i32) -> Result<Option<Bytes>, Ap
     tokio::task::spawn_blocking(run)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?
+}
+
+/// zstd bodies already made, so a popular block is compressed once per origin, not once per
+/// request (a fleet of hosts pulling the same runtime asks for the same blocks). Keyed by
+/// object; `None` remembers "does not compress", which is then sent as identity without
+/// trying again. Made only from verified bytes, so nothing in it needs checking again.
+/// Bounded by bytes (moka's weigher); cheap to clone.
+#[derive(Clone)]
+pub struct EncodedCache {
+    cache: Option<moka::sync::Cache<(Kind, Digest), Option<Bytes>>>,
+    counters: std::sync::Arc<EncodedCounters>,
+}
+
+/// What `/metrics` reports of zstd encoding.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct EncodedCounters {
+    /// Bodies compressed (each one read and zstd'd once).
+    pub compressed: std::sync::atomic::AtomicU64,
+    /// Answers that reused a kept result: a zstd body, or "does not compress".
+    pub reused: std::sync::atomic::AtomicU64,
+}
+
+impl EncodedCache {
+    /// Holds up to `max_bytes` of zstd bodies; `0` keeps nothing.
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = (max_bytes > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                // A remembered "incompressible" costs about its key.
+                .weigher(|_, v: &Option<Bytes>| {
+                    v.as_ref()
+                        .map_or(64, |b| u32::try_from(b.len()).unwrap_or(u32::MAX))
+                })
+                .build()
+        });
+        Self {
+            cache,
+            counters: Default::default(),
+        }
+    }
+
+    /// `Some(Some(body))`: the zstd body; `Some(None)`: known not to compress; `None`: unknown.
+    /// A found entry counts as reused.
+    pub(super) fn get(&self, kind: Kind, digest: &Digest) -> Option<Option<Bytes>> {
+        let got = self.cache.as_ref()?.get(&(kind, *digest));
+        if got.is_some() {
+            self.counters.reused.fetch_add(1, Relaxed);
+        }
+        got
+    }
+
+    /// Keeps the result of compressing an object (counted as one compression).
+    pub(super) fn insert(&self, kind: Kind, digest: &Digest, encoded: Option<Bytes>) {
+        self.counters.compressed.fetch_add(1, Relaxed);
+        if let Some(c) = &self.cache {
+            c.insert((kind, *digest), encoded);
+        }
+    }
+
+    pub fn counters(&self) -> &EncodedCounters {
+        &self.counters
+    }
 }
 
 #[cfg(test)]

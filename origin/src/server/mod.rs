@@ -22,6 +22,7 @@ use crate::error::{ApiError, LoggedCause};
 use crate::repo::Repo;
 
 pub use auth::Token;
+pub use encoding::EncodedCache;
 pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
 
 /// Shared state of every handler.
@@ -34,6 +35,8 @@ pub struct AppState {
     /// zstd level for block and manifest GETs from clients that accept zstd; 0 sends identity
     /// always. See `encoding` for when a body is encoded.
     pub compression_level: i32,
+    /// zstd bodies already made (and objects known not to compress), shared by all requests.
+    pub encoded: EncodedCache,
     /// Warming and sandboxes on this node; `None` disables `/v1/sandboxes` and `/v1/warm`.
     pub sandboxes: Option<crate::sandbox::SandboxService>,
     /// The tier stack behind `repo`, for `/readyz` and `/metrics`; `None` reports no tiers.

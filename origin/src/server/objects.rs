@@ -84,20 +84,30 @@ async fn serve(
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     let level = state.compression_level;
-    if encoding::wants_zstd(&method, &headers, size, level) {
-        let obj = store
-            .get(kind, &digest)
-            .await?
-            .ok_or_else(|| not_found(kind, &digest))?;
-        let raw = obj.into_bytes().await?;
-        let body = match encoding::compress(raw.clone(), level).await? {
-            Some(encoded) => {
-                out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
-                out.insert(header::ETAG, header_value(&encoded_etag(&digest))?);
-                encoded
+    let kept = encoding::wants_zstd(&method, &headers, size, level)
+        .then(|| state.encoded.get(kind, &digest));
+    // Known not to compress (`Some(Some(None))`): the identity path below, as any other GET.
+    if let Some(kept @ (None | Some(Some(_)))) = kept {
+        let (body, zstd) = match kept {
+            Some(Some(encoded)) => (encoded, true),
+            _ => {
+                let obj = store
+                    .get(kind, &digest)
+                    .await?
+                    .ok_or_else(|| not_found(kind, &digest))?;
+                let raw = obj.into_bytes().await?;
+                let encoded = encoding::compress(raw.clone(), level).await?;
+                state.encoded.insert(kind, &digest, encoded.clone());
+                match encoded {
+                    Some(e) => (e, true),
+                    None => (raw, false),
+                }
             }
-            None => raw,
         };
+        if zstd {
+            out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ZSTD));
+            out.insert(header::ETAG, header_value(&encoded_etag(&digest))?);
+        }
         out.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         return Ok((StatusCode::OK, out, Body::from(body)).into_response());
     }

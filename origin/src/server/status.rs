@@ -1,5 +1,7 @@
 //! `GET /readyz` (each tier's health; 503 while a required tier is down) and `GET /metrics` (tier counters).
 
+use std::sync::atomic::Ordering;
+
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,16 +33,25 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         return Json(serde_json::json!({"tiers": []})).into_response();
     };
     let snapshot = tiers.metrics();
+    let zstd = state.encoded.counters();
+    let (compressed, reused) = (
+        zstd.compressed.load(Ordering::Relaxed),
+        zstd.reused.load(Ordering::Relaxed),
+    );
     let wants_text = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/plain"));
     if wants_text {
-        return (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            snapshot.to_prometheus(),
-        )
-            .into_response();
+        let mut text = snapshot.to_prometheus();
+        for (name, v) in [("compressed", compressed), ("reused", reused)] {
+            text.push_str(&format!(
+                "# TYPE prewarm_zstd_{name}_total counter\nprewarm_zstd_{name}_total {v}\n"
+            ));
+        }
+        return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
     }
-    Json(snapshot).into_response()
+    let mut body = serde_json::to_value(&snapshot).unwrap_or_default();
+    body["zstd"] = serde_json::json!({"compressed": compressed, "reused": reused});
+    Json(body).into_response()
 }

@@ -313,3 +313,56 @@ fn bombs_and_unknown_codings_are_refused_naming_the_block_and_nothing_is_cached(
         );
     }
 }
+
+/// A fleet of hosts asks for the same blocks: each is compressed once per origin, and an
+/// object that does not compress is not tried again. Same bytes either way.
+#[test]
+fn each_object_is_compressed_once_and_reused() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    let (_, manifest) = publish(work.path(), &origin);
+    let blocks = blocks_of(&manifest);
+    let c = http();
+    let zstd_get = |block: &str| {
+        let r = c
+            .get(format!("{}/v1/blocks/{block}", origin.url))
+            .header("accept-encoding", "zstd")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let coding = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string());
+        (coding, r.bytes().unwrap())
+    };
+    let zstd_counters = || {
+        let m: serde_json::Value = c
+            .get(format!("{}/metrics", origin.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        (
+            m["zstd"]["compressed"].as_u64().unwrap(),
+            m["zstd"]["reused"].as_u64().unwrap(),
+        )
+    };
+    let first: Vec<_> = blocks.iter().map(|b| zstd_get(b)).collect();
+    assert!(first
+        .iter()
+        .any(|(coding, _)| coding.as_deref() == Some("zstd")));
+    assert!(
+        first.iter().any(|(coding, _)| coding.is_none()),
+        "the noise block stays identity"
+    );
+    assert_eq!(zstd_counters(), (blocks.len() as u64, 0));
+    for (block, before) in blocks.iter().zip(&first) {
+        assert_eq!(
+            &zstd_get(block),
+            before,
+            "block {block}: same answer from the kept result"
+        );
+    }
+    assert_eq!(zstd_counters(), (blocks.len() as u64, blocks.len() as u64));
+}
