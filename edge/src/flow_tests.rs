@@ -133,13 +133,24 @@ fn send(
     range: Option<&str>,
     if_none_match: Option<&str>,
 ) -> Reply<Vec<u8>> {
+    send_with(fake, config, method, path, [range, if_none_match, None])
+}
+
+/// A request with every header the edge reads: `[range, if_none_match, accept_encoding]`.
+fn send_with(
+    fake: &Fake,
+    config: Result<Config, EdgeError>,
+    method: &str,
+    path: &str,
+    [range, if_none_match, accept_encoding]: [Option<&str>; 3],
+) -> Reply<Vec<u8>> {
     let req = Incoming {
         method,
         self_origin: EDGE,
         path,
         range,
         if_none_match,
-        accept_encoding: None,
+        accept_encoding,
     };
     run(handle(fake, config, req)).unwrap_or_else(|e| Reply::from_error(&e))
 }

@@ -5,8 +5,7 @@ use prewarm_shared::wire::MAX_BLOCK_SIZE;
 use prewarm_shared::Digest;
 
 use super::{block, bytes, config, error_code, header, Fake, Origin, EDGE};
-use crate::deadline::tests::run;
-use crate::flow::{handle, Body, Incoming, Reply};
+use crate::flow::{Body, Reply};
 use crate::policy::CACHE_STATUS_HEADER;
 
 /// A request with every header the edge reads.
@@ -18,15 +17,13 @@ fn req(
     if_none_match: Option<&str>,
     accept_encoding: Option<&str>,
 ) -> Reply<Vec<u8>> {
-    let req = Incoming {
+    super::send_with(
+        fake,
+        config(60),
         method,
-        self_origin: EDGE,
         path,
-        range,
-        if_none_match,
-        accept_encoding,
-    };
-    run(handle(fake, config(60), req)).unwrap_or_else(|e| Reply::from_error(&e))
+        [range, if_none_match, accept_encoding],
+    )
 }
 
 fn zstd_get(fake: &Fake, path: &str) -> Reply<Vec<u8>> {

@@ -360,24 +360,8 @@ async fn materialise_progress_moves_through_the_step_as_entries_are_linked() {
     let source = many_files(400);
     let digest = *source.manifests.keys().next().unwrap();
     let w = warmer_serving(tmp.path(), u64::MAX, Arc::new(NoRegistry), source);
-    let (mut tasks, cancel) = (JoinSet::new(), CancellationToken::new());
-    w.spawn(&mut tasks, &cancel);
-    let (_, e) = w
-        .ensure(&RuntimeRef::Digest(digest), Priority::Normal, false)
-        .await
-        .unwrap();
-    let Ensured::Warming(job) = e else {
-        panic!("a new runtime is cold")
-    };
-    let end = job
-        .subscribe()
-        .wait_for(|s| s.status != Status::Warming)
-        .await
-        .unwrap()
-        .clone();
-    cancel.cancel();
-    tasks.join_all().await;
-    assert_eq!(end.status, Status::Ready, "{:?}", end.error);
+    let job = cold(&w, &digest.to_string()).await;
+    run_to_end(&w, &job).await;
     assert_eq!(w.touch(&digest).unwrap().files, 400);
 
     // What subscribers were sent while the tree was linked: its start, its end, and steps
