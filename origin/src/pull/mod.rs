@@ -37,6 +37,7 @@ use prewarm_shared::{Digest, RuntimeRef};
 use serde::Serialize;
 
 pub use cache::{CacheLock, Damaged, FileCache, Problem, VerifyReport};
+pub(crate) use cache::hash_file;
 pub use error::PullError;
 pub use fetch::{fetch_manifest, fetch_missing, FetchProgress, FetchStats};
 pub use link::LinkStats;

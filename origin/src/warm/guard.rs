@@ -19,13 +19,13 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use prewarm_shared::{Digest, Hasher, Manifest};
+use prewarm_shared::{Digest, Manifest};
 
-use crate::pull::FileCache;
+use crate::pull::{hash_file, FileCache};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -115,18 +115,6 @@ impl CacheSnapshot {
     }
 }
 
-/// The digest of a file's bytes. Blocking.
-fn hash_file(path: &Path) -> io::Result<Digest> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        match f.read(&mut buf)? {
-            0 => return Ok(h.finish()),
-            n => h.update(&buf[..n]),
-        }
-    }
-}
 
 /// What sealing found in the tree.
 #[derive(Debug, Default, Clone, Copy)]
