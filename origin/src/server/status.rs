@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::AppState;
-use crate::store::Health;
+use crate::store::{prometheus_metric, Health};
 
 /// Probes every tier now. Failure details go to the log; the body names tiers and states only.
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
@@ -45,9 +45,7 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     if wants_text {
         let mut text = snapshot.to_prometheus();
         for (name, v) in [("compressed", compressed), ("reused", reused)] {
-            text.push_str(&format!(
-                "# TYPE prewarm_zstd_{name}_total counter\nprewarm_zstd_{name}_total {v}\n"
-            ));
+            prometheus_metric(&mut text, &format!("zstd_{name}_total"), "counter", v);
         }
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
     }

@@ -116,25 +116,21 @@ impl MetricsSnapshot {
                 ("misses", m.misses),
                 ("inserts", m.inserts),
             ] {
-                out.push_str(&format!(
-                    "# TYPE prewarm_memory_{name}_total counter\nprewarm_memory_{name}_total {v}\n"
-                ));
+                prometheus_metric(&mut out, &format!("memory_{name}_total"), "counter", v);
             }
-            out.push_str(&format!(
-                "# TYPE prewarm_memory_bytes gauge\nprewarm_memory_bytes {}\n",
-                m.bytes
-            ));
+            prometheus_metric(&mut out, "memory_bytes", "gauge", m.bytes);
         }
-        out.push_str(&format!(
-            "# TYPE prewarm_not_found_total counter\nprewarm_not_found_total {}\n",
-            self.not_found
-        ));
-        out.push_str(&format!(
-            "# TYPE prewarm_coalesced_reads_total counter\nprewarm_coalesced_reads_total {}\n",
-            self.coalesced
-        ));
+        prometheus_metric(&mut out, "not_found_total", "counter", self.not_found);
+        prometheus_metric(&mut out, "coalesced_reads_total", "counter", self.coalesced);
         out
     }
+}
+
+/// Appends one unlabelled `prewarm_<name>` series of `kind` (`counter`, `gauge`) to `out`.
+pub fn prometheus_metric(out: &mut String, name: &str, kind: &str, value: u64) {
+    out.push_str(&format!(
+        "# TYPE prewarm_{name} {kind}\nprewarm_{name} {value}\n"
+    ));
 }
 
 /// Reads one counter of a [`TierMetrics`].

@@ -22,7 +22,7 @@ use prewarm_shared::{Digest, RuntimeName, Tag};
 
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
-pub use metrics::{Health, MetricsSnapshot, TierHealth, TierMetrics};
+pub use metrics::{prometheus_metric, Health, MetricsSnapshot, TierHealth, TierMetrics};
 pub use ram::{RamCache, RamCacheDefaults, RamMetrics};
 pub use redis::{RedisClientCert, RedisOptions, RedisStore, RedisTls};
 pub use s3::{S3Credentials, S3Options, S3Store};
