@@ -306,10 +306,13 @@ impl Store for Tiered {
                 Role::Hot => match i.fetch(kind, digest, n..n + 1).await {
                     Ok(Some(b)) => {
                         let len = b.len() as u64;
-                        i.parked
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .park(kind, *digest, b);
+                        // `fetch` kept them in memory when it could; park only what it did not.
+                        if i.ram.as_ref().and_then(|r| r.len_of(kind, digest)).is_none() {
+                            i.parked
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .park(kind, *digest, b);
+                        }
                         Ok(Some(len))
                     }
                     other => other.map(|_| None),
