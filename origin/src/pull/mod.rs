@@ -36,8 +36,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prewarm_shared::{Digest, RuntimeRef};
 use serde::Serialize;
 
-pub use cache::{CacheLock, Damaged, FileCache, Problem, VerifyReport};
 pub(crate) use cache::hash_file;
+pub use cache::{CacheLock, Damaged, FileCache, Problem, VerifyReport};
 pub use error::PullError;
 pub use fetch::{fetch_manifest, fetch_missing, FetchProgress, FetchStats};
 pub use link::LinkStats;

@@ -307,7 +307,11 @@ impl Store for Tiered {
                     Ok(Some(b)) => {
                         let len = b.len() as u64;
                         // `fetch` kept them in memory when it could; park only what it did not.
-                        if i.ram.as_ref().and_then(|r| r.len_of(kind, digest)).is_none() {
+                        if i.ram
+                            .as_ref()
+                            .and_then(|r| r.len_of(kind, digest))
+                            .is_none()
+                        {
                             i.parked
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())

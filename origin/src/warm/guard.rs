@@ -115,7 +115,6 @@ impl CacheSnapshot {
     }
 }
 
-
 /// What sealing found in the tree.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Sealed {
