@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use prewarm_origin::cli_output;
-use prewarm_origin::pull::{default_cache_dir, CacheLock, FileCache, VerifyReport};
+use prewarm_client::pull::{default_cache_dir, CacheLock, FileCache, VerifyReport};
 use serde::Serialize;
+
+use crate::cli_output;
 
 /// `prewarm cache verify`'s exit status when it found damage (and removed it). Not 1, which
 /// every command exits with on an error, nor 2, clap's usage error.

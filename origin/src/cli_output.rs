@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// Prints a result: pretty JSON with `--json`, else the human line.
-pub fn result<T: Serialize>(value: &T, json: bool, human: impl FnOnce(&T) -> String) {
+pub(crate) fn result<T: Serialize>(value: &T, json: bool, human: impl FnOnce(&T) -> String) {
     if json {
         match serde_json::to_string(value) {
             Ok(s) => println!("{s}"),
@@ -16,11 +16,11 @@ pub fn result<T: Serialize>(value: &T, json: bool, human: impl FnOnce(&T) -> Str
 }
 
 /// Prints one plain line (e.g. the address a server listens on, for scripts and tests).
-pub fn line(s: &str) {
+pub(crate) fn line(s: &str) {
     println!("{s}");
 }
 
 /// Prints a command's failure on stderr as one plain line, with its whole cause chain.
-pub fn error(message: &str) {
+pub(crate) fn error(message: &str) {
     eprintln!("error: {message}");
 }

@@ -6,17 +6,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use prewarm_origin::cli_output;
-use prewarm_origin::pack::PackLimits;
-use prewarm_origin::push::{push, PushOptions};
-use prewarm_origin::remote::Remote;
-use prewarm_origin::repo::Repo;
-use prewarm_origin::store::DiskStore;
-use prewarm_origin::transfer::Sink;
+use prewarm_client::pack::PackLimits;
+use prewarm_client::push::{push, PushOptions};
+use prewarm_client::remote::Remote;
+use prewarm_client::transfer::Sink;
+use prewarm_server::repo::Repo;
 use prewarm_shared::{RuntimeName, RuntimeRef, Tag};
+use prewarm_store::DiskStore;
 use tracing_subscriber::EnvFilter;
 
 mod cache_cmd;
+mod cli_output;
+mod progress;
 mod pull_cmd;
 mod serve_cmd;
 
@@ -71,7 +72,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs its work; the client commands print results and say only what went wrong.
     let default_filter = match cli.command {
-        Command::Serve(_) => "warn,prewarm_origin=info",
+        Command::Serve(_) => {
+            "warn,prewarm_client=info,prewarm_store=info,prewarm_node=info,prewarm_server=info"
+        }
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -1,13 +1,15 @@
-//! `prewarm pull` argument parsing and wiring (the work is in `prewarm_origin::pull`).
+//! `prewarm pull` argument parsing and wiring (the work is in `prewarm_client::pull`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
-use prewarm_origin::cli_output;
-use prewarm_origin::pull::{default_cache_dir, pull, LinkMode, PullOptions};
-use prewarm_origin::remote::{Compress, Remote};
+use clap::{Args, ValueEnum};
+use prewarm_client::pull::{default_cache_dir, pull, LinkMode, PullOptions};
+use prewarm_client::remote::{Compress, Remote};
 use prewarm_shared::RuntimeRef;
+
+use crate::cli_output;
+use crate::progress::Bars;
 
 #[derive(Args)]
 pub(crate) struct PullArgs {
@@ -23,16 +25,16 @@ pub(crate) struct PullArgs {
     #[arg(long, env = "PREWARM_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// How files reach --into: auto tries hardlink, then reflink, then copy, and reports which.
-    #[arg(long, value_enum, default_value_t = LinkMode::Auto)]
-    link_mode: LinkMode,
+    #[arg(long, value_enum, default_value_t = LinkArg::Auto)]
+    link_mode: LinkArg,
     /// Atomically swap an existing --into instead of refusing.
     #[arg(long)]
     replace: bool,
     /// Ask for zstd-compressed blocks and manifests. auto: yes, unless --from is a loopback
     /// host (localhost, 127.0.0.0/8, ::1), where compressing costs more time than the network
     /// saves. The server still sends small or incompressible objects as they are.
-    #[arg(long, value_enum, default_value_t = Compress::Auto)]
-    compress: Compress,
+    #[arg(long, value_enum, default_value_t = CompressArg::Auto)]
+    compress: CompressArg,
     /// Blocks downloaded at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -41,16 +43,63 @@ pub(crate) struct PullArgs {
     json: bool,
 }
 
+/// `--link-mode`: [`LinkMode`] as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LinkArg {
+    /// Hard link; where the filesystem refuses (other device, link limit) reflink, then copy.
+    /// The report says which were used.
+    Auto,
+    /// Hard links only: instant and shares disk, modes lose their write bits.
+    Hardlink,
+    /// Copy-on-write clones only (btrfs, XFS, …): instant, exact modes, own inodes.
+    Reflink,
+    /// Plain copies: exact modes, full disk cost.
+    Copy,
+}
+
+impl From<LinkArg> for LinkMode {
+    fn from(a: LinkArg) -> Self {
+        match a {
+            LinkArg::Auto => LinkMode::Auto,
+            LinkArg::Hardlink => LinkMode::Hardlink,
+            LinkArg::Reflink => LinkMode::Reflink,
+            LinkArg::Copy => LinkMode::Copy,
+        }
+    }
+}
+
+/// `--compress`: [`Compress`] as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompressArg {
+    /// zstd, unless the URL's host is loopback (`localhost`, `127.0.0.0/8`, `::1`), where
+    /// the network is faster than compressing and decompressing.
+    Auto,
+    /// Always ask for zstd (the server still sends small or incompressible objects as they are).
+    Zstd,
+    /// Never ask: every body travels as it is.
+    Never,
+}
+
+impl From<CompressArg> for Compress {
+    fn from(a: CompressArg) -> Self {
+        match a {
+            CompressArg::Auto => Compress::Auto,
+            CompressArg::Zstd => Compress::Zstd,
+            CompressArg::Never => Compress::Never,
+        }
+    }
+}
+
 pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
     let what: RuntimeRef = a.what.parse()?;
-    let source = Remote::with_compress(&a.from, None, a.compress)?;
+    let source = Remote::with_compress(&a.from, None, a.compress.into())?;
     let opts = PullOptions {
         into: a.into.clone(),
         cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
         concurrency: a.concurrency.max(1),
-        link_mode: a.link_mode,
+        link_mode: a.link_mode.into(),
         replace: a.replace,
-        progress: !a.json,
+        progress: Bars::if_wanted(!a.json),
     };
     let report = pull(&source, &what, &opts)
         .await

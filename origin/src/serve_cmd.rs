@@ -8,18 +8,19 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
 use clap::Args;
-use prewarm_origin::cli_output;
-use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
-use prewarm_origin::repo::Repo;
-use prewarm_origin::server::{self, AppState, EncodedCache, Limits, Token};
-use prewarm_origin::store::{
+use prewarm_server::config::{overrides as o, Config, Overrides, SecretUrl};
+use prewarm_server::repo::Repo;
+use prewarm_server::{self as server, AppState, EncodedCache, Limits, Token};
+use prewarm_store::{
     DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
     S3Store, Tier, Tiered,
 };
 
+use crate::cli_output;
+
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// TOML config file (see `prewarm_origin::config` for every key). Flags override it.
+    /// TOML config file (see `examples/prewarm.toml` for every key). Flags override it.
     #[arg(long, env = "PREWARM_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on (`127.0.0.1:0` picks a free port; the bound address is printed).
@@ -57,7 +58,7 @@ pub(crate) struct ServeArgs {
     )]
     compression_level: i32,
     #[command(flatten)]
-    node: prewarm_origin::sandbox::node::NodeArgs,
+    node: prewarm_node::sandbox::node::NodeArgs,
 }
 
 pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {

@@ -1,0 +1,386 @@
+//! Sandboxes: a warm runtime mounted read-only at its prefix plus a private workspace, commands run under bubblewrap.
+//!
+//! [`SandboxService`] owns the sandboxes of this node and the [`Warmer`] behind them, and the
+//! background tasks of both (one [`CancellationToken`], one [`JoinSet`]). Creating a sandbox
+//! on a warm runtime is a map insert and a directory: no copy, whatever the runtime's size.
+
+pub mod node;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use prewarm_shared::limits::LimitError;
+use prewarm_shared::sandbox::{
+    CreateSandbox, ExecRequest, ExecResult, SandboxInfo, Status, WarmState, CONTEXT_ENV,
+    CONTEXT_FILE,
+};
+use prewarm_shared::{Digest, RuntimeRef};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::jail::{bwrap, exec, Jail, ResourceLimits};
+use crate::warm::layout::remove_tree;
+use crate::warm::{Ensured, WarmError, Warmer};
+
+/// Sandbox limits; each has a `prewarm serve` flag.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxConfig {
+    /// Sandboxes unused this long are removed.
+    pub idle_timeout: Duration,
+    /// Exec timeout when the request gives none.
+    pub default_exec_timeout: Duration,
+    /// Longest timeout a request may ask for.
+    pub max_exec_timeout: Duration,
+    /// Bytes kept of each of stdout and stderr per exec.
+    pub output_cap: usize,
+}
+
+/// What went wrong with a sandbox request; mapped to HTTP by `prewarm-server`.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no sandbox {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("sandbox {id} is {status:?}, not ready")]
+    NotReady { id: String, status: Status },
+    #[error(transparent)]
+    Warm(Box<WarmError>),
+    #[error("{action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<WarmError> for SandboxError {
+    fn from(e: WarmError) -> Self {
+        SandboxError::Warm(Box::new(e))
+    }
+}
+
+struct Sandbox {
+    id: String,
+    user_id: String,
+    runtime: RuntimeRef,
+    digest: Digest,
+    hot: bool,
+    env: BTreeMap<String, String>,
+    /// `PREWARM_CONTEXT`'s value, if a context was given.
+    context: Option<String>,
+    network: bool,
+    /// The server's limits lowered by the create request; an exec may only lower them more.
+    limits: ResourceLimits,
+    dir: PathBuf,
+    state: watch::Receiver<WarmState>,
+    last_used: Mutex<Instant>,
+    /// Commands running now. Changed only under the service's map lock, so the idle reaper
+    /// never removes a sandbox between an exec finding it and starting its command.
+    busy: AtomicUsize,
+}
+
+impl Sandbox {
+    fn info(&self) -> SandboxInfo {
+        SandboxInfo {
+            sandbox_id: self.id.clone(),
+            runtime: self.runtime.clone(),
+            digest: self.digest,
+            user_id: self.user_id.clone(),
+            hot: self.hot,
+            state: self.state.borrow().clone(),
+        }
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+
+    /// Unused for longer than `timeout`. The idle clock stands still while the sandbox runs a
+    /// command or waits for its warm: neither is idleness the client could act on.
+    fn is_idle(&self, timeout: Duration) -> bool {
+        let mut last = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        if self.busy.load(Ordering::Relaxed) > 0 || self.state.borrow().status == Status::Warming {
+            *last = Instant::now();
+            return false;
+        }
+        last.elapsed() > timeout
+    }
+}
+
+/// One running exec: the sandbox counts as busy (and is not reaped) until it drops.
+struct Busy(Arc<Sandbox>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The node's sandboxes and warmer. Cheap to clone.
+#[derive(Clone)]
+pub struct SandboxService {
+    warmer: Warmer,
+    cfg: SandboxConfig,
+    sandboxes: Arc<Mutex<HashMap<String, Arc<Sandbox>>>>,
+    cancel: CancellationToken,
+    tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+impl SandboxService {
+    /// Starts the warm workers and the background loops (eviction, registry, idle sandboxes).
+    pub fn start(warmer: Warmer, cfg: SandboxConfig) -> Self {
+        let cancel = CancellationToken::new();
+        let svc = Self {
+            warmer,
+            cfg,
+            sandboxes: Arc::default(),
+            cancel: cancel.clone(),
+            tasks: Arc::default(),
+        };
+        {
+            let mut tasks = svc
+                .tasks
+                .try_lock()
+                .expect("a mutex nobody else has seen is unlocked");
+            svc.warmer.spawn(&mut tasks, &cancel);
+            let s = svc.clone();
+            tasks.spawn(async move { s.reap_idle().await });
+        }
+        svc
+    }
+
+    /// Stops every background task and waits for them; removes all sandboxes.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in ids {
+            let _ = self.delete(&id);
+        }
+    }
+
+    pub fn warmer(&self) -> &Warmer {
+        &self.warmer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Sandbox>>> {
+        self.sandboxes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
+    pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
+        bwrap::check_env(&req.env)
+            .map_err(|k| SandboxError::Invalid(format!("env key {k:?} or its value is invalid")))?;
+        if req.user_id.is_empty() || req.user_id.len() > 256 {
+            return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
+        }
+        let context = match &req.context {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(v.to_string()),
+        };
+        if context.as_ref().is_some_and(|c| c.contains('\0')) {
+            return Err(SandboxError::Invalid("context cannot contain NUL".into()));
+        }
+        let limits = self.warmer.limits().narrow(&req.limits)?;
+        let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
+        let (hot, state) = match ensured {
+            Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
+            Ensured::Warming(job) => (false, job.subscribe()),
+        };
+        let id = format!("sb-{:016x}", rand::random::<u64>());
+        let dir = self.warmer.layout().sandboxes.join(&id);
+        if let Err(e) = make_workspace(&dir, req.context.as_ref()) {
+            self.warmer.release(&digest);
+            remove_tree(&dir);
+            return Err(SandboxError::Io {
+                action: "creating the workspace",
+                source: e,
+            });
+        }
+        let sb = Arc::new(Sandbox {
+            id: id.clone(),
+            user_id: req.user_id,
+            runtime: req.runtime,
+            digest,
+            hot,
+            env: req.env,
+            context,
+            network: req.network,
+            limits,
+            dir,
+            state,
+            last_used: Mutex::new(Instant::now()),
+            busy: AtomicUsize::new(0),
+        });
+        let info = sb.info();
+        self.lock().insert(id, sb);
+        Ok(info)
+    }
+
+    pub fn get(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        Ok(self.find(id)?.info())
+    }
+
+    /// A receiver of the sandbox's warm state (current value first).
+    pub fn subscribe(&self, id: &str) -> Result<watch::Receiver<WarmState>, SandboxError> {
+        Ok(self.find(id)?.state.clone())
+    }
+
+    /// Removes the sandbox and its workspace; its runtime may be evicted again.
+    pub fn delete(&self, id: &str) -> Result<(), SandboxError> {
+        let sb = self
+            .lock()
+            .remove(id)
+            .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
+        self.discard(&sb);
+        Ok(())
+    }
+
+    /// Releases a sandbox already taken out of the map: its runtime hold and its directory.
+    fn discard(&self, sb: &Sandbox) {
+        self.warmer.release(&sb.digest);
+        remove_tree(&sb.dir);
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
+    /// the working directory, env = runtime, sandbox, request, then context; resource limits
+    /// = the sandbox's, lowered by the request's.
+    pub async fn exec(&self, id: &str, req: ExecRequest) -> Result<ExecResult, SandboxError> {
+        self.exec_live(id, req, None).await
+    }
+
+    /// [`SandboxService::exec`], also sending output to `live` as the command produces it.
+    pub async fn exec_live(
+        &self,
+        id: &str,
+        req: ExecRequest,
+        live: Option<exec::LiveOutput>,
+    ) -> Result<ExecResult, SandboxError> {
+        let busy = {
+            let map = self.lock();
+            let sb = map
+                .get(id)
+                .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
+            sb.busy.fetch_add(1, Ordering::Relaxed);
+            Busy(sb.clone())
+        };
+        let sb = &busy.0;
+        if req.cmd.is_empty() || req.cmd.iter().any(|a| a.contains('\0')) {
+            return Err(SandboxError::Invalid(
+                "cmd must be a non-empty list of strings without NUL".into(),
+            ));
+        }
+        bwrap::check_env(&req.env)
+            .map_err(|k| SandboxError::Invalid(format!("env key {k:?} or its value is invalid")))?;
+        let limits = sb.limits.narrow(&req.limits)?;
+        let status = sb.state.borrow().status;
+        let rec = match status {
+            Status::Ready => self.warmer.touch(&sb.digest),
+            _ => None,
+        }
+        .ok_or_else(|| SandboxError::NotReady {
+            id: id.to_string(),
+            status,
+        })?;
+        let mut env = rec.env.clone();
+        env.extend(sb.env.clone());
+        env.extend(req.env);
+        if let Some(c) = &sb.context {
+            env.insert(CONTEXT_ENV.into(), c.clone());
+        }
+        let jail = Jail {
+            bwrap: self.warmer.bwrap().to_path_buf(),
+            prlimit: self.warmer.prlimit().to_path_buf(),
+            limits,
+            runtime: self.warmer.runtime_dir(&sb.digest),
+            prefix: rec.prefix.clone(),
+            runtime_writable: false,
+            workspace: Some(sb.workspace()),
+            network: sb.network,
+            env,
+        };
+        let timeout = req
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.cfg.default_exec_timeout)
+            .min(self.cfg.max_exec_timeout);
+        let mut res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
+            .await
+            .map_err(|e| SandboxError::Io {
+                action: "starting bubblewrap",
+                source: e,
+            })?;
+        if !res.timed_out {
+            res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
+        }
+        Ok(res)
+    }
+
+    fn find(&self, id: &str) -> Result<Arc<Sandbox>, SandboxError> {
+        self.lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SandboxError::NotFound(id.to_string()))
+    }
+
+    /// Removes sandboxes idle longer than the timeout.
+    async fn reap_idle(self) {
+        let every =
+            (self.cfg.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            // Taken out of the map under its lock, so no exec can start in them after the check.
+            let idle: Vec<Arc<Sandbox>> = {
+                let mut map = self.lock();
+                let ids: Vec<String> = map
+                    .values()
+                    .filter(|s| s.is_idle(self.cfg.idle_timeout))
+                    .map(|s| s.id.clone())
+                    .collect();
+                ids.iter().filter_map(|id| map.remove(id)).collect()
+            };
+            for sb in idle {
+                tracing::info!(sandbox = %sb.id, "removing idle sandbox");
+                let s = self.clone();
+                let _ = tokio::task::spawn_blocking(move || s.discard(&sb)).await;
+            }
+        }
+    }
+}
+
+/// `DIR/workspace/` (0700 parent), with the context written to [`CONTEXT_FILE`] as JSON.
+fn make_workspace(
+    dir: &std::path::Path,
+    context: Option<&serde_json::Value>,
+) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    let ws = dir.join("workspace");
+    std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
+    if let Some(c) = context {
+        let file = ws.join(CONTEXT_FILE);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
+        std::fs::write(file, bytes)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The warm steps themselves: manifest → fetch → materialise → warm commands → verify, seal, install.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use prewarm_shared::sandbox::{Step, WarmFailure};
+use prewarm_shared::{Meta, RuntimeRef};
+
+use super::guard::{seal, CacheSnapshot};
+use super::index::{now_ms, RuntimeRecord};
+use super::job::Job;
+use super::layout::remove_tree;
+use super::Inner;
+use crate::jail::{exec, Jail};
+use prewarm_client::pull::{
+    fetch_manifest, fetch_missing, materialise, FetchProgress, LinkMode, MaterialiseProgress,
+    PullError,
+};
+
+/// Bytes of a failing warm command's stderr kept for the failure reason.
+const STDERR_TAIL: usize = 2000;
+
+/// Runs every step for `job`, reporting progress as each really advances. On success the
+/// sealed runtime is at `runtimes/<hex>` and its record is returned for registration; on
+/// failure nothing is left on disk (the build dir is removed) and the step and reason say why.
+pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, WarmFailure> {
+    let started = Instant::now();
+    job.progress(Step::Manifest, 0.0);
+    let what = RuntimeRef::Digest(job.digest);
+    let (_, manifest) = fetch_manifest(&*inner.source, &what)
+        .await
+        .map_err(|e| pull_failure(Step::Manifest, &e))?;
+    let meta = manifest
+        .meta
+        .clone()
+        .unwrap_or_else(|| plain_meta(&job.runtime));
+    let files = manifest.files().count() as u64;
+    job.set_estimate(inner.estimator.from_size(
+        &estimate_key(&job.runtime),
+        manifest.bytes_total(),
+        files,
+        meta.warm.len(),
+    ));
+    job.progress(Step::Manifest, 1.0);
+
+    job.progress(Step::Fetch, 0.0);
+    // Cache pruning waits until the guard has checked the cache after the warm commands: before
+    // linking, the files fetched now are linked by nothing; during the commands, a file they
+    // replace (bytecode written beside and renamed over) leaves its cache inode unlinked, and
+    // pruning it would read as damage to the guard.
+    let gate = inner.cache_gate.read().await;
+    let on_progress = |p: FetchProgress| {
+        let frac = if p.bytes_expected == 0 {
+            1.0
+        } else {
+            p.bytes_done as f64 / p.bytes_expected as f64
+        };
+        job.progress(Step::Fetch, frac);
+    };
+    let fetched = fetch_missing(
+        &*inner.source,
+        &manifest,
+        &inner.cache,
+        inner.cfg.fetch_concurrency,
+        &on_progress,
+    )
+    .await
+    .map_err(|e| pull_failure(Step::Fetch, &e))?;
+    job.progress(Step::Fetch, 1.0);
+
+    job.progress(Step::Materialise, 0.0);
+    let manifest = Arc::new(manifest);
+    let build = BuildDir::new(inner.layout.build_dir(&job.digest));
+    let (m, cache, dir) = (manifest.clone(), inner.cache.clone(), build.0.clone());
+    let reporter = job.clone();
+    let links = blocking(Step::Materialise, move || {
+        // By entries of the merged tree: they record no layer, so there is no layer to name.
+        let on_progress =
+            |p: MaterialiseProgress| reporter.progress(Step::Materialise, p.fraction());
+        materialise(&m, &cache, &dir, LinkMode::Auto, false, &on_progress)
+            .map_err(|e| pull_failure(Step::Materialise, &e))
+    })
+    .await?;
+    job.progress(Step::Materialise, 1.0);
+
+    job.progress(Step::Warm, 0.0);
+    let (m, cache, dir) = (manifest.clone(), inner.cache.clone(), build.0.clone());
+    let snapshot = blocking(Step::Warm, move || {
+        CacheSnapshot::take(&m, &cache, &dir)
+            .map_err(|e| io_failure(Step::Warm, "snapshotting the cache", &e))
+    })
+    .await?;
+    let cache_links_guarded = snapshot.len();
+    let n = meta.warm.len();
+    for (i, argv) in meta.warm.iter().enumerate() {
+        run_warm_command(inner, &meta, &build.0, i, argv).await?;
+        job.progress(Step::Warm, (i + 1) as f64 / n as f64);
+    }
+    job.progress(Step::Warm, 1.0);
+
+    job.progress(Step::Seal, 0.0);
+    let dir = build.0.clone();
+    let sealed = blocking(Step::Seal, move || {
+        let damaged = snapshot.verify_and_evict();
+        if let Some(first) = damaged.first() {
+            return Err(WarmFailure {
+                step: Step::Seal,
+                reason: format!(
+                    "a warm command modified {} cached file(s) in place (first: {}); they were evicted from the node cache",
+                    damaged.len(),
+                    first.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                ),
+            });
+        }
+        seal(&dir).map_err(|e| io_failure(Step::Seal, "sealing the runtime", &e))
+    })
+    .await?;
+    drop(gate);
+    let dest = inner.layout.runtime_dir(&job.digest);
+    let src = build.0.clone();
+    blocking(Step::Seal, move || {
+        // Not in the index (single-flight, index checked), so a tree here is a leftover.
+        if dest.exists() {
+            remove_tree(&dest);
+        }
+        std::fs::rename(&src, &dest)
+            .map_err(|e| io_failure(Step::Seal, "installing the runtime", &e))
+    })
+    .await?;
+    build.disarm();
+    let warm_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        digest = %job.digest,
+        runtime = %job.runtime,
+        warm_ms,
+        bytes_downloaded = fetched.bytes_downloaded,
+        link_mode = links.mode_used(LinkMode::Auto),
+        cache_links_guarded,
+        "runtime warm"
+    );
+    Ok(RuntimeRecord {
+        digest: job.digest,
+        runtime: job.runtime.to_string(),
+        prefix: meta.prefix,
+        env: meta.env,
+        size_bytes: sealed.bytes,
+        files: sealed.files,
+        warm_ms,
+        last_used_ms: now_ms(),
+    })
+}
+
+/// One `meta.warm` command, in a jail like a sandbox's but with the runtime writable, under
+/// the server's resource limits.
+async fn run_warm_command(
+    inner: &Inner,
+    meta: &Meta,
+    runtime: &Path,
+    i: usize,
+    argv: &[String],
+) -> Result<(), WarmFailure> {
+    let jail = Jail {
+        bwrap: inner.cfg.bwrap.clone(),
+        prlimit: inner.cfg.prlimit.clone(),
+        limits: inner.cfg.limits,
+        runtime: runtime.to_path_buf(),
+        prefix: meta.prefix.clone(),
+        runtime_writable: true,
+        workspace: None,
+        network: false,
+        env: meta.env.clone(),
+    };
+    let fail = |reason: String| WarmFailure {
+        step: Step::Warm,
+        reason,
+    };
+    let res = exec::run(
+        jail.command(argv),
+        inner.cfg.warm_command_timeout,
+        STDERR_TAIL * 4,
+        None,
+    )
+    .await
+    .map_err(|e| fail(format!("could not start bubblewrap: {e}")))?;
+    if res.timed_out {
+        return Err(fail(format!(
+            "warm command #{i} {argv:?} did not finish within {} s",
+            inner.cfg.warm_command_timeout.as_secs()
+        )));
+    }
+    if res.exit_code != Some(0) {
+        let limit = res.signal.as_deref().and_then(|s| inner.cfg.limits.hit(s));
+        let how = match (limit, res.exit_code) {
+            (Some(hit), _) => format!("was {}", hit.message),
+            (None, Some(c)) => format!("exited with status {c}"),
+            (None, None) => "was killed by a signal".to_string(),
+        };
+        // Tools differ in where they complain (compileall: stdout); keep the end of both.
+        let tail = [tail(&res.stderr), tail(&res.stdout)]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n--- stdout ---\n");
+        return Err(fail(format!("warm command #{i} {argv:?} {how}: {tail}")));
+    }
+    Ok(())
+}
+
+/// The last [`STDERR_TAIL`] characters of a command's output, trimmed.
+fn tail(s: &str) -> String {
+    let s = s.trim_end();
+    let skip = s.chars().count().saturating_sub(STDERR_TAIL);
+    s.chars().skip(skip).collect()
+}
+
+/// The key estimates are learned under: the runtime's name, or the digest for digest refs.
+pub(super) fn estimate_key(r: &RuntimeRef) -> String {
+    match r {
+        RuntimeRef::Tagged(name, _) => name.to_string(),
+        RuntimeRef::Digest(d) => d.to_string(),
+    }
+}
+
+/// A manifest without meta (a plain directory was pushed): mounted at `/runtime`, nothing to run.
+fn plain_meta(r: &RuntimeRef) -> Meta {
+    Meta {
+        name: estimate_key(r),
+        version: String::new(),
+        layers: Vec::new(),
+        prefix: "/runtime".into(),
+        env: Default::default(),
+        warm: Vec::new(),
+    }
+}
+
+fn pull_failure(step: Step, e: &PullError) -> WarmFailure {
+    let reason = match e {
+        // Paths on the node are not a client's business; the log has them.
+        PullError::Io { action, source, .. } => {
+            format!("node I/O failed {action}: {}", source.kind())
+        }
+        other => chain(other),
+    };
+    tracing::warn!(?step, error = %chain(e), "warm step failed");
+    WarmFailure { step, reason }
+}
+
+fn io_failure(step: Step, action: &str, e: &std::io::Error) -> WarmFailure {
+    tracing::warn!(?step, action, error = %e, "warm step failed");
+    WarmFailure {
+        step,
+        reason: format!("node I/O failed {action}: {}", e.kind()),
+    }
+}
+
+/// `e: cause: cause…`
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs blocking filesystem work off the async workers; a panic becomes a failure of `step`.
+async fn blocking<T: Send + 'static>(
+    step: Step,
+    f: impl FnOnce() -> Result<T, WarmFailure> + Send + 'static,
+) -> Result<T, WarmFailure> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(?step, error = %e, "warm step panicked");
+        Err(WarmFailure {
+            step,
+            reason: "internal error".into(),
+        })
+    })
+}
+
+/// A runtime being built; removed (read-only parts included) unless installed.
+struct BuildDir(PathBuf, bool);
+
+impl BuildDir {
+    fn new(path: PathBuf) -> Self {
+        Self(path, true)
+    }
+
+    fn disarm(mut self) {
+        self.1 = false;
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if self.1 {
+            remove_tree(&self.0);
+        }
+    }
+}

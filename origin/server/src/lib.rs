@@ -1,0 +1,128 @@
+//! The origin's HTTP API: `fn app(state) -> Router`, its layers, the write-auth guard, the one
+//! error map, the repository rules behind the handlers, and the one config.
+
+mod auth;
+pub mod config;
+mod encoding;
+pub mod error;
+mod objects;
+pub mod repo;
+pub mod sandbox;
+mod status;
+mod tags;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, LoggedCause};
+use crate::repo::Repo;
+
+pub use auth::Token;
+pub use encoding::EncodedCache;
+pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub repo: Repo,
+    /// When set, writes need `Authorization: Bearer <token>`.
+    pub token: Option<Arc<Token>>,
+    pub limits: Limits,
+    /// zstd level for block and manifest GETs from clients that accept zstd; 0 sends identity
+    /// always. See `encoding` for when a body is encoded.
+    pub compression_level: i32,
+    /// zstd bodies already made (and objects known not to compress), shared by all requests.
+    pub encoded: EncodedCache,
+    /// Warming and sandboxes on this node; `None` disables `/v1/sandboxes` and `/v1/warm`.
+    pub sandboxes: Option<prewarm_node::sandbox::SandboxService>,
+    /// The tier stack behind `repo`, for `/readyz` and `/metrics`; `None` reports no tiers.
+    pub tiers: Option<prewarm_store::Tiered>,
+}
+
+/// Request-size limits; each maps to 413 when exceeded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_block_bytes: u64,
+    pub max_manifest_bytes: u64,
+    /// Whole-request timeout; uploads of the largest block must fit in it.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_block_bytes: prewarm_shared::wire::MAX_BLOCK_SIZE,
+            max_manifest_bytes: 256 << 20,
+            request_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The whole API as a router, so tests can drive it in-process.
+pub fn app(state: AppState) -> Router {
+    let writes = Router::new()
+        .route("/v1/blocks/missing", post(objects::missing))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    // Sandboxes run commands: every route needs the token when one is configured.
+    let sandboxes = sandbox::router(sandbox::SandboxState {
+        service: state.sandboxes.clone(),
+    })
+    .route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    let body_limit = state
+        .limits
+        .max_manifest_bytes
+        .max(state.limits.max_block_bytes) as usize;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/metrics", get(status::metrics))
+        .route("/v1/blocks/{digest}", get(objects::get_block).put(objects::put_block))
+        .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest))
+        .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag))
+        .merge(writes)
+        .merge(sandboxes)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(log_errors))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), route = route.as_deref().unwrap_or("-"))
+        }))
+        .with_state(state)
+}
+
+async fn healthz(State(_): State<AppState>) -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Logs the cause an error response carries, inside the trace span. 5xx as errors, 4xx at debug.
+async fn log_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if let Some(LoggedCause(cause)) = resp.extensions().get::<LoggedCause>() {
+        if resp.status().is_server_error() {
+            tracing::error!(status = %resp.status(), %cause, "request failed");
+        } else {
+            tracing::debug!(status = %resp.status(), %cause, "request refused");
+        }
+    }
+    resp
+}

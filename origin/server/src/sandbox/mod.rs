@@ -1,0 +1,15 @@
+//! `/v1/sandboxes` and `/v1/warm`: the node's sandbox service over HTTP, as a router with its own state.
+
+mod live;
+mod routes;
+
+pub use routes::router;
+
+use prewarm_node::sandbox::SandboxService;
+
+/// What the sandbox handlers see: the node's service, or `None` when sandboxes are disabled
+/// (every route then answers 404).
+#[derive(Clone)]
+pub struct SandboxState {
+    pub service: Option<SandboxService>,
+}

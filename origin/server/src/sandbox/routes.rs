@@ -1,0 +1,219 @@
+//! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, progress over WebSocket or SSE, and the error mapping.
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prewarm_shared::sandbox::{
+    CreateSandbox, ExecRequest, Status, WarmInfo, WarmRequest, WarmState,
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use prewarm_client::transfer::TransferError;
+use prewarm_node::sandbox::{SandboxError, SandboxService};
+use prewarm_node::warm::{Ensured, WarmError};
+
+use super::SandboxState;
+use crate::error::ApiError;
+
+/// The sandbox and warm routes on their own state, merged into [`crate::app`].
+pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S> {
+    Router::new()
+        .route("/v1/sandboxes", post(create))
+        .route("/v1/sandboxes/{id}", get(status).delete(remove))
+        .route("/v1/sandboxes/{id}/events", get(events))
+        .route(
+            "/v1/sandboxes/{id}/exec",
+            post(exec).get(super::live::exec_ws),
+        )
+        .route("/v1/warm", post(warm))
+        .route("/v1/warm/stats", get(stats))
+        .with_state(state)
+}
+
+pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError> {
+    state
+        .service
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("sandboxes are not enabled on this origin".into()))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_request", e))
+}
+
+async fn create(State(state): State<SandboxState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateSandbox = parse(&body)?;
+    let info = service(&state)?.create(req).await?;
+    let code = if info.hot {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(info)).into_response())
+}
+
+async fn status(
+    State(state): State<SandboxState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(service(&state)?.get(&id)?).into_response())
+}
+
+async fn remove(
+    State(state): State<SandboxState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let svc = service(&state)?.clone();
+    tokio::task::spawn_blocking(move || svc.delete(&id))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn exec(
+    State(state): State<SandboxState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: ExecRequest = parse(&body)?;
+    Ok(Json(service(&state)?.exec(&id, req).await?).into_response())
+}
+
+async fn warm(State(state): State<SandboxState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: WarmRequest = parse(&body)?;
+    let svc = service(&state)?;
+    let (digest, ensured) = svc
+        .warmer()
+        .ensure(&req.runtime, req.priority, false)
+        .await
+        .map_err(SandboxError::from)?;
+    let (hot, st, code) = match ensured {
+        Ensured::Hot(_) => (true, WarmState::ready(), StatusCode::OK),
+        Ensured::Warming(job) => (false, job.state(), StatusCode::ACCEPTED),
+    };
+    let info = WarmInfo {
+        runtime: req.runtime,
+        digest,
+        hot,
+        state: st,
+    };
+    Ok((code, Json(info)).into_response())
+}
+
+async fn stats(State(state): State<SandboxState>) -> Result<Response, ApiError> {
+    let svc = service(&state)?;
+    let mut s = svc.warmer().stats();
+    s.sandboxes = svc.count() as u64;
+    Ok(Json(s).into_response())
+}
+
+/// Streams the sandbox's warm state: the current state first, then every change, ending after
+/// `ready` or `failed`. A WebSocket of JSON text messages, or Server-Sent Events when the client
+/// sends `Accept: text/event-stream` (events named after the status, JSON data).
+async fn events(
+    State(state): State<SandboxState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let rx = service(&state)?.subscribe(&id)?;
+    let wants_sse = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_sse {
+        return Ok(Sse::new(sse_events(rx))
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let (mut parts, _) = req.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(ws) => Ok(ws.on_upgrade(move |socket| stream_events(socket, rx))),
+        Err(_) => Err(ApiError::bad_request(
+            "bad_request",
+            "events need a WebSocket upgrade or `Accept: text/event-stream`",
+        )),
+    }
+}
+
+/// The SSE form of [`stream_events`]: one event per state, ending after a terminal one.
+fn sse_events(
+    rx: watch::Receiver<WarmState>,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    futures::stream::unfold(Some((rx, true)), |st| async move {
+        let (mut rx, first) = st?;
+        // After the first event, wait for a change; a closed channel has nothing newer to say.
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let current = rx.borrow_and_update().clone();
+        let name = match current.status {
+            Status::Warming => "warming",
+            Status::Ready => "ready",
+            Status::Failed => "failed",
+        };
+        let event = Event::default()
+            .event(name)
+            .json_data(&current)
+            .unwrap_or_else(|_| Event::default().event(name));
+        let next = (current.status == Status::Warming).then_some((rx, false));
+        Some((Ok(event), next))
+    })
+}
+
+async fn stream_events(mut socket: WebSocket, mut rx: watch::Receiver<WarmState>) {
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let text = match serde_json::to_string(&current) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+        if current.status != Status::Warming {
+            break;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() {
+                // The job is gone; its last state was sent or is in `borrow`.
+                if rx.borrow().status == Status::Warming { break; }
+            },
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            SandboxError::Invalid(m) => ApiError::bad_request("bad_request", m),
+            SandboxError::Limit(l) => ApiError::bad_request(l.code(), l),
+            SandboxError::NotReady { .. } => ApiError::State {
+                code: "not_ready",
+                message: e.to_string(),
+            },
+            SandboxError::Warm(w) => match *w {
+                WarmError::Resolve { source, what } => match source {
+                    TransferError::NotFound { .. } => {
+                        ApiError::NotFound(format!("runtime {what} not found"))
+                    }
+                    TransferError::Unavailable { .. } => ApiError::Internal(Box::new(source)),
+                    other => ApiError::Internal(Box::new(other)),
+                },
+            },
+            SandboxError::Io { .. } => ApiError::Internal(Box::new(e)),
+        }
+    }
+}
