@@ -19,12 +19,12 @@ use prewarm_shared::wire::{
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
 use super::{encoding, AppState};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use prewarm_store::{Kind, StoreError};
 
 pub(super) fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
     raw.parse().map_err(|e: prewarm_shared::DigestError| {
-        ApiError::bad_request(e.code(), format!("{e} in URL"))
+        ApiError::bad_request(ErrorCode::Input(e.code()), format!("{e} in URL"))
     })
 }
 
@@ -196,7 +196,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: u64) -> Result<Bytes, 
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge { limit }
         } else {
-            ApiError::bad_request("bad_body", e.body_text())
+            ApiError::bad_request(ErrorCode::BadBody, e.body_text())
         }
     })?;
     if bytes.len() as u64 > limit {
@@ -225,13 +225,13 @@ pub(super) async fn missing(
     let bytes = body_bytes(body, state.limits.max_manifest_bytes)?;
     let req: MissingRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
-            "bad_json",
+            ErrorCode::BadJson,
             format!("body must be {{\"digests\":[\"sha256:…\"]}}: {e}"),
         )
     })?;
     if req.digests.len() > MAX_MISSING_QUERY {
         return Err(ApiError::bad_request(
-            "too_many_digests",
+            ErrorCode::TooManyDigests,
             format!("at most {MAX_MISSING_QUERY} digests per request"),
         ));
     }

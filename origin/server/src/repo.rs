@@ -176,7 +176,7 @@ impl Repo {
             },
             RepoError::Manifest(_) | RepoError::MissingBlocks { .. } => TransferError::Rejected {
                 at,
-                code: "bad_manifest".into(),
+                code: crate::error::ErrorCode::BadManifest.as_str().into(),
                 message: e.to_string(),
             },
             RepoError::Store(_) => TransferError::Other {

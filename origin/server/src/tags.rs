@@ -10,7 +10,7 @@ use prewarm_shared::wire::TagBody;
 use prewarm_shared::{RuntimeName, Tag};
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// How long clients and the edge may cache a tag resolution: tags move.
 const TAG_CACHE_CONTROL: &str = "public, max-age=10";
@@ -18,10 +18,10 @@ const TAG_CACHE_CONTROL: &str = "public, max-age=10";
 fn parse(name: &str, tag: &str) -> Result<(RuntimeName, Tag), ApiError> {
     let n = name
         .parse::<RuntimeName>()
-        .map_err(|e| ApiError::bad_request(e.code(), e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::Input(e.code()), e))?;
     let t = tag
         .parse::<Tag>()
-        .map_err(|e| ApiError::bad_request(e.code(), e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::Input(e.code()), e))?;
     Ok((n, t))
 }
 
@@ -45,10 +45,10 @@ pub(super) async fn put_tag(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (name, tag) = parse(&name, &tag)?;
-    let bytes = body.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+    let bytes = body.map_err(|e| ApiError::bad_request(ErrorCode::BadBody, e.body_text()))?;
     let TagBody { digest } = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
-            "bad_json",
+            ErrorCode::BadJson,
             format!("body must be {{\"digest\":\"sha256:…\"}}: {e}"),
         )
     })?;

@@ -265,6 +265,28 @@ fn with_s3_down_reads_are_served_and_writes_refused() {
 }
 
 #[test]
+fn a_warm_that_cannot_reach_s3_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let a = origin(&dir.path().join("a"), &moto, None);
+    assert!(push(&pack(dir.path(), 7), "v1", &a.url).status.success());
+    // Without Redis the tag lives only in S3, so resolving it for the warm needs S3.
+    moto.kill();
+    let r = http()
+        .post(format!("{}/v1/warm", a.url))
+        .json(&serde_json::json!({"runtime": "rt:v1"}))
+        .send()
+        .unwrap();
+    let retry_after = r.headers().get("retry-after").cloned();
+    assert_eq!(
+        prewarm_tests::error_code(r),
+        (503, "unavailable".to_string())
+    );
+    assert!(retry_after.is_some(), "503 without Retry-After");
+}
+
+#[test]
 fn corrupt_bytes_in_any_tier_are_never_served() {
     let dir = tempfile::tempdir().unwrap();
     let (moto, redis) = (Moto::start(), Redis::start());

@@ -17,7 +17,7 @@ use prewarm_node::jail::exec::Pipe;
 use prewarm_node::sandbox::SandboxService;
 
 use super::SandboxState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Pieces of output in flight between the command and the socket.
 const LIVE_BUFFER: usize = 64;
@@ -40,7 +40,7 @@ async fn run(mut socket: WebSocket, svc: SandboxService, id: String) {
         Ok(r) => r,
         Err(e) => {
             let body = ErrorBody::new(
-                "bad_json",
+                ErrorCode::BadJson.as_str(),
                 format!("first message must be an exec request: {e}"),
             );
             return finish(socket, json!(body)).await;
@@ -70,7 +70,7 @@ async fn run(mut socket: WebSocket, svc: SandboxService, id: String) {
         Ok(res) => json!({ "result": res }),
         Err(e) => {
             let e = ApiError::from(e);
-            json!(ErrorBody::new(e.code(), e.public_message()))
+            json!(ErrorBody::new(e.code().as_str(), e.public_message()))
         }
     };
     finish(socket, last).await;

@@ -1,4 +1,4 @@
-//! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, progress over WebSocket or SSE, and the error mapping.
+//! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, progress over WebSocket or SSE.
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -14,12 +14,11 @@ use prewarm_shared::sandbox::{
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use prewarm_client::transfer::TransferError;
 use prewarm_node::sandbox::{SandboxError, SandboxService};
-use prewarm_node::warm::{Ensured, WarmError};
+use prewarm_node::warm::Ensured;
 
 use super::SandboxState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The sandbox and warm routes on their own state, merged into [`crate::app`].
 pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S> {
@@ -44,7 +43,7 @@ pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError>
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("bad_request", e))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(ErrorCode::BadRequest, e))
 }
 
 async fn create(State(state): State<SandboxState>, body: Bytes) -> Result<Response, ApiError> {
@@ -136,7 +135,7 @@ async fn events(
     match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(ws) => Ok(ws.on_upgrade(move |socket| stream_events(socket, rx))),
         Err(_) => Err(ApiError::bad_request(
-            "bad_request",
+            ErrorCode::BadRequest,
             "events need a WebSocket upgrade or `Accept: text/event-stream`",
         )),
     }
@@ -192,28 +191,4 @@ async fn stream_events(mut socket: WebSocket, mut rx: watch::Receiver<WarmState>
         }
     }
     let _ = socket.send(Message::Close(None)).await;
-}
-
-impl From<SandboxError> for ApiError {
-    fn from(e: SandboxError) -> Self {
-        match e {
-            SandboxError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            SandboxError::Invalid(m) => ApiError::bad_request("bad_request", m),
-            SandboxError::Limit(l) => ApiError::bad_request(l.code(), l),
-            SandboxError::NotReady { .. } => ApiError::State {
-                code: "not_ready",
-                message: e.to_string(),
-            },
-            SandboxError::Warm(w) => match *w {
-                WarmError::Resolve { source, what } => match source {
-                    TransferError::NotFound { .. } => {
-                        ApiError::NotFound(format!("runtime {what} not found"))
-                    }
-                    TransferError::Unavailable { .. } => ApiError::Internal(Box::new(source)),
-                    other => ApiError::Internal(Box::new(other)),
-                },
-            },
-            SandboxError::Io { .. } => ApiError::Internal(Box::new(e)),
-        }
-    }
 }
