@@ -268,19 +268,6 @@ impl Warmer {
         self.inner.layout.runtime_dir(digest)
     }
 
-    pub fn bwrap(&self) -> &std::path::Path {
-        &self.inner.cfg.bwrap
-    }
-
-    pub fn prlimit(&self) -> &std::path::Path {
-        &self.inner.cfg.prlimit
-    }
-
-    /// The server's sandbox resource limits (see [`WarmConfig::limits`]).
-    pub fn limits(&self) -> ResourceLimits {
-        self.inner.cfg.limits
-    }
-
     pub fn stats(&self) -> WarmStats {
         let st = self.inner.lock_state();
         WarmStats {
