@@ -6,6 +6,7 @@
 
 pub mod bwrap;
 pub mod exec;
+pub mod identity;
 pub mod limits;
 mod live;
 pub mod node;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 use bwrap::Jail;
+use identity::SandboxUser;
 use limits::ResourceLimits;
 
 /// Sandbox limits; each has a `prewarm serve` flag.
@@ -206,7 +208,8 @@ impl SandboxService {
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
         let dir = self.warmer.layout().sandboxes.join(&id);
-        if let Err(e) = make_workspace(&dir, req.context.as_ref()) {
+        let user = self.warmer.jail_tools().user;
+        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user) {
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -310,8 +313,7 @@ impl SandboxService {
             env.insert(CONTEXT_ENV.into(), c.clone());
         }
         let jail = Jail {
-            bwrap: self.warmer.bwrap().to_path_buf(),
-            prlimit: self.warmer.prlimit().to_path_buf(),
+            tools: self.warmer.jail_tools().clone(),
             limits,
             runtime: self.warmer.runtime_dir(&sb.digest),
             prefix: rec.prefix.clone(),
@@ -372,21 +374,30 @@ impl SandboxService {
     }
 }
 
-/// `DIR/workspace/` (0700 parent), with the context written to [`CONTEXT_FILE`] as JSON.
+/// `DIR/workspace/` (0700 parent, root's), with the context written to [`CONTEXT_FILE`] as
+/// JSON. The workspace and everything in it belong to the sandbox user, whose commands work
+/// there; nothing else the sandbox can reach does.
 fn make_workspace(
     dir: &std::path::Path,
     context: Option<&serde_json::Value>,
+    user: SandboxUser,
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::lchown;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
+    lchown(&ws, Some(user.uid), Some(user.gid))?;
     if let Some(c) = context {
         let file = ws.join(CONTEXT_FILE);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
         let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-        std::fs::write(file, bytes)?;
+        std::fs::create_dir_all(file.parent().unwrap_or(ws.as_path()))?;
+        std::fs::write(&file, bytes)?;
+        // The context file and the directories made for it, up to the workspace.
+        let mut at = file.as_path();
+        while at != ws.as_path() {
+            lchown(at, Some(user.uid), Some(user.gid))?;
+            at = at.parent().unwrap_or(ws.as_path());
+        }
     }
     Ok(())
 }
