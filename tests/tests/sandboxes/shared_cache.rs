@@ -115,3 +115,34 @@ fn a_warm_command_cannot_rewrite_a_file_another_warm_runtime_shares() {
     let m = std::fs::metadata(made).expect("made-here on the host");
     assert_eq!((m.uid(), m.gid()), DEFAULT_SANDBOX_USER);
 }
+
+/// The other side: a real bytecode compiler still writes into its own runtime (a new
+/// `__pycache__`, each `.pyc` written beside and renamed into place), and what it made is
+/// root's and read-only once the runtime is sealed.
+#[test]
+fn bytecode_compilers_still_write_their_own_tree_and_it_is_sealed_as_roots() {
+    let node = Node::start(&[]);
+    let hex = node.push_data(
+        "pyc",
+        b"ANSWER = 42\n",
+        json!([["python3", "-m", "py_compile", "/opt/pyc/lib/data"]]),
+    );
+    let sb = node.ready("pyc");
+    let r = node.exec(&sb.sandbox_id, &["ls", "/opt/pyc/lib/__pycache__"]);
+    assert!(
+        // `data` has no extension: `datacpython-3NN.pyc`.
+        r.stdout.starts_with("datacpython-") && r.stdout.trim_end().ends_with(".pyc"),
+        "{r:?}"
+    );
+    let cache_dir = node.runtimes_dir().join(hex).join("lib/__pycache__");
+    let pyc = cache_dir.join(r.stdout.trim_end());
+    for p in [&cache_dir, &pyc] {
+        let m = std::fs::symlink_metadata(p).expect("on the host");
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7222),
+            (0, 0, 0),
+            "{}",
+            p.display()
+        );
+    }
+}
