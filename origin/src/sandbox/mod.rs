@@ -93,6 +93,10 @@ struct Sandbox {
     /// Commands running now. Changed only under the service's map lock, so the idle reaper
     /// never removes a sandbox between an exec finding it and starting its command.
     busy: AtomicUsize,
+    /// Fired when the sandbox is deleted: its running commands are killed.
+    stop: CancellationToken,
+    /// Notified whenever a command of this sandbox ends (`busy` went down).
+    ended: tokio::sync::Notify,
 }
 
 impl Sandbox {
@@ -129,7 +133,8 @@ struct Busy(Arc<Sandbox>);
 impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
     }
 }
 
@@ -173,7 +178,7 @@ impl SandboxService {
         while tasks.join_next().await.is_some() {}
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
-            let _ = self.delete(&id);
+            let _ = self.delete(&id).await;
         }
     }
 
@@ -231,6 +236,8 @@ impl SandboxService {
             state,
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+            ended: tokio::sync::Notify::new(),
         });
         let info = sb.info();
         self.lock().insert(id, sb);
@@ -246,14 +253,29 @@ impl SandboxService {
         Ok(self.find(id)?.state.clone())
     }
 
-    /// Removes the sandbox and its workspace; its runtime may be evicted again.
-    pub fn delete(&self, id: &str) -> Result<(), SandboxError> {
+    /// Removes the sandbox: kills the commands it is running and waits for them to end, then
+    /// removes its workspace; its runtime may be evicted again.
+    pub async fn delete(&self, id: &str) -> Result<(), SandboxError> {
         let sb = self
             .lock()
             .remove(id)
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-        self.discard(&sb);
-        Ok(())
+        // Out of the map: no exec can start in it now, and any that has started sees `stop`.
+        sb.stop.cancel();
+        loop {
+            let ended = sb.ended.notified();
+            if sb.busy.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            ended.await;
+        }
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.discard(&sb))
+            .await
+            .map_err(|e| SandboxError::Io {
+                action: "removing the sandbox",
+                source: std::io::Error::other(e),
+            })
     }
 
     /// Releases a sandbox already taken out of the map: its runtime hold and its directory.
@@ -285,7 +307,7 @@ impl SandboxService {
             let sb = map
                 .get(id)
                 .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, Ordering::Relaxed);
+            sb.busy.fetch_add(1, Ordering::SeqCst);
             Busy(sb.clone())
         };
         let sb = &busy.0;
@@ -327,7 +349,8 @@ impl SandboxService {
             .map(Duration::from_millis)
             .unwrap_or(self.cfg.default_exec_timeout)
             .min(self.cfg.max_exec_timeout);
-        let mut res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
+        let cmd = jail.command(&req.cmd);
+        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop))
             .await
             .map_err(|e| SandboxError::Io {
                 action: "starting bubblewrap",

@@ -196,6 +196,7 @@ async fn run_warm_command(
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
         None,
+        None,
     )
     .await
     .map_err(|e| fail(format!("could not start bubblewrap: {e}")))?;
