@@ -5,8 +5,9 @@
 //! shares. Lent the directories, the sandbox user can add, rename and unlink this tree's
 //! entries: write bytecode beside a source, replace a file by renaming a new one over it. The
 //! files materialise placed stay the origin's and read-only, so it can neither write nor
-//! `chmod` one, nor hard-link one (`fs.protected_hardlinks`) to write it under another name. A
-//! replaced file is a new inode in this tree; the shared inode only loses a link.
+//! `chmod` one, nor write one through a hard link of its own (the inode is still not writable
+//! by it, and `fs.protected_hardlinks` refuses the link anyway). A replaced file is a new inode
+//! in this tree; the shared inode only loses a link.
 //!
 //! (An overlayfs upper directory would give warm-up a copy-on-write view too, at a higher
 //! price: mounts the origin makes and must never leak, directories that must still be
