@@ -5,6 +5,7 @@
 
 pub mod edge;
 pub mod services;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
