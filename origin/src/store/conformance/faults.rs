@@ -130,12 +130,7 @@ impl Tmpfs {
                     Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
                     Err(e) => e.to_string(),
                 };
-                assert!(
-                    std::env::var("PREWARM_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                    "cannot mount a tmpfs ({why}) but PREWARM_REQUIRE_SERVICES=1"
-                );
-                tracing::warn!("skipping: cannot mount a tmpfs (needs root): {why}");
-                None
+                skip(&format!("cannot mount a tmpfs (needs root): {why}"))
             }
         }
     }
@@ -154,4 +149,87 @@ impl Drop for Tmpfs {
             .arg(self.dir.path())
             .status();
     }
+}
+
+/// An ext4 filesystem on a loop device whose backing file lies on a much smaller tmpfs: `write`
+/// succeeds into the page cache (ext4 sees plenty of room), and the failure shows only when the
+/// data is written back, as an error from `fsync`, as with a failing disk. Torn down on drop.
+pub(crate) struct FailingWriteback {
+    device: String,
+    mnt: tempfile::TempDir,
+    _backing: Tmpfs,
+}
+
+impl FailingWriteback {
+    /// `None` (after a log line) when loop devices or mkfs are not available here, unless
+    /// `PREWARM_REQUIRE_SERVICES=1`: then it panics instead.
+    pub(crate) fn mount(backing: u64, device: u64) -> Option<FailingWriteback> {
+        let tmpfs = Tmpfs::mount(backing)?;
+        let file = tmpfs.sub("backing");
+        let mnt = tempfile::tempdir().unwrap();
+        let run = |cmd: &mut Command| -> Result<String, String> {
+            match cmd.output() {
+                Ok(o) if o.status.success() => {
+                    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                }
+                Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let made = std::fs::File::create(&file)
+            .and_then(|f| f.set_len(device))
+            .map_err(|e| e.to_string())
+            .and_then(|()| run(Command::new("losetup").args(["-f", "--show"]).arg(&file)));
+        let device = match made {
+            Ok(d) => d,
+            Err(why) => return skip(&format!("no loop device: {why}")),
+        };
+        let fs = run(Command::new("mkfs.ext4").args(["-q", "-O", "^has_journal", &device]))
+            .and_then(|_| run(Command::new("mount").arg(&device).arg(mnt.path())));
+        if let Err(why) = fs {
+            let _ = Command::new("losetup").args(["-d", &device]).status();
+            return skip(&format!("cannot make ext4 on {device}: {why}"));
+        }
+        Some(FailingWriteback {
+            device,
+            mnt,
+            _backing: tmpfs,
+        })
+    }
+
+    /// A directory inside the mount.
+    pub(crate) fn sub(&self, name: &str) -> PathBuf {
+        self.mnt.path().join(name)
+    }
+
+    /// Unmounts and mounts again, which drops the page cache: what reads see afterwards is
+    /// what reached the device, as after a reboot.
+    pub(crate) fn remount(&self) {
+        for cmd in [
+            Command::new("umount").arg(self.mnt.path()).status(),
+            Command::new("mount")
+                .arg(&self.device)
+                .arg(self.mnt.path())
+                .status(),
+        ] {
+            assert!(cmd.is_ok_and(|s| s.success()), "remounting {}", self.device);
+        }
+    }
+}
+
+impl Drop for FailingWriteback {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt.path()).status();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
+
+/// The `None` of a fixture that cannot be built here, unless `PREWARM_REQUIRE_SERVICES=1`.
+fn skip<T>(why: &str) -> Option<T> {
+    assert!(
+        std::env::var("PREWARM_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{why}, but PREWARM_REQUIRE_SERVICES=1"
+    );
+    tracing::warn!("skipping: {why}");
+    None
 }
