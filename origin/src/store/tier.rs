@@ -128,10 +128,11 @@ impl Tier {
         self
     }
 
-    /// For a local disk tier: the object's size, or (up to [`SMALL_READ`]) its verified bytes, read with
-    /// plain syscalls on the calling thread. From the page cache that takes microseconds, far
-    /// less than a hop through tokio's blocking pool, which capped block GETs at a fifth of
-    /// nginx's rate. `None`: not a disk tier, use the store.
+    /// For a local disk tier: the object's size, or (up to [`SMALL_READ`]) its verified bytes,
+    /// read with plain syscalls on the calling thread. From the page cache that takes
+    /// microseconds, far less than a hop through tokio's blocking pool, which capped block GETs
+    /// at a fifth of nginx's rate. `None`: not a disk tier (or a file the size shows damaged,
+    /// or an unreadable one), use the store, whose own read quarantines it.
     pub(crate) fn read_small(
         &self,
         kind: Kind,
@@ -147,7 +148,7 @@ impl Tier {
             Err(e) => return Some(Err(err(e))),
         };
         if !meta.is_file() || !super::disk::plausible_size(kind, digest, meta.len()) {
-            return None; // The store's own read quarantines it.
+            return None;
         }
         if !want_bytes {
             return Some(Ok(Some(Small::Size(meta.len()))));

@@ -189,12 +189,15 @@ fn damaged_blocks_are_quarantined_reported_missing_and_repaired_by_a_push() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert!(!block_path(&data, &read_one).exists());
-    assert!(
-        std::fs::read_dir(data.join("quarantine-v1"))
-            .unwrap()
-            .count()
-            == 1
-    );
+    let quarantined = std::fs::read_dir(data.join("quarantine-v1")).unwrap();
+    assert_eq!(quarantined.count(), 1);
+    let metrics: serde_json::Value = http()
+        .get(format!("{}/metrics", origin.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(metrics["tiers"][0]["quarantined"], 1, "{metrics}");
 
     // Found by the scan, beside the running server.
     let (code, report) = store_verify(&data);
