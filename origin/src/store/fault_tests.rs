@@ -1,10 +1,10 @@
-//! Faults injected into a real backend: a Redis of our own that runs out of memory mid-push.
+//! Faults injected under the stores: a Redis of our own that runs out of memory, the tiered stack on a full disk, a damaged local copy.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::conformance::faults;
-use super::{RedisOptions, RedisStore, RedisTls};
+use super::{RedisOptions, RedisStore, RedisTls, StoreExt};
 use crate::config::SecretUrl;
 
 /// A `redis-server` of our own on a free port, with a tiny `maxmemory` and no eviction, so
@@ -95,4 +95,46 @@ async fn tiered_on_a_full_disk_stores_nothing_wrong() {
     .unwrap();
     let tried = faults::fill_until_full(&stack, 40_000, 5, 10, 100).await;
     faults::nothing_wrong_is_visible(&stack, &tried).await;
+}
+
+/// A damaged file in a local disk tier that caches a durable one: the read quarantines it,
+/// serves the durable copy (verified), and the backfill puts good bytes back on disk. Small
+/// objects (the fast path) and bigger ones (the store's own read) alike.
+#[tokio::test]
+async fn damaged_local_copy_is_served_from_the_durable_tier_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = super::DiskStore::open(dir.path()).await.unwrap();
+    let remote = std::sync::Arc::new(super::MemoryStore::new());
+    let stack = super::Tiered::new(
+        Some(super::Tier::local_disk(disk.clone())),
+        None,
+        Some(super::Tier::new(super::Role::Remote, remote)),
+        None,
+        1 << 20,
+    )
+    .unwrap();
+    for len in [10_000usize, 600_000] {
+        let bytes: bytes::Bytes = (0..len).map(|i| (i % 247) as u8).collect::<Vec<_>>().into();
+        let d = prewarm_shared::Digest::of(&bytes);
+        stack
+            .put_bytes(super::Kind::Block, &d, bytes.clone())
+            .await
+            .unwrap();
+        let path = disk.object_path(super::Kind::Block, &d);
+        let mut wrong = bytes.to_vec();
+        wrong[len / 2] ^= 1;
+        std::fs::write(&path, &wrong).unwrap();
+        let got = stack.get_bytes(super::Kind::Block, &d).await.unwrap();
+        assert_eq!(
+            got.as_ref(),
+            Some(&bytes),
+            "{len} bytes: served the durable copy"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{len} bytes: disk repaired"
+        );
+    }
+    assert_eq!(stack.metrics().tiers[0].quarantined, 2);
 }
