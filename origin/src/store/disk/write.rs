@@ -86,12 +86,24 @@ impl DiskStore {
     }
 
     /// Renames a finished temp file to its final name (atomic on one filesystem), then fsyncs
-    /// the directory so the name survives a power loss. If the rename fails the temp file is
-    /// removed, so nothing is left half-installed.
+    /// the directory so the name survives a power loss, and the directories above it up to
+    /// the data directory when this write created them (a new fan-out directory's own name
+    /// must be on disk too). If the rename fails the temp file is removed, so nothing is left
+    /// half-installed.
     pub(super) async fn install(&self, tmp: &Path, dest: &Path) -> Result<(), StoreError> {
         let dir = dest.parent().map(Path::to_path_buf);
+        let mut to_sync = Vec::new();
         let renamed = async {
             if let Some(dir) = &dir {
+                to_sync.push(dir.clone());
+                let mut missing = dir.as_path();
+                while !tokio::fs::try_exists(missing).await? && missing != self.root {
+                    let Some(parent) = missing.parent() else {
+                        break;
+                    };
+                    to_sync.push(parent.to_path_buf());
+                    missing = parent;
+                }
                 tokio::fs::create_dir_all(dir).await?;
             }
             tokio::fs::rename(tmp, dest).await
@@ -102,12 +114,14 @@ impl DiskStore {
             return Err(err(e));
         }
         step(Step::Renamed);
-        if let Some(dir) = dir {
-            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-                .await
-                .map_err(|e| StoreError::other(super::NAME, e))?
-                .map_err(err)?;
-        }
+        tokio::task::spawn_blocking(move || {
+            to_sync
+                .iter()
+                .try_for_each(|d| std::fs::File::open(d)?.sync_all())
+        })
+        .await
+        .map_err(|e| StoreError::other(super::NAME, e))?
+        .map_err(err)?;
         step(Step::DirSynced);
         Ok(())
     }
