@@ -215,4 +215,16 @@ fn damaged_blocks_are_quarantined_reported_missing_and_repaired_by_a_push() {
     pull_exact(&origin.url, work.path(), "repaired", &files);
     let (code, report) = store_verify(&data);
     assert_eq!(code, Some(0), "{report}");
+    let human = cli(&["store", "verify", "--data-dir", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("all intact"), "{text}");
+    // Not a data directory: an error (exit 1), not an empty success.
+    let wrong = cli(&[
+        "store",
+        "verify",
+        "--data-dir",
+        work.path().to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    assert!(String::from_utf8_lossy(&wrong.stderr).starts_with("error: "));
 }
