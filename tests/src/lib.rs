@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod edge;
 pub mod services;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
