@@ -1,26 +1,13 @@
-//! The jail both warming and sandboxes stand on: bubblewrap, prlimit resource limits, and
-//! running a jailed command to completion with its output capped.
+//! The jail both warming and sandboxes stand on: bubblewrap, prlimit resource limits, the
+//! unprivileged sandbox identity (setpriv), and running a jailed command to completion.
 //!
 //! [`Jail`] builds the `bwrap` command line, [`limits`] the `prlimit` bounds it runs under, and
 //! [`exec::run`] runs it in its own process group, killing the group on timeout.
 
 pub mod bwrap;
 pub mod exec;
+pub mod identity;
 pub mod limits;
 
-use std::path::PathBuf;
-
-pub use bwrap::Jail;
+pub use bwrap::{Jail, JailTools};
 pub use limits::ResourceLimits;
-
-/// What every jailed command runs with, handed to warming and sandboxes alike.
-#[derive(Debug, Clone)]
-pub struct JailConfig {
-    /// The bubblewrap binary.
-    pub bwrap: PathBuf,
-    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
-    pub prlimit: PathBuf,
-    /// The server's resource limits: warm commands run under them, and they are the defaults
-    /// and the ceiling of every sandbox's.
-    pub limits: ResourceLimits,
-}

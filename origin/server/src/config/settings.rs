@@ -90,6 +90,7 @@ pub const SETTINGS: &[Setting] = &[
     s("node.warm_command_timeout_secs", "warm-command-timeout-secs", "PREWARM_WARM_COMMAND_TIMEOUT_SECS", I, "Longest one meta.warm command may run. Default 600"),
     s("node.bwrap", "bwrap", "PREWARM_BWRAP", T, "The bubblewrap binary. Default: bwrap on PATH"),
     s("node.prlimit", "prlimit", "PREWARM_PRLIMIT", T, "util-linux prlimit. Default: prlimit on PATH"),
+    s("node.setpriv", "setpriv", "PREWARM_SETPRIV", T, "util-linux setpriv, which switches jailed commands to the sandbox uid. Default: setpriv on PATH"),
     s("sandbox.enabled", "no-sandboxes", "PREWARM_NO_SANDBOXES", Off, "Disable /v1/sandboxes and /v1/warm on this origin"),
     s("sandbox.idle_timeout_secs", "sandbox-idle-timeout-secs", "PREWARM_SANDBOX_IDLE_TIMEOUT_SECS", I, "Sandboxes unused for this long are removed. Default 1800"),
     s("sandbox.default_exec_timeout_secs", "sandbox-default-exec-timeout-secs", "PREWARM_SANDBOX_DEFAULT_EXEC_TIMEOUT_SECS", I, "Exec timeout when a request gives none. Default 60"),
@@ -99,6 +100,8 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.cpu_secs", "sandbox-cpu-secs", "PREWARM_SANDBOX_CPU_SECS", I, "Per-process CPU seconds of sandboxed commands, and the most a request may ask for. Default 600"),
     s("sandbox.file_bytes", "sandbox-file-bytes", "PREWARM_SANDBOX_FILE_BYTES", I, "Largest file a sandboxed process may write. Default 1 GiB"),
     s("sandbox.open_files", "sandbox-open-files", "PREWARM_SANDBOX_OPEN_FILES", I, "Open files per sandboxed process. Default 1024"),
+    s("sandbox.uid", "sandbox-uid", "PREWARM_SANDBOX_UID", I, "The host uid sandboxed commands run as; it must own nothing on the host. Not 0"),
+    s("sandbox.gid", "sandbox-gid", "PREWARM_SANDBOX_GID", I, "The host gid sandboxed commands run as (no supplementary groups). Not 0"),
 ];
 
 /// A setting given on the command line or in the environment, as text.
