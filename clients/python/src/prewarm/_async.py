@@ -9,7 +9,7 @@ import inspect
 import json
 import time
 from types import TracebackType
-from typing import Any, AsyncGenerator, Dict, Mapping, Optional, Type
+from typing import Any, TypeVar, AsyncGenerator, Dict, Mapping, Optional, Type
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -20,6 +20,9 @@ from ._core import Command, OutputCallback, ProgressCallback
 from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["AsyncClient", "AsyncSandbox"]
+
+_C = TypeVar("_C", bound="AsyncClient")
+_S = TypeVar("_S", bound="AsyncSandbox")
 
 
 class _NoStream(Exception):
@@ -140,7 +143,7 @@ class AsyncClient:
                 except ConnectionClosed:
                     raise _NoStream("the events stream closed before the warm finished")
                 msg = _core.parse_ws_json(raw)
-                if "error" in msg:
+                if "status" not in msg and "error" in msg:
                     raise _core.ws_error(msg)
                 state = WarmProgress.from_json(msg)
                 yield state
@@ -242,7 +245,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self: _C) -> _C:
         return self
 
     async def __aexit__(
@@ -287,7 +290,7 @@ class AsyncSandbox:
 
     @classmethod
     async def create(
-        cls,
+        cls: Type[_S],
         runtime: str,
         *,
         user_id: str = "default",
@@ -301,7 +304,7 @@ class AsyncSandbox:
         base_url: Optional[str] = None,
         token: Optional[str] = None,
         client: Optional[AsyncClient] = None,
-    ) -> "AsyncSandbox":
+    ) -> _S:
         """See :meth:`prewarm.Sandbox.create`; ``on_progress`` may be a coroutine function."""
         owns = client is None
         c = client if client is not None else AsyncClient(base_url, token)
@@ -332,13 +335,13 @@ class AsyncSandbox:
 
     @classmethod
     async def connect(
-        cls,
+        cls: Type[_S],
         sandbox_id: str,
         *,
         base_url: Optional[str] = None,
         token: Optional[str] = None,
         client: Optional[AsyncClient] = None,
-    ) -> "AsyncSandbox":
+    ) -> _S:
         owns = client is None
         c = client if client is not None else AsyncClient(base_url, token)
         try:
@@ -423,7 +426,7 @@ class AsyncSandbox:
         if self._owns_client:
             await self.client.aclose()
 
-    async def __aenter__(self) -> "AsyncSandbox":
+    async def __aenter__(self: _S) -> _S:
         return self
 
     async def __aexit__(

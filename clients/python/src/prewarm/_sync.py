@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from types import TracebackType
-from typing import Any, Dict, Generator, Mapping, Optional, Type
+from typing import Any, TypeVar, Dict, Generator, Mapping, Optional, Type
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -16,6 +16,9 @@ from ._core import Command, OutputCallback, ProgressCallback
 from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["Client", "Sandbox"]
+
+_C = TypeVar("_C", bound="Client")
+_S = TypeVar("_S", bound="Sandbox")
 
 
 class _NoStream(Exception):
@@ -136,7 +139,7 @@ class Client:
                 except ConnectionClosed:
                     raise _NoStream("the events stream closed before the warm finished")
                 msg = _core.parse_ws_json(raw)
-                if "error" in msg:
+                if "status" not in msg and "error" in msg:
                     raise _core.ws_error(msg)
                 state = WarmProgress.from_json(msg)
                 yield state
@@ -241,7 +244,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(
@@ -288,7 +291,7 @@ class Sandbox:
 
     @classmethod
     def create(
-        cls,
+        cls: Type[_S],
         runtime: str,
         *,
         user_id: str = "default",
@@ -302,7 +305,7 @@ class Sandbox:
         base_url: Optional[str] = None,
         token: Optional[str] = None,
         client: Optional[Client] = None,
-    ) -> "Sandbox":
+    ) -> _S:
         """Creates a sandbox of ``runtime`` (``name:tag`` or ``sha256:…``) and waits until it is ready.
 
         A hot runtime is ready at once. A cold one warms on the server first: ``on_progress``
@@ -351,13 +354,13 @@ class Sandbox:
 
     @classmethod
     def connect(
-        cls,
+        cls: Type[_S],
         sandbox_id: str,
         *,
         base_url: Optional[str] = None,
         token: Optional[str] = None,
         client: Optional[Client] = None,
-    ) -> "Sandbox":
+    ) -> _S:
         """A handle on an existing sandbox (it may still be warming: see :meth:`wait_ready`)."""
         owns = client is None
         c = client if client is not None else Client(base_url, token)
@@ -457,7 +460,7 @@ class Sandbox:
         if self._owns_client:
             self.client.close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(
