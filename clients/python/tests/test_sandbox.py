@@ -173,6 +173,29 @@ def test_context_manager_kills_the_sandbox_even_on_error(hot_runtime: str, origi
         sb = Sandbox.create(hot_runtime, client=client)
         assert sb.kill() is True
         assert sb.kill() is False
+        with pytest.raises(prewarm.NotFound, match="killed by this handle"):
+            sb.exec("true")
+        # A handle that opened its own connections closes them on kill.
+        own = Sandbox.create(hot_runtime, base_url=origin.url)
+        assert own.kill() is True and own.client._http.is_closed
+
+
+def test_a_failing_progress_callback_propagates_and_deletes_the_sandbox(packs: Packs) -> None:
+    name = unique("cbfail")
+    ref = packs.greeter(name, warm=compile_step(name, pause=0.5))
+    seen: List[str] = []
+
+    def on_progress(p: WarmProgress) -> None:
+        seen.append(p.step)
+        if p.step != "queued":
+            raise KeyError("the callback's own bug")
+
+    with Client(packs.origin.url) as client:
+        before = client.stats().sandboxes
+        with pytest.raises(KeyError, match="own bug"):
+            Sandbox.create(ref, on_progress=on_progress, client=client)
+        assert client.stats().sandboxes == before
+        assert len(seen) >= 2
 
 
 def test_connect_and_wait_ready(packs: Packs) -> None:

@@ -268,6 +268,11 @@ class AsyncSandbox:
         self.info = info
         self.client = client
         self._owns_client = owns_client
+        self._killed = False
+
+    def _alive(self) -> None:
+        if self._killed:
+            raise errors.NotFound("not_found", f"sandbox {self.id} was killed by this handle")
 
     @property
     def id(self) -> str:
@@ -321,7 +326,9 @@ class AsyncSandbox:
             sb = cls(await c.create_sandbox_info(body), c, owns_client=owns)
             try:
                 await sb.wait_ready(on_progress=on_progress, timeout=timeout)
-            except (errors.WarmFailed, errors.Timeout):
+            except BaseException:
+                # Warm failed, deadline passed, a callback raised, interrupted: the caller
+                # never gets a handle, so nothing else would delete the sandbox.
                 try:
                     await c.delete_sandbox(sb.id)
                 except errors.PrewarmError:
@@ -352,6 +359,7 @@ class AsyncSandbox:
             raise
 
     async def refresh(self) -> SandboxInfo:
+        self._alive()
         self.info = await self.client.sandbox_info(self.id)
         return self.info
 
@@ -409,6 +417,7 @@ class AsyncSandbox:
         on_stderr: Optional[OutputCallback] = None,
     ) -> ExecResult:
         """See :meth:`prewarm.Sandbox.exec`; the callbacks may be coroutine functions."""
+        self._alive()
         return await self.client.exec(
             self.id,
             cmd,
@@ -420,9 +429,16 @@ class AsyncSandbox:
         )
 
     async def kill(self) -> bool:
-        return await self.client.delete_sandbox(self.id)
+        """See :meth:`prewarm.Sandbox.kill`."""
+        if self._killed:
+            return False
+        gone = await self.client.delete_sandbox(self.id)
+        self._killed = True
+        await self.aclose()
+        return gone
 
     async def aclose(self) -> None:
+        """Closes the connections this handle opened (the sandbox lives on; see :meth:`kill`)."""
         if self._owns_client:
             await self.client.aclose()
 

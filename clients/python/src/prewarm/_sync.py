@@ -268,6 +268,11 @@ class Sandbox:
         self.info = info
         self.client = client
         self._owns_client = owns_client
+        self._killed = False
+
+    def _alive(self) -> None:
+        if self._killed:
+            raise errors.NotFound("not_found", f"sandbox {self.id} was killed by this handle")
 
     @property
     def id(self) -> str:
@@ -340,7 +345,9 @@ class Sandbox:
             sb = cls(c.create_sandbox_info(body), c, owns_client=owns)
             try:
                 sb.wait_ready(on_progress=on_progress, timeout=timeout)
-            except (errors.WarmFailed, errors.Timeout):
+            except BaseException:
+                # Warm failed, deadline passed, a callback raised, interrupted: the caller
+                # never gets a handle, so nothing else would delete the sandbox.
                 try:
                     c.delete_sandbox(sb.id)
                 except errors.PrewarmError:
@@ -373,6 +380,7 @@ class Sandbox:
 
     def refresh(self) -> SandboxInfo:
         """Fetches the sandbox's state again (``GET /v1/sandboxes/{id}``)."""
+        self._alive()
         self.info = self.client.sandbox_info(self.id)
         return self.info
 
@@ -441,6 +449,7 @@ class Sandbox:
         ``POST``. Either way the :class:`~prewarm.ExecResult` has all of it (up to the server's
         cap) and its ``exit_code``: a command that fails is a result, not an exception.
         """
+        self._alive()
         return self.client.exec(
             self.id,
             cmd,
@@ -452,8 +461,15 @@ class Sandbox:
         )
 
     def kill(self) -> bool:
-        """Deletes the sandbox and its workspace. True if it was there, False if gone already."""
-        return self.client.delete_sandbox(self.id)
+        """Deletes the sandbox and its workspace: True if it was there, False if it was gone
+        already. Closes the connections this handle opened; using it afterwards raises
+        :class:`~prewarm.errors.NotFound`."""
+        if self._killed:
+            return False
+        gone = self.client.delete_sandbox(self.id)
+        self._killed = True
+        self.close()
+        return gone
 
     def close(self) -> None:
         """Closes the connections this handle opened (the sandbox lives on; see :meth:`kill`)."""
