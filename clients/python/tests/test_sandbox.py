@@ -209,3 +209,13 @@ def test_connect_and_wait_ready(packs: Packs) -> None:
             ready = sb.wait_ready(on_progress=states.append)
             assert ready.status == "ready" and states[-1].status == "ready"
             assert sb.exec("hello").ok
+
+
+def test_a_quiet_command_streams_past_the_websocket_keepalive(hot_runtime: str, origin: Origin) -> None:
+    """42 s of silence: the origin answers no ping on an exec socket, so a client keepalive
+    (20 s interval + 20 s timeout) would cut the stream before the result."""
+    with Sandbox.create(hot_runtime, base_url=origin.url) as sb:
+        pieces: List[str] = []
+        out = sb.exec("echo before; sleep 42; echo after", on_stdout=pieces.append, timeout=120)
+        assert out.ok and out.stdout == "before\nafter\n", out
+        assert "".join(pieces) == out.stdout

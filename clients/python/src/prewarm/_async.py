@@ -9,7 +9,7 @@ import inspect
 import json
 import time
 from types import TracebackType
-from typing import Any, TypeVar, AsyncGenerator, Dict, Mapping, Optional, Type
+from typing import Any, AsyncGenerator, Dict, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -89,7 +89,7 @@ class AsyncClient:
                 "protocol", f"{resp.request.method} {resp.request.url.path}: answer is not JSON"
             ) from e
 
-    async def _ws(self, path: str) -> ClientConnection:
+    async def _ws(self, path: str, *, keepalive: bool = True) -> ClientConnection:
         try:
             return await connect(
                 _core.ws_url(self.base_url, path),
@@ -97,6 +97,9 @@ class AsyncClient:
                 open_timeout=self.timeout,
                 max_size=_core.WS_MAX_MESSAGE,
                 compression=None,
+                # The origin reads nothing from an exec socket while the command runs, so it
+                # answers no ping: keepalive would drop any command quieter than 40 s.
+                ping_interval=_core.WS_PING_INTERVAL if keepalive else None,
             )
         except InvalidStatus as e:
             r = e.response
@@ -167,7 +170,7 @@ class AsyncClient:
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
-                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"))
+                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
             except _NoStream:
                 ws = None
             if ws is not None:

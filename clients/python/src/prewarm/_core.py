@@ -24,6 +24,8 @@ DEFAULT_CREATE_TIMEOUT = 600.0
 EXEC_GRACE = 30.0
 #: The client's wait for an exec without a timeout: the origin's request timeout (300 s) and then some.
 EXEC_DEFAULT_WAIT = 310.0
+#: Seconds between WebSocket pings on the events stream (the exec stream sends none).
+WS_PING_INTERVAL = 20.0
 #: Largest WebSocket message accepted (an exec result carries up to 1 MiB of each stream, escaped).
 WS_MAX_MESSAGE = 64 << 20
 

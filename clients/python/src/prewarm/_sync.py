@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from types import TracebackType
-from typing import Any, TypeVar, Dict, Generator, Mapping, Optional, Type
+from typing import Any, Dict, Generator, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -84,7 +84,7 @@ class Client:
                 "protocol", f"{resp.request.method} {resp.request.url.path}: answer is not JSON"
             ) from e
 
-    def _ws(self, path: str) -> ClientConnection:
+    def _ws(self, path: str, *, keepalive: bool = True) -> ClientConnection:
         """Opens a WebSocket; raises ``_NoStream`` when it cannot be used, a typed error when
         the server's refusal is definitive (401, 403, 404)."""
         try:
@@ -94,6 +94,9 @@ class Client:
                 open_timeout=self.timeout,
                 max_size=_core.WS_MAX_MESSAGE,
                 compression=None,
+                # The origin reads nothing from an exec socket while the command runs, so it
+                # answers no ping: keepalive would drop any command quieter than 40 s.
+                ping_interval=_core.WS_PING_INTERVAL if keepalive else None,
             )
         except InvalidStatus as e:
             r = e.response
@@ -162,7 +165,7 @@ class Client:
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
-                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"))
+                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
             except _NoStream:
                 ws = None
             if ws is not None:
