@@ -195,6 +195,7 @@ impl From<SandboxError> for ApiError {
             SandboxError::NotFound(_) => ApiError::NotFound(e.to_string()),
             SandboxError::Invalid(m) => ApiError::bad_request("bad_request", m),
             SandboxError::Limit(l) => ApiError::bad_request(l.code(), l),
+            SandboxError::Input(i) => ApiError::bad_request(i.code(), i),
             SandboxError::NotReady { .. } => ApiError::State {
                 code: "not_ready",
                 message: e.to_string(),

@@ -191,8 +191,11 @@ async fn run_warm_command(
         step: Step::Warm,
         reason,
     };
+    let cmd = jail
+        .command(argv)
+        .map_err(|e| fail(format!("could not start bubblewrap: {e}")))?;
     let res = exec::run(
-        jail.command(argv),
+        cmd,
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
         None,
