@@ -2,6 +2,7 @@
 
 mod auth;
 mod encoding;
+mod listen;
 mod objects;
 mod status;
 mod tags;
@@ -24,6 +25,7 @@ use crate::repo::Repo;
 pub use auth::Token;
 pub use encoding::EncodedCache;
 pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
+pub use listen::{serve, ConnLimits};
 
 /// Shared state of every handler.
 #[derive(Clone)]
