@@ -290,3 +290,45 @@ fn a_client_stalling_in_its_headers_is_cut_off_and_the_connection_cap_holds() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[test]
+fn names_no_host_can_create_are_refused_at_push_and_at_the_origin_naming_the_path() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    let long_name = format!("lib/{}", "n".repeat(300));
+    let deep = vec!["d".repeat(250); 20].join("/") + "/f";
+    for (label, path, limit) in [("component", &long_name, "255"), ("path", &deep, "4095")] {
+        let pack = work.path().join(label);
+        let files: prewarm_tests::LayerEntries = vec![(path.as_str(), b"x", 0o644)];
+        prewarm_tests::write_pack(&pack, "long", &[("base", files)], serde_json::json!({}));
+        let out = cli(&[
+            "push",
+            pack.to_str().unwrap(),
+            "--name",
+            "long:v1",
+            "--to",
+            &origin.url,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{label}: push must fail");
+        assert!(
+            stderr.contains(&path[..40]) && stderr.contains(limit),
+            "{label}: error must name the path and the limit: {stderr}"
+        );
+    }
+    // A hand-made manifest with such a path is refused by the origin too.
+    let manifest = format!(
+        r#"{{"schema":"prewarm.snapshot.v1","entries":[{{"type":"dir","path":"{}","mode":493}}]}}"#,
+        "z".repeat(300)
+    );
+    let digest = prewarm_shared::Digest::of(manifest.as_bytes());
+    let r = http()
+        .put(format!("{}/v1/manifests/{digest}", origin.url))
+        .body(manifest)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    assert!((400..500).contains(&status), "{status}: {body}");
+    assert!(body.contains("255"), "{body}");
+}
