@@ -61,11 +61,12 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// `prlimit LIMITS… -- bwrap --args FD -- setpriv TO-USER… -- argv…`, ready to spawn
-    /// (prlimit execs bwrap: one process). bwrap reads its options, the environment among them,
-    /// from FD, an unlinked file: a command line is readable by every process on the host
-    /// (`ps`), and the context and a client's env are no one else's business. Its own process
-    /// group, so a timeout can kill everything it started.
+    /// `prlimit LIMITS… -- bwrap MOUNTS… --args FD -- setpriv TO-USER… -- argv…`, ready to
+    /// spawn (prlimit execs bwrap: one process). bwrap reads the environment (`--setenv`
+    /// pairs) from FD, an unlinked file: a command line is readable by every process on the
+    /// host (`ps`), and the context and a client's env are no one else's business. The mounts
+    /// stay on the command line, where a restarted node finds bwraps it left behind (see
+    /// `NodeLayout`). Its own process group, so a timeout can kill everything it started.
     ///
     /// # Errors
     /// Writing the options file failed.
@@ -73,7 +74,7 @@ impl Jail {
         use std::io::{Seek, Write};
         use std::os::fd::AsRawFd;
         let mut options = tempfile::tempfile()?;
-        for a in self.args() {
+        for a in self.env_args() {
             options.write_all(a.as_bytes())?;
             options.write_all(b"\0")?;
         }
@@ -82,6 +83,7 @@ impl Jail {
         c.args(self.limits.prlimit_args())
             .arg("--")
             .arg(&self.tools.bwrap)
+            .args(self.args())
             .arg("--args")
             .arg(options.as_raw_fd().to_string())
             .arg("--")
@@ -166,6 +168,12 @@ impl Jail {
             }
             None => push(&["--chdir", "/tmp"]),
         }
+        a
+    }
+
+    /// `--setenv KEY VALUE` for the whole environment: `env`, with `PATH` and `HOME` when it
+    /// has none (after `--clearenv`, nothing else is set).
+    fn env_args(&self) -> Vec<String> {
         let home = if self.workspace.is_some() {
             WORKSPACE_DIR
         } else {
@@ -175,10 +183,9 @@ impl Jail {
         env.entry("PATH".into())
             .or_insert_with(|| DEFAULT_PATH.into());
         env.entry("HOME".into()).or_insert_with(|| home.into());
-        for (k, v) in &env {
-            push(&["--setenv", k, v]);
-        }
-        a
+        env.into_iter()
+            .flat_map(|(k, v)| ["--setenv".to_string(), k, v])
+            .collect()
     }
 }
 
@@ -291,7 +298,8 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let bwrap = find(&args, &["--", "bwrap", "--args"]).expect("bwrap after prlimit's --");
+        let bwrap = find(&args, &["--", "bwrap"]).expect("bwrap after prlimit's --");
+        assert!(find(&args[bwrap..], &["--args"]).is_some(), "{args:?}");
         assert!(find(&args[..bwrap], &["--cpu=7:9"]).is_some(), "{args:?}");
         assert!(find(&args[..bwrap], &["--core=0"]).is_some(), "{args:?}");
         assert_eq!(args[args.len() - 4..], ["--", "python3", "-c", "1"]);
@@ -354,7 +362,9 @@ mod tests {
         assert!(find(&warm, &["--bind", "/node/runtimes/abc", "/opt/rt"]).is_some());
         assert!(find(&exec, &["--cap-drop", "ALL"]).is_some());
         assert!(find(&exec, &["--chdir", "/workspace"]).is_some());
-        assert!(find(&exec, &["--setenv", "A", "1"]).is_some());
+        let env = jail_of(false, false).env_args();
+        assert!(find(&env, &["--setenv", "A", "1"]).is_some());
+        assert!(find(&env, &["--setenv", "HOME", "/workspace"]).is_some());
     }
 
     #[test]
