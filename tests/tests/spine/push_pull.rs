@@ -269,13 +269,14 @@ fn cache_prune_frees_only_what_no_pulled_tree_links_to() {
 }
 
 /// Starts `prewarm pull tree:v1` into `into` and returns it once its staging tree exists
-/// (materialising has begun), with the staging tree's path.
+/// (materialising has begun), with the staging tree's path. The caller kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn pull_caught_materialising(
     origin: &Origin,
     into: &Path,
     cache: &Path,
 ) -> (std::process::Child, std::path::PathBuf) {
-    let child = std::process::Command::new(prewarm_tests::prewarm_bin())
+    let mut child = std::process::Command::new(prewarm_tests::prewarm_bin())
         .args(["pull", "tree:v1", "--from", &origin.url, "--into"])
         .args([into, Path::new("--cache-dir"), cache])
         .env("PREWARM_LOG", "warn")
@@ -292,10 +293,10 @@ fn pull_caught_materialising(
         if let Some(s) = staging {
             return (child, s);
         }
-        assert!(
-            !into.exists(),
-            "the pull finished before it could be caught"
-        );
+        if into.exists() {
+            let _ = child.wait();
+            panic!("the pull finished before it could be caught");
+        }
     }
 }
 
