@@ -332,3 +332,24 @@ fn names_no_host_can_create_are_refused_at_push_and_at_the_origin_naming_the_pat
     assert!((400..500).contains(&status), "{status}: {body}");
     assert!(body.contains("255"), "{body}");
 }
+
+#[test]
+fn a_connection_with_nothing_in_flight_is_closed_after_the_idle_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(
+        &work.path().join("data"),
+        &["--http-idle-timeout-secs", "1"],
+    );
+    // An HTTP/2 (h2c) connection opened and then left silent: no header timeout applies to
+    // it, only the idle timeout.
+    let mut h2 = raw_connection(&origin);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    read_until_closed(&mut h2);
+    // The origin still serves.
+    let r = http()
+        .get(format!("{}/healthz", origin.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
