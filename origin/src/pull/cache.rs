@@ -217,7 +217,15 @@ impl FileCache {
         let dir = self.root.join(STAGING_DIR);
         fs::create_dir_all(&dir)?;
         let link = dir.join(format!("{:016x}", rand::random::<u64>()));
-        std::os::unix::fs::symlink(fs::canonicalize(tree)?, &link)?;
+        // The tree may not be there yet (recorded before it is): its parent is.
+        let name = tree
+            .file_name()
+            .ok_or_else(|| io::Error::other("no file name"))?;
+        let parent = match tree.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::os::unix::fs::symlink(fs::canonicalize(parent)?.join(name), &link)?;
         Ok(link)
     }
 

@@ -300,19 +300,24 @@ impl Staging {
             .create(&init)
             .map_err(io_err("creating staging directory", &init))?;
         let path = staging_path(parent, name, STAGING);
-        let locked = lock_dir(&init).and_then(|lock| fs::rename(&init, &path).map(|()| lock));
-        let lock = match locked {
-            Ok(lock) => lock,
-            Err(e) => {
-                let _ = fs::remove_dir(&init);
-                return Err(PullError::io("creating staging directory", &path, e));
-            }
-        };
+        // Recorded before it appears under its name, so a pull killed at any moment after
+        // leaves nothing the next prune cannot find.
         let record = match cache.register_staging(&path) {
             Ok(r) => Some(r),
             Err(err) => {
                 tracing::warn!(cache = %cache.dir().display(), %err, "could not record a staging tree in the cache");
                 None
+            }
+        };
+        let locked = lock_dir(&init).and_then(|lock| fs::rename(&init, &path).map(|()| lock));
+        let lock = match locked {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = fs::remove_dir(&init);
+                if let Some(r) = &record {
+                    let _ = fs::remove_file(r);
+                }
+                return Err(PullError::io("creating staging directory", &path, e));
             }
         };
         Ok(Self {
