@@ -8,6 +8,10 @@ pub const ORIGIN_URL: &str = "ORIGIN_URL";
 /// Var listing the origins as JSON, `[{"url":"https://…","region":"EU"},…]`, in order of
 /// preference. It wins over [`ORIGIN_URL`] when both are set.
 pub const ORIGINS: &str = "ORIGINS";
+/// Secret (or var) holding a bearer token the edge sends to every origin as
+/// `Authorization: Bearer <token>`, for origins behind a gateway that admits only the edge. Set
+/// it with `wrangler secret put ORIGIN_TOKEN`; never in `wrangler.toml`.
+pub const ORIGIN_TOKEN: &str = "ORIGIN_TOKEN";
 /// Var saying how long an origin that failed (connect error, 5xx, timeout) is tried last, in
 /// milliseconds.
 pub const ORIGIN_RETRY_AFTER_MS: &str = "ORIGIN_RETRY_AFTER_MS";
@@ -24,6 +28,23 @@ pub const DEFAULT_TAG_TTL_SECONDS: u64 = 60;
 /// Default memory of a failed origin: long enough that a dead origin costs one failed attempt
 /// per isolate every half minute, short enough that a restarted one is back in use quickly.
 pub const DEFAULT_ORIGIN_RETRY_AFTER_MS: u64 = 30_000;
+
+/// A secret string whose `Debug` never shows it, so a logged config cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 /// One origin: its base URL and, optionally, the region it serves best.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -47,6 +68,8 @@ pub struct Config {
     pub origin_timeout_ms: u64,
     pub tag_ttl_seconds: u64,
     pub origin_retry_after_ms: u64,
+    /// Sent to the origins as a bearer token when set.
+    pub origin_token: Option<Secret>,
 }
 
 impl Config {
@@ -94,6 +117,10 @@ impl Config {
                 ORIGIN_RETRY_AFTER_MS,
                 DEFAULT_ORIGIN_RETRY_AFTER_MS,
             )?,
+            origin_token: var(ORIGIN_TOKEN)
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .map(Secret),
         })
     }
 
@@ -107,6 +134,7 @@ impl Config {
             origin_timeout_ms: DEFAULT_ORIGIN_TIMEOUT_MS,
             tag_ttl_seconds: DEFAULT_TAG_TTL_SECONDS,
             origin_retry_after_ms: DEFAULT_ORIGIN_RETRY_AFTER_MS,
+            origin_token: None,
         }
     }
 }
@@ -203,6 +231,14 @@ mod tests {
         assert_eq!(c.origins[0].region.as_deref(), Some("EU"));
         assert_eq!(c.origins[1].region, None);
         assert_eq!(c.origin_retry_after_ms, 500);
+        assert_eq!(c.origin_token, None);
+        let c = Config::from_vars(vars(&[
+            (ORIGIN_URL, "http://o"),
+            (ORIGIN_TOKEN, " s3cr3t\n"),
+        ]))
+        .unwrap();
+        assert_eq!(c.origin_token.as_ref().map(Secret::expose), Some("s3cr3t"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
         // An empty ORIGINS (a blank var) falls back to ORIGIN_URL.
         let c = Config::from_vars(vars(&[(ORIGINS, " "), (ORIGIN_URL, "http://o")])).unwrap();
         assert_eq!(c.origins.len(), 1);

@@ -574,7 +574,8 @@ async fn attempt<P: Platform>(
     let what = route.describe();
     let ms = config.origin_timeout_ms;
     let work = async {
-        let upstream = p.origin_get(url, &origin_request_headers(zstd), ms).await?;
+        let headers = origin_request_headers(zstd, config.origin_token.as_ref());
+        let upstream = p.origin_get(url, &headers, ms).await?;
         check_origin_status(upstream.status, &what)?;
         check_len(want.limit(), &what, upstream.content_length)?;
         if let (Want::Relay { relay, .. }, Some(len)) = (want, upstream.content_length) {

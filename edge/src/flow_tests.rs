@@ -509,3 +509,19 @@ fn writes_are_refused_even_when_misconfigured() {
     assert_eq!(reply.status, 200);
     assert!(fake.origin_hits.borrow().is_empty());
 }
+
+#[test]
+fn the_origin_token_goes_to_the_origin_as_a_bearer() {
+    let mut fake = Fake::default();
+    let content = b"private origin".to_vec();
+    let path = block(&mut fake, &content, Origin::Answer(200, content.clone()));
+    let vars = |name: &str| match name {
+        "ORIGIN_URL" => Some(ORIGIN.to_string()),
+        "ORIGIN_TOKEN" => Some("t0ken".to_string()),
+        _ => None,
+    };
+    let reply = get_with(&fake, Config::from_vars(vars), "GET", &path, None);
+    assert_eq!(bytes(reply), content);
+    let sent = fake.origin_headers.borrow();
+    assert!(sent[0].contains(&("authorization", "Bearer t0ken".to_string())));
+}

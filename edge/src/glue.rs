@@ -262,7 +262,13 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
     let if_none_match = req.headers().get("if-none-match").ok().flatten();
     let accept_encoding = client_accept_encoding(req);
     let (colo, continent) = place_of(req);
-    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+    // A secret and a var are both plain strings to the worker; secrets are read first.
+    let config = Config::from_vars(|name| {
+        env.secret(name)
+            .or_else(|_| env.var(name))
+            .ok()
+            .map(|v| v.to_string())
+    });
     let platform = Workers {
         ctx,
         cache: Cache::default(),

@@ -5,6 +5,7 @@ use std::ops::Range;
 use prewarm_shared::wire::{TagBody, IMMUTABLE_CACHE_CONTROL, MAX_BLOCK_SIZE};
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
+use crate::config::Secret;
 use crate::error::EdgeError;
 use crate::route::Kind;
 use prewarm_shared::conditional::object_etag;
@@ -124,9 +125,13 @@ pub enum Coding {
 /// for zstd, the edge's own choice and never the client's `Accept-Encoding`: the edge decodes
 /// it, hashes the identity bytes and keeps both representations. For a tag it asks for
 /// identity, explicitly, so the runtime's `fetch` offers no codings of its own.
-pub fn origin_request_headers(zstd: bool) -> Headers {
+pub fn origin_request_headers(zstd: bool, token: Option<&Secret>) -> Headers {
     let coding = if zstd { ZSTD } else { "identity" };
-    vec![("accept-encoding", coding.to_string())]
+    let mut headers = vec![("accept-encoding", coding.to_string())];
+    if let Some(token) = token {
+        headers.push(("authorization", format!("Bearer {}", token.expose())));
+    }
+    headers
 }
 
 /// The coding of an origin body from its `Content-Encoding` (all lines joined): absent or
@@ -286,9 +291,9 @@ mod tests {
 
     #[test]
     fn origin_requests_and_codings() {
-        let h = origin_request_headers(false);
+        let h = origin_request_headers(false, None);
         assert_eq!(h, vec![("accept-encoding", "identity".to_string())]);
-        let h = origin_request_headers(true);
+        let h = origin_request_headers(true, None);
         assert_eq!(h, vec![("accept-encoding", "zstd".to_string())]);
         assert_eq!(content_coding(None).unwrap(), Coding::Identity);
         assert_eq!(content_coding(Some("identity")).unwrap(), Coding::Identity);
