@@ -8,6 +8,11 @@ pub const ORIGIN_URL: &str = "ORIGIN_URL";
 /// Var listing the origins as JSON, `[{"url":"https://…","region":"EU"},…]`, in order of
 /// preference. It wins over [`ORIGIN_URL`] when both are set.
 pub const ORIGINS: &str = "ORIGINS";
+/// Var: bodies larger than this many bytes stream to the client while they are hashed (the last
+/// chunk held back until the digest matched) instead of being hashed first. Unset or `0`: never.
+/// Streaming gets a client its first bytes sooner but costs the worker about twice the CPU
+/// (docs/BENCHMARKS.md).
+pub const STREAM_ABOVE_BYTES: &str = "STREAM_ABOVE_BYTES";
 /// Secret (or var) holding a bearer token the edge sends to every origin as
 /// `Authorization: Bearer <token>`, for origins behind a gateway that admits only the edge. Set
 /// it with `wrangler secret put ORIGIN_TOKEN`; never in `wrangler.toml`.
@@ -70,6 +75,8 @@ pub struct Config {
     pub origin_retry_after_ms: u64,
     /// Sent to the origins as a bearer token when set.
     pub origin_token: Option<Secret>,
+    /// Relayed bodies larger than this stream to the client; `None`: all are hashed first.
+    pub stream_above: Option<u64>,
 }
 
 impl Config {
@@ -121,6 +128,7 @@ impl Config {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())
                 .map(Secret),
+            stream_above: Some(number(&var, STREAM_ABOVE_BYTES, 0)?).filter(|n| *n > 0),
         })
     }
 
@@ -135,6 +143,7 @@ impl Config {
             tag_ttl_seconds: DEFAULT_TAG_TTL_SECONDS,
             origin_retry_after_ms: DEFAULT_ORIGIN_RETRY_AFTER_MS,
             origin_token: None,
+            stream_above: None,
         }
     }
 }
@@ -231,7 +240,13 @@ mod tests {
         assert_eq!(c.origins[0].region.as_deref(), Some("EU"));
         assert_eq!(c.origins[1].region, None);
         assert_eq!(c.origin_retry_after_ms, 500);
-        assert_eq!(c.origin_token, None);
+        assert_eq!((c.origin_token.clone(), c.stream_above), (None, None));
+        let c = Config::from_vars(vars(&[
+            (ORIGIN_URL, "http://o"),
+            (STREAM_ABOVE_BYTES, "1024"),
+        ]))
+        .unwrap();
+        assert_eq!(c.stream_above, Some(1024));
         let c = Config::from_vars(vars(&[
             (ORIGIN_URL, "http://o"),
             (ORIGIN_TOKEN, " s3cr3t\n"),

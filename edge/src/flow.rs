@@ -71,10 +71,11 @@ pub trait Platform {
 pub enum RelayMode {
     /// Answer at once and stream: the client's body flows while it is hashed, and its end is
     /// held back until the digest matched. On a mismatch the client's body errors before it
-    /// is complete: a client can never read a whole, well-formed 200 with wrong bytes.
+    /// is complete: a client can never read a whole, well-formed 200 with wrong bytes. Only
+    /// for bodies over `STREAM_ABOVE_BYTES`, when that is set.
     Stream,
-    /// Hash first (the client's copy waits in the runtime, never in Wasm), then answer; a
-    /// mismatch is a clean 502. For small bodies, where streaming gains nothing.
+    /// Hash first (the body waits in the runtime, never in Wasm), then answer; a mismatch is a
+    /// clean 502, and a body that broke off can still be fetched from the next origin.
     Verify,
     /// Cache and hash only, no client body (HEAD, or a 304 on a miss).
     Drain,
@@ -483,12 +484,6 @@ async fn tag<P: Platform>(
     })
 }
 
-/// Bodies of at most this many bytes are hashed before the client gets a status line
-/// ([`RelayMode::Verify`]): a wrong body is then a clean 502, and an origin that dies
-/// mid-body can still be replaced by the next one. Larger bodies stream
-/// ([`RelayMode::Stream`]), where waiting for the last byte would cost the client real time.
-pub const STREAM_ABOVE: u64 = 256 << 10;
-
 /// What one request fetches, from which origins.
 struct Source<'a> {
     config: &'a Config,
@@ -582,7 +577,8 @@ async fn attempt<P: Platform>(
             if content_coding(upstream.content_encoding.as_deref())? == Coding::Identity {
                 let mut relay = relay.clone();
                 relay.len = len;
-                if relay.mode == RelayMode::Stream && len <= STREAM_ABOVE {
+                let streams = config.stream_above.is_some_and(|above| len > above);
+                if relay.mode == RelayMode::Stream && !streams {
                     relay.mode = RelayMode::Verify;
                 }
                 let body = p.relay(upstream.body, relay).await?;

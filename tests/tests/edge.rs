@@ -461,13 +461,20 @@ fn conditional_requests_are_answered_like_the_origin() {
     }
 }
 
-/// A body large enough to be streamed to the client while it is hashed: the wrong bytes never
-/// arrive as a complete 200 (the last chunk is held back until the digest matched, and the
-/// response declares the origin's length), and they are never cached.
+/// A large wrong body never arrives as a complete 200 and is never cached, whether the edge
+/// hashes it before answering (the default: a clean 502) or streams it to the client while it
+/// is hashed (`STREAM_ABOVE_BYTES`: the last chunk is held back until the digest matched, and
+/// the response declares the origin's length, so the client's body breaks short).
 #[test]
 fn a_large_wrong_body_never_completes_and_is_never_cached() {
+    for vars in [&[][..], &["STREAM_ABOVE_BYTES:262144"][..]] {
+        large_wrong_body(vars);
+    }
+}
+
+fn large_wrong_body(vars: &[&str]) {
     let upstream = Proxy::start(None);
-    let edge = Wrangler::start(&upstream.url, &[]);
+    let edge = Wrangler::start(&upstream.url, vars);
     let c = http();
 
     let good: Vec<u8> = (0..(1u32 << 20) + 12_345)
@@ -484,7 +491,7 @@ fn a_large_wrong_body_never_completes_and_is_never_cached() {
         };
         assert!(
             !complete_200,
-            "round {round}: a complete 200 of wrong bytes\n{}",
+            "{vars:?} round {round}: a complete 200 of wrong bytes\n{}",
             edge.log_tail()
         );
         assert_eq!(upstream.count(&path), round, "the wrong bytes were cached");

@@ -3,9 +3,18 @@
 
 use prewarm_shared::Digest;
 
-use super::{block, bytes, error_code, get, header, Fake, Origin};
-use crate::flow::{Body, RelayMode, STREAM_ABOVE};
+use super::{block, bytes, config, error_code, get_with, header, Fake, Origin};
+use crate::flow::{Body, RelayMode, Reply};
 use crate::policy::CACHE_STATUS_HEADER;
+
+const STREAM_ABOVE: u64 = 256 << 10;
+
+/// A GET (or HEAD) to an edge configured to stream bodies over [`STREAM_ABOVE`].
+fn get(fake: &Fake, method: &str, path: &str, range: Option<&str>) -> Reply<Vec<u8>> {
+    let mut c = config(60).unwrap();
+    c.stream_above = Some(STREAM_ABOVE);
+    get_with(fake, Ok(c), method, path, range)
+}
 
 fn big(seed: u8) -> Vec<u8> {
     (0..STREAM_ABOVE as usize + 4096)
@@ -50,6 +59,14 @@ fn large_bodies_stream_small_ones_are_verified_first_head_drains() {
         assert_eq!(header(&hit, CACHE_STATUS_HEADER), Some("hit"));
     }
     assert_eq!(fake.origin_hits.borrow().len(), 3);
+
+    // Without STREAM_ABOVE_BYTES (the default) every relayed body is verified first.
+    let quiet = Fake::default();
+    let mut quiet = quiet;
+    let other = big(4);
+    let qpath = block(&mut quiet, &other, Origin::Answer(200, other.clone()));
+    assert_eq!(bytes(super::get(&quiet, "GET", &qpath, None)), other);
+    assert_eq!(*quiet.relays.borrow(), [RelayMode::Verify]);
 }
 
 /// A large wrong body has had its 200 sent by the time the last byte is hashed: the client's

@@ -1,8 +1,9 @@
-//! The relayed miss on Workers: the origin's body is teed inside the runtime to the native
-//! hasher (`crypto.DigestStream`), to the cache and to the client, so no byte of it is copied
-//! into Wasm memory. The cache's copy is put only once the digest matched. A streamed client's
-//! copy flows at once except for its last chunk, which is released only for a body that
-//! matched ([`HoldBack`]); the chunks pass through Wasm as handles, never as bytes.
+//! The relayed miss on Workers: the origin's body is verified by the runtime's native SHA-256
+//! and passed to the cache and the client without a byte of it being copied into Wasm memory.
+//! By default it is read whole into the runtime and hashed with `crypto.subtle.digest`
+//! ([`whole`]); with `STREAM_ABOVE_BYTES` a large body is teed to `crypto.DigestStream`, the
+//! cache and the client, and the client's last chunk is held back until the digest matched
+//! ([`streamed`]). In both, the cache gets the body only after the digest matched.
 
 use prewarm_shared::Digest;
 use std::cell::RefCell;
@@ -10,10 +11,10 @@ use std::rc::Rc;
 use worker::crypto::{DigestStream, DigestStreamAlgorithm};
 
 use worker::js_sys::futures::{future_to_promise, JsFuture};
-use worker::js_sys::{Array, Function, Object, Promise, Reflect};
+use worker::js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::web_sys::{ReadableStream, TransformStream};
+use worker::web_sys::{self, ReadableStream, TransformStream};
 use worker::{console_error, Cache, Context, Response, ResponseBody};
 
 use super::{build, digest_of, native_digest};
@@ -146,34 +147,86 @@ pub(super) async fn relay(
     body: Response,
     relay: Relay,
 ) -> Result<Option<Response>, EdgeError> {
-    let source = match body.body() {
-        ResponseBody::Stream(stream) => stream.clone(),
-        // No stream to tee (an empty body): hash what there is.
-        ResponseBody::Empty | ResponseBody::Body(_) => return in_hand(ctx, body, relay).await,
+    match (relay.mode, body.body()) {
+        (RelayMode::Stream, ResponseBody::Stream(stream)) => {
+            let stream = stream.clone();
+            streamed(ctx, &stream, relay)
+        }
+        _ => whole(ctx, body, relay).await,
+    }
+}
+
+/// Verify or drain: the body is read whole into a runtime `ArrayBuffer` (never into Wasm
+/// memory), hashed there with `crypto.subtle.digest`, and only then cached and handed on. Under
+/// `wrangler dev` this cost about half the CPU of teeing the stream into a `DigestStream`
+/// (docs/BENCHMARKS.md).
+async fn whole(ctx: &Context, body: Response, relay: Relay) -> Result<Option<Response>, EdgeError> {
+    let broke = |e: JsValue| EdgeError::ReadFailed(Box::new(worker::Error::from(e)));
+    let buffer: ArrayBuffer = match body.body() {
+        ResponseBody::Stream(stream) => {
+            let resp =
+                web_sys::Response::new_with_opt_readable_stream(Some(stream)).map_err(runtime)?;
+            let promise = resp.array_buffer().map_err(runtime)?;
+            JsFuture::from(promise)
+                .await
+                .map_err(broke)?
+                .dyn_into()
+                .map_err(runtime)?
+        }
+        ResponseBody::Body(bytes) => Uint8Array::from(bytes.as_slice()).buffer(),
+        ResponseBody::Empty => ArrayBuffer::new(0),
     };
-    let (to_hash, rest) = tee(&source);
+    let bytes = Uint8Array::new(&buffer);
+    let actual = native_digest(&bytes)
+        .await
+        .map_err(|e| EdgeError::Runtime(Box::new(e)))?;
+    if actual != relay.expected {
+        return Err(EdgeError::Integrity {
+            expected: relay.expected,
+            actual,
+        });
+    }
+    let stored = build_from_js(&relay.headers, &bytes)?;
+    ctx.wait_until(put(relay.key, stored));
+    if relay.mode == RelayMode::Drain {
+        return Ok(None);
+    }
+    build_from_js(&Vec::new(), &bytes).map(Some)
+}
+
+/// A response whose body is bytes already in the runtime, without a copy through Wasm.
+fn build_from_js(
+    headers: &crate::policy::Headers,
+    bytes: &Uint8Array,
+) -> Result<Response, EdgeError> {
+    let stream = web_sys::Response::new_with_opt_buffer_source(Some(bytes))
+        .map_err(runtime)?
+        .body()
+        .ok_or_else(|| runtime(JsValue::from_str("a response from bytes has no body")))?;
+    build(200, headers, ResponseBody::Stream(stream)).map_err(|e| EdgeError::Runtime(Box::new(e)))
+}
+
+/// Stream (`STREAM_ABOVE_BYTES`): the client's first bytes do not wait for the origin's last.
+/// The body is teed inside the runtime to a `crypto.DigestStream`, to the cache's copy (put
+/// only once the digest matched, and cancelled otherwise) and to the client's copy, whose last
+/// chunk is held back until then ([`HoldBack`]).
+fn streamed(
+    ctx: &Context,
+    source: &ReadableStream,
+    relay: Relay,
+) -> Result<Option<Response>, EdgeError> {
+    let (to_hash, rest) = tee(source);
     let hasher = DigestStream::new(DigestStreamAlgorithm::Sha256);
     let hashed = JsFuture::from(to_hash.pipe_to(hasher.raw()));
-    let (to_cache, to_client) = match relay.mode {
-        RelayMode::Drain => (rest, None),
-        RelayMode::Stream | RelayMode::Verify => {
-            let (a, b) = tee(&rest);
-            (a, Some(b))
-        }
-    };
-    let client_gate = match (relay.mode, &to_client) {
-        (RelayMode::Stream, Some(client)) => {
-            Some(HoldBack::new(client, relay.len).map_err(runtime)?)
-        }
-        _ => None,
-    };
-
-    // The cache's copy waits in the tee, inside the runtime, until the digest is known, and is
-    // put only then. A put of a stream that later errors is not safe to rely on: under
-    // `wrangler dev` the rejected put of a body aborted after its last byte still stored it.
+    let (to_cache, to_client) = tee(&rest);
+    let gate = HoldBack::new(&to_client, relay.len).map_err(runtime)?;
+    let readable = gate.readable.clone();
     let expected = relay.expected;
-    let (key, headers) = (relay.key.clone(), relay.headers.clone());
-    let verdict = async move {
+    let (key, headers) = (relay.key, relay.headers);
+    // The cache's copy waits in the tee, inside the runtime, until the digest is known. A put
+    // of a stream that later errors is not safe to rely on: under `wrangler dev` the rejected
+    // put of a body aborted after its last byte still stored it.
+    ctx.wait_until(async move {
         let outcome = match hashed.await {
             Err(e) => Outcome::Broken(e),
             Ok(_) => match hasher.digest().await {
@@ -185,64 +238,31 @@ pub(super) async fn relay(
                 },
             },
         };
-        if !matches!(outcome, Outcome::Matched) {
-            cancel(Some(to_cache));
-            return (outcome, None);
-        }
-        let put =
-            build(200, &headers, ResponseBody::Stream(to_cache)).map(|stored| put(key, stored));
-        if let Err(e) = &put {
-            console_error!("edge cache put skipped: {e}");
-        }
-        (outcome, put.ok())
-    };
-
-    match (relay.mode, client_gate, to_client) {
-        (RelayMode::Stream, Some(gate), _) => {
-            let readable = gate.readable.clone();
-            let key = relay.key;
-            ctx.wait_until(async move {
-                let (outcome, put) = verdict.await;
-                gate.finish(matches!(outcome, Outcome::Matched)).await;
-                if let Some(put) = put {
-                    put.await;
-                }
-                match outcome {
-                    Outcome::Matched => {}
-                    Outcome::Mismatch(actual) => {
-                        let err = EdgeError::Integrity { expected, actual };
-                        console_error!("{key}: client body aborted: {}", err.log_line());
-                    }
-                    Outcome::Broken(e) => {
-                        console_error!("{key}: origin body broke off, client body aborted: {e:?}");
-                    }
-                }
-            });
-            let reply = build(200, &Vec::new(), ResponseBody::Stream(readable))
-                .map_err(|e| EdgeError::Runtime(Box::new(e)))?;
-            Ok(Some(reply))
-        }
-        (_, _, client) => match verdict.await {
-            (Outcome::Matched, put) => {
-                if let Some(put) = put {
-                    // After the reply: the client never waits for the cache write.
-                    ctx.wait_until(put);
-                }
-                client
-                    .map(|c| build(200, &Vec::new(), ResponseBody::Stream(c)))
-                    .transpose()
-                    .map_err(|e| EdgeError::Runtime(Box::new(e)))
+        let matched = matches!(outcome, Outcome::Matched);
+        let stored = if matched {
+            build(200, &headers, ResponseBody::Stream(to_cache)).ok()
+        } else {
+            let _ = to_cache.cancel();
+            None
+        };
+        gate.finish(matched).await;
+        match outcome {
+            Outcome::Matched => {}
+            Outcome::Mismatch(actual) => {
+                let err = EdgeError::Integrity { expected, actual };
+                console_error!("{key}: client body aborted: {}", err.log_line());
             }
-            (Outcome::Mismatch(actual), _) => {
-                cancel(client);
-                Err(EdgeError::Integrity { expected, actual })
+            Outcome::Broken(e) => {
+                console_error!("{key}: origin body broke off, client body aborted: {e:?}");
             }
-            (Outcome::Broken(e), _) => {
-                cancel(client);
-                Err(EdgeError::ReadFailed(Box::new(worker::Error::from(e))))
-            }
-        },
-    }
+        }
+        if let Some(stored) = stored {
+            put(key, stored).await;
+        }
+    });
+    let reply = build(200, &Vec::new(), ResponseBody::Stream(readable))
+        .map_err(|e| EdgeError::Runtime(Box::new(e)))?;
+    Ok(Some(reply))
 }
 
 /// Puts a verified response into the default cache, for `ctx.wait_until`.
@@ -250,43 +270,4 @@ async fn put(key: String, stored: Response) {
     if let Err(e) = Cache::default().put(key.as_str(), stored).await {
         console_error!("edge cache put failed for {key}: {e}");
     }
-}
-
-fn cancel(stream: Option<ReadableStream>) {
-    if let Some(stream) = stream {
-        let _ = stream.cancel();
-    }
-}
-
-/// A body the runtime already holds as bytes: hash them natively, then cache and hand them on.
-async fn in_hand(
-    ctx: &Context,
-    mut body: Response,
-    relay: Relay,
-) -> Result<Option<Response>, EdgeError> {
-    let bytes = body
-        .bytes()
-        .await
-        .map_err(|e| EdgeError::ReadFailed(Box::new(e)))?;
-    let array = worker::js_sys::Uint8Array::from(bytes.as_slice());
-    let actual = native_digest(&array)
-        .await
-        .map_err(|e| EdgeError::Runtime(Box::new(e)))?;
-    if actual != relay.expected {
-        return Err(EdgeError::Integrity {
-            expected: relay.expected,
-            actual,
-        });
-    }
-    let stored = build(200, &relay.headers, ResponseBody::Body(bytes.clone()))
-        .map_err(|e| EdgeError::Runtime(Box::new(e)))?;
-    let key = relay.key;
-    ctx.wait_until(async move {
-        if let Err(e) = Cache::default().put(key.as_str(), stored).await {
-            console_error!("edge cache put failed for {key}: {e}");
-        }
-    });
-    Ok((relay.mode != RelayMode::Drain)
-        .then(|| Response::from_bytes(bytes).ok())
-        .flatten())
 }
