@@ -36,7 +36,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prewarm_shared::{Digest, RuntimeRef};
 use serde::Serialize;
 
-pub(crate) use cache::hash_file;
+pub(crate) use cache::{hash_file, hash_file_sized};
 pub use cache::{CacheLock, Damaged, FileCache, Problem, VerifyReport};
 pub use error::PullError;
 pub use fetch::{fetch_manifest, fetch_missing, FetchProgress, FetchStats};

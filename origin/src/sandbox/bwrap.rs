@@ -1,10 +1,11 @@
-//! The command line every sandboxed process (warm commands and exec) runs under: `prlimit` for resource limits, then bubblewrap.
+//! The command line every sandboxed process (warm commands and exec) runs under: `prlimit` for resource limits, then bubblewrap, then `setpriv` to the sandbox uid.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use prewarm_shared::sandbox::WORKSPACE_DIR;
 
+use super::identity::{setpriv_args, setpriv_in_usr, SandboxUser, SETPRIV_CAPS};
 use super::limits::ResourceLimits;
 
 /// Host paths a sandbox sees read-only when they exist: the OS (`/usr`, with the merged-usr
@@ -25,17 +26,29 @@ const RO_ETC_NET: &[&str] = &["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.c
 /// Default `PATH` when the runtime's env has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// What every jail on a node runs with: the host tools and the sandbox identity. Found and
+/// checked once at start.
+#[derive(Debug, Clone)]
+pub struct JailTools {
+    pub bwrap: PathBuf,
+    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
+    pub prlimit: PathBuf,
+    /// util-linux `setpriv`, which switches to `user` inside the jail (see [`super::identity`]).
+    pub setpriv: PathBuf,
+    pub user: SandboxUser,
+}
+
 /// How one sandboxed process is confined.
 ///
-/// Always: every namespace unshared (`--unshare-all`: user, ipc, pid, net, uts, cgroup),
-/// `--die-with-parent` (killing the origin kills the tree), `--new-session`, all capabilities
-/// dropped (so uid 0 inside cannot override file modes), a clean environment, a private
-/// `/tmp`, `/proc` and `/dev`. The runtime is bound at its prefix, read-only unless
+/// Always: the command runs as the unprivileged [`JailTools::user`] with no capabilities and
+/// `no_new_privs` (so it cannot write or `chmod` any file root owns: the node's cache, sealed
+/// runtimes); its own ipc, pid, net, uts and cgroup namespaces; `--die-with-parent` (killing
+/// the origin kills the tree), `--new-session`, a clean environment, a private `/tmp`,
+/// `/dev/shm`, `/proc` and `/dev`. The runtime is bound at its prefix, read-only unless
 /// `runtime_writable` (warm-up only). Under `limits`, set by `prlimit` before it execs bwrap.
 #[derive(Debug, Clone)]
 pub struct Jail {
-    pub bwrap: PathBuf,
-    pub prlimit: PathBuf,
+    pub tools: JailTools,
     pub limits: ResourceLimits,
     pub runtime: PathBuf,
     pub prefix: String,
@@ -48,15 +61,17 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// `prlimit LIMITS… -- bwrap ARGS… -- argv…`, ready to spawn (prlimit execs bwrap: one
-    /// process). Its own process group, so a timeout can kill everything it started.
+    /// `prlimit LIMITS… -- bwrap ARGS… -- setpriv TO-USER… -- argv…`, ready to spawn (prlimit
+    /// execs bwrap: one process). Its own process group, so a timeout can kill everything it
+    /// started.
     pub fn command(&self, argv: &[String]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(&self.prlimit);
+        let mut c = tokio::process::Command::new(&self.tools.prlimit);
         c.args(self.limits.prlimit_args())
             .arg("--")
-            .arg(&self.bwrap)
+            .arg(&self.tools.bwrap)
             .args(self.args())
             .arg("--")
+            .args(setpriv_args(&self.tools.setpriv, self.tools.user))
             .args(argv);
         c.env_clear()
             .stdin(std::process::Stdio::null())
@@ -81,26 +96,48 @@ impl Jail {
                 push(&["--symlink", target, link]);
             }
         }
+        // Directories bwrap creates for a mount point are root's and 0700: made 0755 first,
+        // or the sandbox uid could not look inside them.
+        push(&["--dir", "/etc"]);
         let etc = RO_ETC
             .iter()
             .chain(if self.network { RO_ETC_NET } else { &[] });
         for p in etc {
             push(&["--ro-bind-try", p, p]);
         }
-        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-        push(&["--unshare-all"]);
-        if self.network {
-            push(&["--share-net"]);
+        let setpriv = self.tools.setpriv.to_string_lossy();
+        if !setpriv_in_usr(&self.tools.setpriv) {
+            push(&["--ro-bind", &setpriv, &setpriv]);
         }
+        push(&["--proc", "/proc", "--dev", "/dev"]);
+        push(&["--perms", "1777", "--tmpfs", "/tmp"]);
+        push(&["--perms", "1777", "--tmpfs", "/dev/shm"]);
+        // No user namespace: bwrap runs as root, and one it created would map the sandbox's
+        // uid to root outside. The uid switch is setpriv's (see `super::identity`).
         push(&[
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--hostname",
-            "sandbox",
-            "--clearenv",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
         ]);
+        if !self.network {
+            push(&["--unshare-net"]);
+        }
+        push(&["--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+        for cap in SETPRIV_CAPS {
+            push(&["--cap-add", cap]);
+        }
+        push(&["--hostname", "sandbox", "--clearenv"]);
+        for dir in Path::new(&self.prefix)
+            .ancestors()
+            .skip(1)
+            .filter(|d| d.parent().is_some())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            push(&["--dir", &dir.to_string_lossy()]);
+        }
         let runtime = self.runtime.to_string_lossy();
         let bind = if self.runtime_writable {
             "--bind"
@@ -154,7 +191,7 @@ pub fn find_prlimit() -> Option<PathBuf> {
 }
 
 /// `$VAR` if set (and a file), else `NAME` in a directory of `PATH`.
-fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
+pub(super) fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
@@ -174,8 +211,12 @@ mod tests {
 
     fn jail_of(network: bool, runtime_writable: bool) -> Jail {
         Jail {
-            bwrap: "bwrap".into(),
-            prlimit: "prlimit".into(),
+            tools: JailTools {
+                bwrap: "bwrap".into(),
+                prlimit: "prlimit".into(),
+                setpriv: "/usr/bin/setpriv".into(),
+                user: SandboxUser { uid: 7, gid: 8 },
+            },
             limits: ResourceLimits::default(),
             runtime: "/node/runtimes/abc".into(),
             prefix: "/opt/rt".into(),
@@ -194,16 +235,14 @@ mod tests {
     #[test]
     fn network_only_when_asked_for() {
         let off = jail(false, false);
-        assert!(find(&off, &["--unshare-all"]).is_some());
-        assert!(find(&off, &["--share-net"]).is_none());
+        assert!(find(&off, &["--unshare-net"]).is_some());
         assert!(find(
             &off,
             &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         )
         .is_none());
         let on = jail(true, false);
-        // bwrap applies flags in order: --share-net must come after --unshare-all.
-        assert!(find(&on, &["--share-net"]) > find(&on, &["--unshare-all"]));
+        assert!(find(&on, &["--unshare-net"]).is_none());
         assert!(find(
             &on,
             &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
@@ -226,6 +265,54 @@ mod tests {
         assert!(find(&args[..bwrap], &["--cpu=7:9"]).is_some(), "{args:?}");
         assert!(find(&args[..bwrap], &["--core=0"]).is_some(), "{args:?}");
         assert_eq!(args[args.len() - 4..], ["--", "python3", "-c", "1"]);
+        // bwrap's command is setpriv, which becomes the sandbox user and then runs argv.
+        let setpriv = find(&args, &["--", "/usr/bin/setpriv"]).expect("setpriv after bwrap's --");
+        assert!(setpriv > bwrap);
+        assert!(find(&args[setpriv..], &["--reuid=7", "--regid=8"]).is_some());
+    }
+
+    #[test]
+    fn the_sandbox_user_gets_no_user_namespace_and_no_capability_but_setprivs() {
+        for (network, writable) in [(false, false), (true, true)] {
+            let a = jail(network, writable);
+            for ns in ["--unshare-user", "--unshare-user-try", "--unshare-all"] {
+                assert!(
+                    find(&a, &[ns]).is_none(),
+                    "{ns} maps the sandbox uid to root"
+                );
+            }
+            for ns in ["--unshare-ipc", "--unshare-pid", "--unshare-uts"] {
+                assert!(find(&a, &[ns]).is_some(), "{ns}");
+            }
+            let drop = find(&a, &["--cap-drop", "ALL"]).expect("caps dropped");
+            let added: Vec<&str> = a
+                .windows(2)
+                .filter(|w| w[0] == "--cap-add")
+                .map(|w| w[1].as_str())
+                .collect();
+            assert_eq!(added, SETPRIV_CAPS);
+            assert!(find(&a, &["--cap-add"]) > Some(drop));
+        }
+    }
+
+    #[test]
+    fn everything_the_sandbox_user_needs_to_reach_is_searchable() {
+        let mut j = jail_of(false, false);
+        j.prefix = "/opt/lang/rt".into();
+        let a = j.args();
+        let at = |seq: &[&str]| find(&a, seq).unwrap_or_else(|| panic!("{seq:?}: {a:?}"));
+        let bind = at(&["--ro-bind", "/node/runtimes/abc", "/opt/lang/rt"]);
+        assert!(at(&["--dir", "/opt"]) < at(&["--dir", "/opt/lang"]));
+        assert!(at(&["--dir", "/opt/lang"]) < bind);
+        assert!(find(&a, &["--dir", "/"]).is_none());
+        assert!(at(&["--dir", "/etc"]) < at(&["--ro-bind-try"]));
+        at(&["--perms", "1777", "--tmpfs", "/tmp"]);
+        assert!(at(&["--perms", "1777", "--tmpfs", "/dev/shm"]) > at(&["--dev", "/dev"]));
+        // A setpriv outside /usr is bound where the command line names it.
+        j.tools.setpriv = "/opt/util-linux/setpriv".into();
+        let a = j.args();
+        let p = "/opt/util-linux/setpriv";
+        assert!(find(&a, &["--ro-bind", p, p]).is_some());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! workspace forbids `unsafe`, so there is no `pre_exec` to call `setrlimit` ourselves.
 //!
 //! What they do not cover: every limit is per process, so N processes may use N times the
-//! memory; nothing caps the number of processes (fork bombs: `RLIMIT_NPROC` does not apply
-//! to uid 0, which the origin runs as, and would count the host's processes anyway) or a
+//! memory; nothing caps the number of processes (fork bombs: `RLIMIT_NPROC` counts a uid's
+//! processes, and every sandbox runs as the same sandbox uid, so one could starve all) or a
 //! sandbox's total memory, disk or CPU share — those need cgroups (a `pids` and `memory`
 //! controller per sandbox), not done here: it means moving each command into its cgroup
 //! before it runs (no `pre_exec` without `unsafe`), and hosts differ (the one this was built

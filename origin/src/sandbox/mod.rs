@@ -6,6 +6,7 @@
 
 pub mod bwrap;
 pub mod exec;
+pub mod identity;
 pub mod limits;
 mod live;
 pub mod node;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 use bwrap::Jail;
+use identity::SandboxUser;
 use limits::ResourceLimits;
 
 /// Sandbox limits; each has a `prewarm serve` flag.
@@ -91,6 +93,10 @@ struct Sandbox {
     /// Commands running now. Changed only under the service's map lock, so the idle reaper
     /// never removes a sandbox between an exec finding it and starting its command.
     busy: AtomicUsize,
+    /// Fired when the sandbox is deleted: its running commands are killed.
+    stop: CancellationToken,
+    /// Notified whenever a command of this sandbox ends (`busy` went down).
+    ended: tokio::sync::Notify,
 }
 
 impl Sandbox {
@@ -127,7 +133,8 @@ struct Busy(Arc<Sandbox>);
 impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
     }
 }
 
@@ -171,7 +178,7 @@ impl SandboxService {
         while tasks.join_next().await.is_some() {}
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
-            let _ = self.delete(&id);
+            let _ = self.delete(&id).await;
         }
     }
 
@@ -206,7 +213,8 @@ impl SandboxService {
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
         let dir = self.warmer.layout().sandboxes.join(&id);
-        if let Err(e) = make_workspace(&dir, req.context.as_ref()) {
+        let user = self.warmer.jail_tools().user;
+        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user) {
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -228,6 +236,8 @@ impl SandboxService {
             state,
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+            ended: tokio::sync::Notify::new(),
         });
         let info = sb.info();
         self.lock().insert(id, sb);
@@ -243,14 +253,29 @@ impl SandboxService {
         Ok(self.find(id)?.state.clone())
     }
 
-    /// Removes the sandbox and its workspace; its runtime may be evicted again.
-    pub fn delete(&self, id: &str) -> Result<(), SandboxError> {
+    /// Removes the sandbox: kills the commands it is running and waits for them to end, then
+    /// removes its workspace; its runtime may be evicted again.
+    pub async fn delete(&self, id: &str) -> Result<(), SandboxError> {
         let sb = self
             .lock()
             .remove(id)
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-        self.discard(&sb);
-        Ok(())
+        // Out of the map: no exec can start in it now, and any that has started sees `stop`.
+        sb.stop.cancel();
+        loop {
+            let ended = sb.ended.notified();
+            if sb.busy.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            ended.await;
+        }
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.discard(&sb))
+            .await
+            .map_err(|e| SandboxError::Io {
+                action: "removing the sandbox",
+                source: std::io::Error::other(e),
+            })
     }
 
     /// Releases a sandbox already taken out of the map: its runtime hold and its directory.
@@ -282,7 +307,7 @@ impl SandboxService {
             let sb = map
                 .get(id)
                 .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, Ordering::Relaxed);
+            sb.busy.fetch_add(1, Ordering::SeqCst);
             Busy(sb.clone())
         };
         let sb = &busy.0;
@@ -310,8 +335,7 @@ impl SandboxService {
             env.insert(CONTEXT_ENV.into(), c.clone());
         }
         let jail = Jail {
-            bwrap: self.warmer.bwrap().to_path_buf(),
-            prlimit: self.warmer.prlimit().to_path_buf(),
+            tools: self.warmer.jail_tools().clone(),
             limits,
             runtime: self.warmer.runtime_dir(&sb.digest),
             prefix: rec.prefix.clone(),
@@ -325,7 +349,8 @@ impl SandboxService {
             .map(Duration::from_millis)
             .unwrap_or(self.cfg.default_exec_timeout)
             .min(self.cfg.max_exec_timeout);
-        let mut res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
+        let cmd = jail.command(&req.cmd);
+        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop))
             .await
             .map_err(|e| SandboxError::Io {
                 action: "starting bubblewrap",
@@ -372,21 +397,30 @@ impl SandboxService {
     }
 }
 
-/// `DIR/workspace/` (0700 parent), with the context written to [`CONTEXT_FILE`] as JSON.
+/// `DIR/workspace/` (0700 parent, root's), with the context written to [`CONTEXT_FILE`] as
+/// JSON. The workspace and everything in it belong to the sandbox user, whose commands work
+/// there; nothing else the sandbox can reach does.
 fn make_workspace(
     dir: &std::path::Path,
     context: Option<&serde_json::Value>,
+    user: SandboxUser,
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::lchown;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
+    lchown(&ws, Some(user.uid), Some(user.gid))?;
     if let Some(c) = context {
         let file = ws.join(CONTEXT_FILE);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
         let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-        std::fs::write(file, bytes)?;
+        std::fs::create_dir_all(file.parent().unwrap_or(ws.as_path()))?;
+        std::fs::write(&file, bytes)?;
+        // The context file and the directories made for it, up to the workspace.
+        let mut at = file.as_path();
+        while at != ws.as_path() {
+            lchown(at, Some(user.uid), Some(user.gid))?;
+            at = at.parent().unwrap_or(ws.as_path());
+        }
     }
     Ok(())
 }

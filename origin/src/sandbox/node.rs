@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use prewarm_shared::limits::{Limit, LimitError};
 
-use super::bwrap::{find_bwrap, find_prlimit};
+use super::bwrap::{find_bwrap, find_prlimit, JailTools};
+use super::identity::{find_setpriv, SandboxUser};
 use super::limits::ResourceLimits;
 use super::{SandboxConfig, SandboxService};
 use crate::transfer::Source;
@@ -26,6 +27,8 @@ pub mod flags {
     pub const CPU: &str = "sandbox-cpu-secs";
     pub const FILE: &str = "sandbox-file-bytes";
     pub const OPEN_FILES: &str = "sandbox-open-files";
+    pub const UID: &str = "sandbox-uid";
+    pub const GID: &str = "sandbox-gid";
 }
 
 /// Warming and sandbox options of `prewarm serve`.
@@ -69,6 +72,13 @@ pub struct NodeArgs {
     /// Open files per sandboxed process, and the most a request may ask for.
     #[arg(long = flags::OPEN_FILES, env = "PREWARM_SANDBOX_OPEN_FILES", default_value_t = ResourceLimits::DEFAULT.open_files)]
     pub open_files: u64,
+    /// The host uid sandboxed commands (warm commands and exec) run as. It must own nothing on
+    /// the host and be no other service's or user's: all sandboxes share it. Not 0.
+    #[arg(long = flags::UID, env = "PREWARM_SANDBOX_UID", default_value_t = SandboxUser::DEFAULT.uid)]
+    pub uid: u32,
+    /// The host gid sandboxed commands run as (no supplementary groups). Not 0.
+    #[arg(long = flags::GID, env = "PREWARM_SANDBOX_GID", default_value_t = SandboxUser::DEFAULT.gid)]
+    pub gid: u32,
 }
 
 /// Why the sandbox service could not start. Start-up fails fast rather than on first use.
@@ -84,6 +94,18 @@ pub enum NodeStartError {
         flags::NO_SANDBOXES
     )]
     NoPrlimit,
+    #[error(
+        "util-linux `setpriv` (which switches sandboxed commands to the sandbox uid) is not installed; run scripts/sandbox-tools or pass --{}",
+        flags::NO_SANDBOXES
+    )]
+    NoSetpriv,
+    #[error(
+        "sandboxes need the origin to run as root, to run sandboxed commands as the sandbox uid; pass --{} otherwise",
+        flags::NO_SANDBOXES
+    )]
+    NotRoot,
+    #[error("--{uid}/--{gid}: {0}", uid = flags::UID, gid = flags::GID)]
+    User(&'static str),
     #[error("--{flag}: {source}")]
     Limits {
         flag: &'static str,
@@ -110,6 +132,12 @@ impl NodeArgs {
             return Ok(None);
         }
         let limits = self.limits()?;
+        let user = SandboxUser {
+            uid: self.uid,
+            gid: self.gid,
+        }
+        .checked()
+        .map_err(NodeStartError::User)?;
         let Some(bwrap) = find_bwrap() else {
             tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
             return Ok(None);
@@ -119,6 +147,15 @@ impl NodeArgs {
             tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoPrlimit);
             return Ok(None);
         };
+        // Never run sandboxed commands as the owner of the node's files.
+        let Some(setpriv) = find_setpriv() else {
+            tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoSetpriv);
+            return Ok(None);
+        };
+        if !rustix::process::geteuid().is_root() {
+            tracing::warn!("{}; sandboxes are disabled", NodeStartError::NotRoot);
+            return Ok(None);
+        }
         let registry: Arc<dyn Registry> = match redis {
             Some(client) => Arc::new(RedisRegistry::connect(client).await?),
             None => Arc::new(NoRegistry),
@@ -134,8 +171,12 @@ impl NodeArgs {
             fetch_concurrency: 16,
             disk_budget: self.disk_budget,
             warm_command_timeout: Duration::from_secs(self.warm_command_timeout_secs),
-            bwrap,
-            prlimit,
+            jail: JailTools {
+                bwrap,
+                prlimit,
+                setpriv,
+                user,
+            },
             limits,
         };
         let warmer = Warmer::open(cfg, source, registry)?;

@@ -20,7 +20,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use prewarm_shared::{Digest, RuntimeName, Tag};
 
-pub use disk::DiskStore;
+pub use disk::{Damage, DamagedObject, DiskStore, StoreVerifyReport, VERIFY_BEFORE_SERVING};
 pub use memory::MemoryStore;
 pub use metrics::{prometheus_metric, Health, MetricsSnapshot, TierHealth, TierMetrics};
 pub use ram::{RamCache, RamCacheDefaults, RamMetrics};
@@ -235,6 +235,8 @@ impl<S: Store + ?Sized> StoreExt for S {}
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod test_services;
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod index;
 mod job;
 pub mod layout;
+mod lend;
 mod maintain;
 mod pipeline;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecor
 pub use job::Job;
 
 use crate::pull::FileCache;
+use crate::sandbox::bwrap::JailTools;
 use crate::sandbox::limits::ResourceLimits;
 use crate::transfer::{Source, TransferError};
 use estimate::Estimator;
@@ -53,10 +55,9 @@ pub struct WarmConfig {
     pub disk_budget: u64,
     /// Longest a single `meta.warm` command may run.
     pub warm_command_timeout: Duration,
-    /// The bubblewrap binary.
-    pub bwrap: PathBuf,
-    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
-    pub prlimit: PathBuf,
+    /// bubblewrap, `prlimit`, `setpriv` and the sandbox user every warm command and exec
+    /// runs with.
+    pub jail: JailTools,
     /// The server's sandbox resource limits: warm commands run under them, and they are the
     /// defaults and the ceiling of every sandbox's.
     pub limits: ResourceLimits,
@@ -267,12 +268,8 @@ impl Warmer {
         self.inner.layout.runtime_dir(digest)
     }
 
-    pub fn bwrap(&self) -> &std::path::Path {
-        &self.inner.cfg.bwrap
-    }
-
-    pub fn prlimit(&self) -> &std::path::Path {
-        &self.inner.cfg.prlimit
+    pub fn jail_tools(&self) -> &JailTools {
+        &self.inner.cfg.jail
     }
 
     /// The server's sandbox resource limits (see [`WarmConfig::limits`]).

@@ -1,4 +1,4 @@
-//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, failures, node policies, the Redis registry.
+//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, failures, node policies, the Redis registry, the shared cache.
 
 mod failures;
 mod isolation;
@@ -6,4 +6,5 @@ mod lifecycle;
 mod limits;
 mod policy;
 mod registry;
+mod shared_cache;
 mod support;
