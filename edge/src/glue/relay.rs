@@ -186,24 +186,44 @@ async fn whole(ctx: &Context, body: Response, relay: Relay) -> Result<Option<Res
             actual,
         });
     }
-    let stored = build_from_js(&relay.headers, &bytes)?;
-    ctx.wait_until(put(relay.key, stored));
+    let stored = js_response(&relay.headers, &bytes).map_err(runtime)?;
+    let key = relay.key;
+    ctx.wait_until(async move {
+        if let Err(e) = put_js(&key, &stored).await {
+            console_error!("edge cache put failed for {key}: {e:?}");
+        }
+    });
     if relay.mode == RelayMode::Drain {
         return Ok(None);
     }
-    build_from_js(&Vec::new(), &bytes).map(Some)
+    let reply = js_response(&Vec::new(), &bytes).map_err(runtime)?;
+    Ok(Some(Response::from(reply)))
 }
 
-/// A response whose body is bytes already in the runtime, without a copy through Wasm.
-fn build_from_js(
+/// A runtime response whose body is bytes already in the runtime: no copy through Wasm, and a
+/// known length (`Content-Length`, not chunked) for the cache and the client.
+fn js_response(
     headers: &crate::policy::Headers,
     bytes: &Uint8Array,
-) -> Result<Response, EdgeError> {
-    let stream = web_sys::Response::new_with_opt_buffer_source(Some(bytes))
-        .map_err(runtime)?
-        .body()
-        .ok_or_else(|| runtime(JsValue::from_str("a response from bytes has no body")))?;
-    build(200, headers, ResponseBody::Stream(stream)).map_err(|e| EdgeError::Runtime(Box::new(e)))
+) -> Result<web_sys::Response, JsValue> {
+    let js = web_sys::Headers::new()?;
+    for (name, value) in headers {
+        js.set(name, value)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(200);
+    init.set_headers(&js);
+    web_sys::Response::new_with_opt_buffer_source_and_init(Some(bytes), &init)
+}
+
+/// `caches.default.put(key, response)` with the runtime's response as it is: going through
+/// `worker::Cache` would rebuild it around its body stream.
+async fn put_js(key: &str, stored: &web_sys::Response) -> Result<(), JsValue> {
+    let caches = Reflect::get(&worker::js_sys::global(), &"caches".into())?;
+    let cache = Reflect::get(&caches, &"default".into())?;
+    let put: Function = Reflect::get(&cache, &"put".into())?.dyn_into()?;
+    let promise: Promise = put.call2(&cache, &key.into(), stored)?.dyn_into()?;
+    JsFuture::from(promise).await.map(drop)
 }
 
 /// Stream (`STREAM_ABOVE_BYTES`): the client's first bytes do not wait for the origin's last.
