@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::serve::ListenerExt;
 use clap::Args;
 use prewarm_origin::cli_output;
 use prewarm_origin::config::{overrides as o, Config, Overrides, SecretUrl};
 use prewarm_origin::repo::Repo;
-use prewarm_origin::server::{self, AppState, EncodedCache, Limits, Token};
+use prewarm_origin::server::{self, AppState, ConnLimits, EncodedCache, Limits, Token};
 use prewarm_origin::store::{
     DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
     S3Store, Tier, Tiered,
@@ -47,6 +46,15 @@ pub(crate) struct ServeArgs {
     /// Prefix of every S3 key (e.g. `prod/`).
     #[arg(long = o::S3_PREFIX, env = o::S3_PREFIX_ENV)]
     s3_prefix: Option<String>,
+    /// Milliseconds a client has to send a request's headers (`[http] header_timeout_ms`).
+    #[arg(long = o::HEADER_TIMEOUT_MS, env = o::HEADER_TIMEOUT_MS_ENV)]
+    http_header_timeout_ms: Option<u64>,
+    /// Seconds a connection may sit with nothing in flight (`[http] idle_timeout_secs`).
+    #[arg(long = o::IDLE_TIMEOUT_SECS, env = o::IDLE_TIMEOUT_SECS_ENV)]
+    http_idle_timeout_secs: Option<u64>,
+    /// Connections open at once; more wait to be accepted (`[http] max_connections`).
+    #[arg(long = o::MAX_CONNECTIONS, env = o::MAX_CONNECTIONS_ENV)]
+    http_max_connections: Option<usize>,
     /// zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 = off,
     /// always identity. Bodies that shrink less than 10 % go out as they are.
     #[arg(
@@ -71,6 +79,9 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         s3_bucket: a.s3_bucket,
         s3_region: a.s3_region,
         s3_prefix: a.s3_prefix,
+        header_timeout_ms: a.http_header_timeout_ms,
+        idle_timeout_secs: a.http_idle_timeout_secs,
+        max_connections: a.http_max_connections,
     };
     let cfg = file.resolve(overrides, |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
@@ -124,15 +135,12 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     cli_output::line(&format!("listening on http://{addr}"));
     tracing::info!(%addr, tiers = %tiers.describe(), "origin serving");
-    // Without TCP_NODELAY, a body written in several pieces waits on delayed ACKs (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY not set: {e}");
-        }
-    });
-    axum::serve(listener, server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let conns = ConnLimits {
+        header_timeout: Duration::from_millis(cfg.http.header_timeout_ms),
+        idle_timeout: Duration::from_secs(cfg.http.idle_timeout_secs),
+        max_connections: cfg.http.max_connections,
+    };
+    server::serve(listener, server::app(state), conns, shutdown_signal()).await;
     if let Some(s) = &sandboxes {
         s.shutdown().await;
     }

@@ -35,6 +35,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prewarm_shared::{Digest, RuntimeRef};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use cache::{hash_file, hash_file_sized};
 pub use cache::{CacheLock, Damaged, FileCache, Problem, VerifyReport};
@@ -75,6 +76,9 @@ pub struct PullOptions {
     pub replace: bool,
     /// Show a progress bar on stderr, if stderr is a terminal.
     pub progress: bool,
+    /// Fired to stop the pull (`prewarm pull` on SIGINT/SIGTERM): it ends with
+    /// [`PullError::Interrupted`] and leaves nothing behind at or beside `into`.
+    pub cancel: CancellationToken,
 }
 
 impl PullOptions {
@@ -87,6 +91,7 @@ impl PullOptions {
             link_mode: LinkMode::Auto,
             replace: false,
             progress: false,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -156,7 +161,10 @@ pub async fn pull(
             bar.set_position(p.bytes_done);
         }
     };
-    let fetched = fetch_missing(source, &manifest, &cache, opts.concurrency, &on_progress).await;
+    let fetched = tokio::select! {
+        f = fetch_missing(source, &manifest, &cache, opts.concurrency, &on_progress) => f,
+        () = opts.cancel.cancelled() => Err(PullError::Interrupted),
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -165,6 +173,7 @@ pub async fn pull(
     let files = manifest.files().count() as u64;
     let bytes_total = manifest.bytes_total();
     let (into, mode, replace) = (opts.into.clone(), opts.link_mode, opts.replace);
+    let cancel = opts.cancel.clone();
     let bar = progress_bar(opts.progress, Bar::Materialise);
     let links = tokio::task::spawn_blocking(move || {
         let on_progress = |p: MaterialiseProgress| {
@@ -179,6 +188,7 @@ pub async fn pull(
             Path::new(&into),
             mode,
             replace,
+            &cancel,
             &on_progress,
         );
         if let Some(bar) = &bar {
