@@ -1,10 +1,11 @@
-//! The command line every sandboxed process (warm commands and exec) runs under: `prlimit` for resource limits, then bubblewrap.
+//! The command line every sandboxed process (warm commands and exec) runs under: joining the sandbox's cgroup, `prlimit` for resource limits, then bubblewrap.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use prewarm_shared::sandbox::WORKSPACE_DIR;
 
+use super::cgroup::SandboxCgroup;
 use super::limits::ResourceLimits;
 
 /// Host paths a sandbox sees read-only when they exist: the OS (`/usr`, with the merged-usr
@@ -45,13 +46,24 @@ pub struct Jail {
     pub network: bool,
     /// The complete environment (nothing is inherited from the origin).
     pub env: BTreeMap<String, String>,
+    /// The cgroup the command joins before anything else runs (none: no sandbox-wide limits).
+    pub cgroup: SandboxCgroup,
 }
 
 impl Jail {
-    /// `prlimit LIMITS… -- bwrap ARGS… -- argv…`, ready to spawn (prlimit execs bwrap: one
-    /// process). Its own process group, so a timeout can kill everything it started.
+    /// `[sh -c JOIN… --] prlimit LIMITS… -- bwrap ARGS… -- argv…`, ready to spawn (the shell
+    /// joins the cgroup and execs prlimit, which execs bwrap: one process). Its own process
+    /// group, so a timeout can kill everything it started.
     pub fn command(&self, argv: &[String]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(&self.prlimit);
+        let join = self.cgroup.join_args();
+        let mut c = match join.split_first() {
+            Some((sh, rest)) => {
+                let mut c = tokio::process::Command::new(sh);
+                c.args(rest).arg(&self.prlimit);
+                c
+            }
+            None => tokio::process::Command::new(&self.prlimit),
+        };
         c.args(self.limits.prlimit_args())
             .arg("--")
             .arg(&self.bwrap)
@@ -183,6 +195,7 @@ mod tests {
             workspace: Some("/node/sandboxes/sb-1/workspace".into()),
             network,
             env: BTreeMap::from([("A".into(), "1".into())]),
+            cgroup: SandboxCgroup::default(),
         }
     }
 

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::{bwrap, exec, Jail, ResourceLimits};
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
@@ -80,6 +81,8 @@ struct Sandbox {
     /// The server's limits lowered by the create request; an exec may only lower them more.
     limits: ResourceLimits,
     dir: PathBuf,
+    /// Every process the sandbox runs is in it: the sandbox-wide limits, and what DELETE kills.
+    cgroup: SandboxCgroup,
     state: watch::Receiver<WarmState>,
     last_used: Mutex<Instant>,
     /// Commands running now. Changed only under the service's map lock, so the idle reaper
@@ -208,6 +211,17 @@ impl SandboxService {
                 source: e,
             });
         }
+        let cgroup = match self.warmer.cgroups().create(&id, &limits) {
+            Ok(c) => c,
+            Err(e) => {
+                self.warmer.release(&digest);
+                remove_tree(&dir);
+                return Err(SandboxError::Io {
+                    action: "creating the sandbox's cgroup",
+                    source: e,
+                });
+            }
+        };
         let sb = Arc::new(Sandbox {
             id: id.clone(),
             user_id: req.user_id,
@@ -219,6 +233,7 @@ impl SandboxService {
             network: req.network,
             limits,
             dir,
+            cgroup,
             state,
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
@@ -247,8 +262,11 @@ impl SandboxService {
         Ok(())
     }
 
-    /// Releases a sandbox already taken out of the map: its runtime hold and its directory.
+    /// Releases a sandbox already taken out of the map: kills every process in its cgroup
+    /// (whatever process group or session it moved to) and removes the cgroup, then releases
+    /// its runtime hold and removes its directory. Blocking.
     fn discard(&self, sb: &Sandbox) {
+        sb.cgroup.remove();
         self.warmer.release(&sb.digest);
         remove_tree(&sb.dir);
     }
@@ -287,7 +305,7 @@ impl SandboxService {
         }
         bwrap::check_env(&req.env)
             .map_err(|k| SandboxError::Invalid(format!("env key {k:?} or its value is invalid")))?;
-        let limits = sb.limits.narrow(&req.limits)?;
+        let limits = sb.limits.narrow_exec(&req.limits)?;
         let status = sb.state.borrow().status;
         let rec = match status {
             Status::Ready => self.warmer.touch(&sb.digest),
@@ -313,6 +331,7 @@ impl SandboxService {
             workspace: Some(sb.workspace()),
             network: sb.network,
             env,
+            cgroup: sb.cgroup.clone(),
         };
         let timeout = req
             .timeout_ms

@@ -8,6 +8,7 @@ use prewarm_shared::limits::{Limit, LimitError};
 
 use super::{SandboxConfig, SandboxService};
 use crate::jail::bwrap::{find_bwrap, find_prlimit};
+use crate::jail::cgroup::Cgroups;
 use crate::jail::ResourceLimits;
 use crate::warm::layout::NODE_DIR;
 use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
@@ -26,6 +27,9 @@ pub mod flags {
     pub const CPU: &str = "sandbox-cpu-secs";
     pub const FILE: &str = "sandbox-file-bytes";
     pub const OPEN_FILES: &str = "sandbox-open-files";
+    pub const PIDS: &str = "sandbox-pids";
+    pub const TOTAL_MEMORY: &str = "sandbox-total-memory-bytes";
+    pub const CPU_WEIGHT: &str = "sandbox-cpu-weight";
 }
 
 /// Warming and sandbox options of `prewarm serve`.
@@ -69,6 +73,19 @@ pub struct NodeArgs {
     /// Open files per sandboxed process, and the most a request may ask for.
     #[arg(long = flags::OPEN_FILES, env = "PREWARM_SANDBOX_OPEN_FILES", default_value_t = ResourceLimits::DEFAULT.open_files)]
     pub open_files: u64,
+    /// Processes (and threads) of one sandbox at once, all its commands together (its
+    /// cgroup's `pids.max`), and the most a create request may ask for. Default 512.
+    #[arg(long = flags::PIDS, env = "PREWARM_SANDBOX_PIDS", default_value_t = ResourceLimits::DEFAULT.pids)]
+    pub pids: u64,
+    /// Memory of all of one sandbox's processes together, page cache and `/tmp` included (its
+    /// cgroup's memory limit; the OOM killer ends a process past it), and the most a create
+    /// request may ask for. Default 4 GiB.
+    #[arg(long = flags::TOTAL_MEMORY, env = "PREWARM_SANDBOX_TOTAL_MEMORY_BYTES", default_value_t = ResourceLimits::DEFAULT.total_memory_bytes)]
+    pub total_memory_bytes: u64,
+    /// A sandbox's CPU share under contention, relative to other sandboxes (1-10000, 100 is
+    /// an even share), and the most a create request may ask for.
+    #[arg(long = flags::CPU_WEIGHT, env = "PREWARM_SANDBOX_CPU_WEIGHT", default_value_t = ResourceLimits::DEFAULT.cpu_weight)]
+    pub cpu_weight: u64,
 }
 
 /// Why the sandbox service could not start. Start-up fails fast rather than on first use.
@@ -124,11 +141,13 @@ impl NodeArgs {
             None => Arc::new(NoRegistry),
         };
         let node_name = self.node_name.clone().unwrap_or_else(hostname);
+        let node_dir = self
+            .node_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join(NODE_DIR));
+        let cgroups = sandbox_cgroups(&node_name, &node_dir);
         let cfg = WarmConfig {
-            node_dir: self
-                .node_dir
-                .clone()
-                .unwrap_or_else(|| data_dir.join(NODE_DIR)),
+            node_dir,
             node_name,
             workers: self.workers.max(1),
             fetch_concurrency: 16,
@@ -137,6 +156,7 @@ impl NodeArgs {
             bwrap,
             prlimit,
             limits,
+            cgroups,
         };
         let warmer = Warmer::open(cfg, source, registry)?;
         Ok(Some(SandboxService::start(
@@ -159,6 +179,9 @@ impl NodeArgs {
             cpu_secs: self.cpu_secs,
             file_bytes: self.file_bytes,
             open_files: self.open_files,
+            pids: self.pids,
+            total_memory_bytes: self.total_memory_bytes,
+            cpu_weight: self.cpu_weight,
         }
         .checked()
         .map_err(|source| {
@@ -167,10 +190,51 @@ impl NodeArgs {
                 Limit::CpuSecs => flags::CPU,
                 Limit::FileBytes => flags::FILE,
                 Limit::OpenFiles => flags::OPEN_FILES,
+                Limit::Pids => flags::PIDS,
+                Limit::TotalMemoryBytes => flags::TOTAL_MEMORY,
+                Limit::CpuWeight => flags::CPU_WEIGHT,
             };
             NodeStartError::Limits { flag, source }
         })
     }
+}
+
+/// This node's cgroups, with what a previous run left in them killed and removed. Without
+/// some controller the sandboxes run without that limit, and the log says so at start: the
+/// sandbox-wide limits degrade, the origin still serves (`scripts/sandbox-tools` mounts the
+/// missing v1 controllers where it can).
+fn sandbox_cgroups(node_name: &str, node_dir: &Path) -> Cgroups {
+    let found = match Cgroups::discover(node_name, node_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read this process's cgroups; sandboxes run without sandbox-wide limits (pids, total memory, CPU weight) and DELETE kills by process group only");
+            return Cgroups::none();
+        }
+    };
+    for c in &found.missing {
+        let what = match *c {
+            "pids" => format!(
+                "no process cap per sandbox (--{}): a fork bomb is bounded only by the host",
+                flags::PIDS
+            ),
+            "memory" => format!(
+                "no memory cap per sandbox (--{}): only the per-process --{}",
+                flags::TOTAL_MEMORY,
+                flags::MEMORY
+            ),
+            _ => format!("no CPU weight per sandbox (--{})", flags::CPU_WEIGHT),
+        };
+        tracing::warn!(
+            controller = c,
+            cgroup_v2 = found.v2,
+            "no usable cgroup v1 `{c}` hierarchy for this process (cgroup v2 alone is not supported yet; run scripts/sandbox-tools to mount v1 controllers): {what}"
+        );
+    }
+    if !found.cgroups.enabled() {
+        tracing::warn!("sandboxes run without cgroups: DELETE kills by process group only");
+    }
+    found.cgroups.sweep();
+    found.cgroups
 }
 
 fn hostname() -> String {

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecord};
 pub use job::Job;
 
+use crate::jail::cgroup::Cgroups;
 use crate::jail::ResourceLimits;
 use estimate::Estimator;
 use index::RuntimeIndex;
@@ -60,6 +61,8 @@ pub struct WarmConfig {
     /// The server's sandbox resource limits: warm commands run under them, and they are the
     /// defaults and the ceiling of every sandbox's.
     pub limits: ResourceLimits,
+    /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
+    pub cgroups: Cgroups,
 }
 
 /// What [`Warmer::ensure`] found.
@@ -274,6 +277,11 @@ impl Warmer {
 
     pub fn prlimit(&self) -> &std::path::Path {
         &self.inner.cfg.prlimit
+    }
+
+    /// Where sandboxes' cgroups go (see [`WarmConfig::cgroups`]).
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.inner.cfg.cgroups
     }
 
     /// The server's sandbox resource limits (see [`WarmConfig::limits`]).

@@ -98,6 +98,7 @@ fn warmer_serving(
         bwrap: "bwrap".into(),
         prlimit: "prlimit".into(),
         limits: Default::default(),
+        cgroups: Default::default(),
     };
     Warmer::open(cfg, Arc::new(source), registry).expect("open node")
 }
