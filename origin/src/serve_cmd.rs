@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use axum::serve::ListenerExt;
-use clap::Args;
-use prewarm_server::config::{overrides as o, Config, Overrides, SecretUrl};
+use clap::{Arg, ArgMatches, Args, FromArgMatches};
+use prewarm_server::config::{Config, Given, Kind, Overrides, SETTINGS};
 use prewarm_server::repo::Repo;
 use prewarm_server::{self as server, AppState, EncodedCache, Limits, Token};
 use prewarm_store::{
@@ -20,71 +20,70 @@ use crate::cli_output;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
-    /// TOML config file (see `examples/prewarm.toml` for every key). Flags override it.
+    /// TOML config file (`examples/prewarm.toml` documents every key). Flags and their
+    /// environment variables override it.
     #[arg(long, env = "PREWARM_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on (`127.0.0.1:0` picks a free port; the bound address is printed).
-    /// Default `127.0.0.1:7070`.
-    #[arg(long, env = "PREWARM_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Directory of the local disk tier (blocks, manifests, tags). Default `prewarm-data`.
-    #[arg(long, env = "PREWARM_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// File holding the bearer token required for writes. Without it, writes are open.
-    #[arg(long, env = "PREWARM_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// Redis URL of the hot tier (`redis://[user:pass@]host:port[/db]`, `rediss://…` for TLS).
-    #[arg(long = o::REDIS_URL, env = o::REDIS_URL_ENV, hide_env_values = true)]
-    redis_url: Option<String>,
-    /// Endpoint of an S3-compatible server for the durable tier (omit for AWS).
-    #[arg(long = o::S3_ENDPOINT, env = o::S3_ENDPOINT_ENV)]
-    s3_endpoint: Option<String>,
-    /// Bucket of the durable tier; setting it enables S3.
-    #[arg(long = o::S3_BUCKET, env = o::S3_BUCKET_ENV)]
-    s3_bucket: Option<String>,
-    /// Region to sign S3 requests for.
-    #[arg(long = o::S3_REGION, env = o::S3_REGION_ENV)]
-    s3_region: Option<String>,
-    /// Prefix of every S3 key (e.g. `prod/`).
-    #[arg(long = o::S3_PREFIX, env = o::S3_PREFIX_ENV)]
-    s3_prefix: Option<String>,
-    /// zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 = off,
-    /// always identity. Bodies that shrink less than 10 % go out as they are.
-    #[arg(
-        long,
-        env = "PREWARM_COMPRESSION_LEVEL",
-        default_value_t = server::DEFAULT_COMPRESSION_LEVEL,
-        value_parser = clap::value_parser!(i32).range(0..=19),
-    )]
-    compression_level: i32,
     #[command(flatten)]
-    node: prewarm_node::sandbox::node::NodeArgs,
+    settings: SettingArgs,
+}
+
+/// One flag (reading its environment variable too) per setting of the config, from
+/// [`SETTINGS`].
+pub(crate) struct SettingArgs(Vec<Given>);
+
+impl FromArgMatches for SettingArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = SETTINGS
+            .iter()
+            .filter_map(|s| {
+                let value = m.get_one::<String>(s.flag)?.clone();
+                Some(Given { setting: *s, value })
+            })
+            .collect();
+        Ok(SettingArgs(given))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for SettingArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(SETTINGS.iter().map(|s| {
+            let arg = Arg::new(s.flag)
+                .long(s.flag)
+                .env(s.env)
+                .help(s.help)
+                .value_name("VALUE")
+                .hide_env_values(true);
+            match s.kind {
+                Kind::Switch | Kind::Off => arg.num_args(0..=1).default_missing_value("true"),
+                Kind::Text | Kind::Integer => arg,
+            }
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
-    let file = match &a.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    let overrides = Overrides {
-        redis_url: a.redis_url.map(SecretUrl::new),
-        s3_endpoint: a.s3_endpoint,
-        s3_bucket: a.s3_bucket,
-        s3_region: a.s3_region,
-        s3_prefix: a.s3_prefix,
-    };
-    let cfg = file.resolve(overrides, |k| {
+    let cfg = Config::load_with(a.config.as_deref(), &a.settings.0)?;
+    let cfg = cfg.resolve(Overrides::default(), |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
     })?;
-    let listen = a
+    let listen = cfg
         .listen
-        .or(cfg.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
-    let data_dir = a
+    let data_dir = cfg
         .data_dir
-        .or_else(|| cfg.data_dir.clone())
+        .clone()
         .unwrap_or_else(|| PathBuf::from("prewarm-data"));
-    let token = match a.token_file.as_ref().or(cfg.token_file.as_ref()) {
+    let token = match cfg.token_file.as_ref() {
         Some(f) => {
             let raw = std::fs::read_to_string(f)
                 .with_context(|| format!("reading token file {}", f.display()))?;
@@ -101,11 +100,15 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         Arc::new(tiers.clone()),
         data_dir.display().to_string(),
     );
-    let sandboxes = a
-        .node
-        .start(&data_dir, Arc::new(repo.clone()), redis)
-        .await
-        .context("starting warming and sandboxes")?;
+    let sandboxes = prewarm_node::sandbox::node::start(
+        &cfg.node,
+        &cfg.sandbox,
+        &data_dir,
+        Arc::new(repo.clone()),
+        redis,
+    )
+    .await
+    .context("starting warming and sandboxes")?;
     if sandboxes.is_some() && token.is_none() && !listen.ip().is_loopback() {
         tracing::warn!(
             %listen,
@@ -117,7 +120,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         repo,
         token,
         limits,
-        compression_level: a.compression_level,
+        compression_level: cfg.compression_level,
         encoded: EncodedCache::new(cfg.memory.max_encoded_bytes),
         sandboxes: sandboxes.clone(),
         tiers: Some(tiers.clone()),

@@ -10,5 +10,22 @@ pub mod cgroup;
 pub mod exec;
 pub mod limits;
 
+use std::path::PathBuf;
+
 pub use bwrap::Jail;
+pub use cgroup::Cgroups;
 pub use limits::ResourceLimits;
+
+/// What every jailed command runs with, handed to warming and sandboxes alike.
+#[derive(Debug, Clone)]
+pub struct JailConfig {
+    /// The bubblewrap binary.
+    pub bwrap: PathBuf,
+    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
+    pub prlimit: PathBuf,
+    /// The server's resource limits: warm commands run under them, and they are the defaults
+    /// and the ceiling of every sandbox's.
+    pub limits: ResourceLimits,
+    /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
+    pub cgroups: Cgroups,
+}

@@ -24,12 +24,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::jail::cgroup::SandboxCgroup;
-use crate::jail::{bwrap, exec, Jail, ResourceLimits};
+use crate::jail::{bwrap, exec, Jail, JailConfig, ResourceLimits};
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 
-/// Sandbox limits; each has a `prewarm serve` flag.
-#[derive(Debug, Clone, Copy)]
+/// What the sandbox service runs with, from `[sandbox]` and `[node]` (see [`node::SandboxSettings`]).
+#[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// Sandboxes unused this long are removed.
     pub idle_timeout: Duration,
@@ -39,6 +39,8 @@ pub struct SandboxConfig {
     pub max_exec_timeout: Duration,
     /// Bytes kept of each of stdout and stderr per exec.
     pub output_cap: usize,
+    /// The jail commands run in; the same the warmer uses.
+    pub jail: JailConfig,
 }
 
 /// What went wrong with a sandbox request; mapped to HTTP by `prewarm-server`.
@@ -195,7 +197,7 @@ impl SandboxService {
         if context.as_ref().is_some_and(|c| c.contains('\0')) {
             return Err(SandboxError::Invalid("context cannot contain NUL".into()));
         }
-        let limits = self.warmer.limits().narrow(&req.limits)?;
+        let limits = self.cfg.jail.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
         let (hot, state) = match ensured {
             Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
@@ -211,7 +213,7 @@ impl SandboxService {
                 source: e,
             });
         }
-        let cgroup = match self.warmer.cgroups().create(&id, &limits) {
+        let cgroup = match self.cfg.jail.cgroups.create(&id, &limits) {
             Ok(c) => c,
             Err(e) => {
                 self.warmer.release(&digest);
@@ -322,8 +324,8 @@ impl SandboxService {
             env.insert(CONTEXT_ENV.into(), c.clone());
         }
         let jail = Jail {
-            bwrap: self.warmer.bwrap().to_path_buf(),
-            prlimit: self.warmer.prlimit().to_path_buf(),
+            bwrap: self.cfg.jail.bwrap.clone(),
+            prlimit: self.cfg.jail.prlimit.clone(),
             limits,
             runtime: self.warmer.runtime_dir(&sb.digest),
             prefix: rec.prefix.clone(),

@@ -1,109 +1,133 @@
-//! `prewarm serve`'s flags for warming and sandboxes, and starting the service from them.
+//! The node's settings (`[node]` and `[sandbox]`), and starting warming and sandboxes from them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prewarm_shared::limits::{Limit, LimitError};
+use serde::Deserialize;
 
 use super::{SandboxConfig, SandboxService};
 use crate::jail::bwrap::{find_bwrap, find_prlimit};
-use crate::jail::cgroup::Cgroups;
-use crate::jail::ResourceLimits;
+use crate::jail::{Cgroups, JailConfig, ResourceLimits};
 use crate::warm::layout::NODE_DIR;
 use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
 use prewarm_client::transfer::Source;
 
-/// Flag names, declared once.
-pub mod flags {
-    pub const NO_SANDBOXES: &str = "no-sandboxes";
-    pub const WORKERS: &str = "sandbox-concurrency";
-    pub const DISK_BUDGET: &str = "warm-disk-budget";
-    pub const IDLE: &str = "sandbox-idle-timeout-secs";
-    pub const WARM_TIMEOUT: &str = "warm-command-timeout-secs";
-    pub const NODE_NAME: &str = "node-name";
-    pub const NODE_DIR: &str = "node-dir";
-    pub const MEMORY: &str = "sandbox-memory-bytes";
-    pub const CPU: &str = "sandbox-cpu-secs";
-    pub const FILE: &str = "sandbox-file-bytes";
-    pub const OPEN_FILES: &str = "sandbox-open-files";
-    pub const PIDS: &str = "sandbox-pids";
-    pub const TOTAL_MEMORY: &str = "sandbox-total-memory-bytes";
-    pub const CPU_WEIGHT: &str = "sandbox-cpu-weight";
-}
-
-/// Warming and sandbox options of `prewarm serve`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct NodeArgs {
-    /// Disable `/v1/sandboxes` and `/v1/warm` on this origin.
-    #[arg(long = flags::NO_SANDBOXES, env = "PREWARM_NO_SANDBOXES")]
-    pub no_sandboxes: bool,
+/// `[node]` of `prewarm.toml`: where and how this host warms runtimes. Each key also has a
+/// `prewarm serve` flag and a `PREWARM_*` variable (`prewarm_server::config::settings`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// The node directory (cache, warm runtimes, sandboxes). Default `<data_dir>/node-v1`.
+    /// Keep the cache and runtimes on one filesystem: materialising is hard linking.
+    pub dir: Option<PathBuf>,
+    /// This node's name in the Redis registry of warm runtimes. Default: the hostname.
+    pub name: Option<String>,
     /// Runtimes warming at once; more wait in a priority queue (high > normal > low).
-    #[arg(long = flags::WORKERS, env = "PREWARM_SANDBOX_CONCURRENCY", default_value_t = 2)]
     pub workers: usize,
+    /// Blocks downloading at once within one warm.
+    pub fetch_concurrency: usize,
     /// Bytes of warm runtimes kept on this node; beyond it the least recently used runtime
     /// without sandboxes is evicted. Default 50 GiB.
-    #[arg(long = flags::DISK_BUDGET, env = "PREWARM_WARM_DISK_BUDGET", default_value_t = 50 << 30)]
-    pub disk_budget: u64,
-    /// Sandboxes unused for this long are removed.
-    #[arg(long = flags::IDLE, env = "PREWARM_SANDBOX_IDLE_TIMEOUT_SECS", default_value_t = 1800)]
-    pub idle_timeout_secs: u64,
-    /// Longest one `meta.warm` command may run.
-    #[arg(long = flags::WARM_TIMEOUT, env = "PREWARM_WARM_COMMAND_TIMEOUT_SECS", default_value_t = 600)]
+    pub disk_budget_bytes: u64,
+    /// Longest one `meta.warm` command may run, in seconds.
     pub warm_command_timeout_secs: u64,
-    /// The node directory (cache, warm runtimes, sandboxes). Default `<data-dir>/node-v1`.
-    /// Keep the cache and runtimes on one filesystem: materialising is hard linking.
-    #[arg(long = flags::NODE_DIR, env = "PREWARM_NODE_DIR")]
-    pub node_dir: Option<PathBuf>,
-    /// This node's name in the Redis registry of warm runtimes. Default: the hostname.
-    #[arg(long = flags::NODE_NAME, env = "PREWARM_NODE_NAME")]
-    pub node_name: Option<String>,
+    /// The bubblewrap binary. Default: `bwrap` on `PATH`.
+    pub bwrap: Option<PathBuf>,
+    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap. Default:
+    /// `prlimit` on `PATH`.
+    pub prlimit: Option<PathBuf>,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            name: None,
+            workers: 2,
+            fetch_concurrency: 16,
+            disk_budget_bytes: 50 << 30,
+            warm_command_timeout_secs: 600,
+            bwrap: None,
+            prlimit: None,
+        }
+    }
+}
+
+/// `[sandbox]` of `prewarm.toml`: what sandboxes may do. Each key also has a `prewarm serve`
+/// flag and a `PREWARM_*` variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Serve `/v1/sandboxes` and `/v1/warm` (`--no-sandboxes` turns them off).
+    pub enabled: bool,
+    /// Sandboxes unused for this long, in seconds, are removed.
+    pub idle_timeout_secs: u64,
+    /// Exec timeout when a request gives none, in seconds.
+    pub default_exec_timeout_secs: u64,
+    /// Longest exec timeout a request may ask for, in seconds (below the HTTP request
+    /// timeout, so a long exec still gets its answer).
+    pub max_exec_timeout_secs: u64,
+    /// Bytes kept of each of stdout and stderr per exec.
+    pub output_cap_bytes: usize,
     /// Per-process memory limit of sandboxed commands (`RLIMIT_DATA`: heap and other writable
     /// private memory), and the most a request may ask for. Default 4 GiB.
-    #[arg(long = flags::MEMORY, env = "PREWARM_SANDBOX_MEMORY_BYTES", default_value_t = ResourceLimits::DEFAULT.memory_bytes)]
     pub memory_bytes: u64,
     /// Per-process CPU seconds of sandboxed commands (SIGXCPU, then SIGKILL 2 s later), and
     /// the most a request may ask for.
-    #[arg(long = flags::CPU, env = "PREWARM_SANDBOX_CPU_SECS", default_value_t = ResourceLimits::DEFAULT.cpu_secs)]
     pub cpu_secs: u64,
     /// Largest file a sandboxed process may write, and the most a request may ask for.
     /// Default 1 GiB.
-    #[arg(long = flags::FILE, env = "PREWARM_SANDBOX_FILE_BYTES", default_value_t = ResourceLimits::DEFAULT.file_bytes)]
     pub file_bytes: u64,
     /// Open files per sandboxed process, and the most a request may ask for.
-    #[arg(long = flags::OPEN_FILES, env = "PREWARM_SANDBOX_OPEN_FILES", default_value_t = ResourceLimits::DEFAULT.open_files)]
     pub open_files: u64,
     /// Processes (and threads) of one sandbox at once, all its commands together (its
     /// cgroup's `pids.max`), and the most a create request may ask for. Default 512.
-    #[arg(long = flags::PIDS, env = "PREWARM_SANDBOX_PIDS", default_value_t = ResourceLimits::DEFAULT.pids)]
     pub pids: u64,
     /// Memory of all of one sandbox's processes together, page cache and `/tmp` included (its
-    /// cgroup's memory limit; the OOM killer ends a process past it), and the most a create
-    /// request may ask for. Default 4 GiB.
-    #[arg(long = flags::TOTAL_MEMORY, env = "PREWARM_SANDBOX_TOTAL_MEMORY_BYTES", default_value_t = ResourceLimits::DEFAULT.total_memory_bytes)]
+    /// cgroup's memory limit: the OOM killer ends one of its processes past it), and the most
+    /// a create request may ask for. Default 4 GiB.
     pub total_memory_bytes: u64,
-    /// A sandbox's CPU share under contention, relative to other sandboxes (1-10000, 100 is
-    /// an even share), and the most a create request may ask for.
-    #[arg(long = flags::CPU_WEIGHT, env = "PREWARM_SANDBOX_CPU_WEIGHT", default_value_t = ResourceLimits::DEFAULT.cpu_weight)]
+    /// A sandbox's CPU share under contention, relative to other sandboxes (1-10000; 100 is an
+    /// even share), and the most a create request may ask for. Default 100.
     pub cpu_weight: u64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout_secs: 1800,
+            default_exec_timeout_secs: 60,
+            max_exec_timeout_secs: 280,
+            output_cap_bytes: 1 << 20,
+            memory_bytes: ResourceLimits::DEFAULT.memory_bytes,
+            cpu_secs: ResourceLimits::DEFAULT.cpu_secs,
+            file_bytes: ResourceLimits::DEFAULT.file_bytes,
+            open_files: ResourceLimits::DEFAULT.open_files,
+            pids: ResourceLimits::DEFAULT.pids,
+            total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
+            cpu_weight: ResourceLimits::DEFAULT.cpu_weight,
+        }
+    }
 }
 
 /// Why the sandbox service could not start. Start-up fails fast rather than on first use.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeStartError {
     #[error(
-        "bubblewrap (`bwrap`) is not installed; run scripts/sandbox-tools or pass --{}",
-        flags::NO_SANDBOXES
+        "bubblewrap (`bwrap`) is not installed; run scripts/sandbox-tools or pass --no-sandboxes"
     )]
     NoBwrap,
     #[error(
-        "util-linux `prlimit` (which applies sandbox resource limits) is not installed; run scripts/sandbox-tools or pass --{}",
-        flags::NO_SANDBOXES
+        "util-linux `prlimit` (which applies sandbox resource limits) is not installed; run scripts/sandbox-tools or pass --no-sandboxes"
     )]
     NoPrlimit,
-    #[error("--{flag}: {source}")]
+    /// `key` is the setting's name in `prewarm.toml` (`sandbox.memory_bytes`).
+    #[error("{key}: {source}")]
     Limits {
-        flag: &'static str,
+        key: &'static str,
         #[source]
         source: LimitError,
     },
@@ -113,66 +137,68 @@ pub enum NodeStartError {
     Registry(#[from] crate::warm::index::RegistryError),
 }
 
-impl NodeArgs {
-    /// Opens `<data_dir>/node-v1`, connects the registry (with the Redis tier's client, TLS
-    /// settings included, when the origin has one; else none) and starts the service.
-    /// `Ok(None)` when disabled.
-    pub async fn start(
-        &self,
-        data_dir: &Path,
-        source: Arc<dyn Source>,
-        redis: Option<redis::Client>,
-    ) -> Result<Option<SandboxService>, NodeStartError> {
-        if self.no_sandboxes {
-            return Ok(None);
-        }
-        let limits = self.limits()?;
-        let Some(bwrap) = find_bwrap() else {
-            tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
-            return Ok(None);
-        };
-        // Never run sandboxes without their limits.
-        let Some(prlimit) = find_prlimit() else {
-            tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoPrlimit);
-            return Ok(None);
-        };
-        let registry: Arc<dyn Registry> = match redis {
-            Some(client) => Arc::new(RedisRegistry::connect(client).await?),
-            None => Arc::new(NoRegistry),
-        };
-        let node_name = self.node_name.clone().unwrap_or_else(hostname);
-        let node_dir = self
-            .node_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join(NODE_DIR));
-        let cgroups = sandbox_cgroups(&node_name, &node_dir);
-        let cfg = WarmConfig {
-            node_dir,
-            node_name,
-            workers: self.workers.max(1),
-            fetch_concurrency: 16,
-            disk_budget: self.disk_budget,
-            warm_command_timeout: Duration::from_secs(self.warm_command_timeout_secs),
-            bwrap,
-            prlimit,
-            limits,
-            cgroups,
-        };
-        let warmer = Warmer::open(cfg, source, registry)?;
-        Ok(Some(SandboxService::start(
-            warmer,
-            SandboxConfig {
-                idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
-                default_exec_timeout: Duration::from_secs(60),
-                max_exec_timeout: Duration::from_secs(280),
-                output_cap: 1 << 20,
-            },
-        )))
+/// Opens the node directory (default `<data_dir>/node-v1`), connects the registry (with the
+/// Redis tier's client, TLS settings included, when the origin has one; else none) and starts
+/// the service. `Ok(None)` when sandboxes are disabled or the jail's tools are missing.
+pub async fn start(
+    node: &NodeSettings,
+    sandbox: &SandboxSettings,
+    data_dir: &Path,
+    source: Arc<dyn Source>,
+    redis: Option<redis::Client>,
+) -> Result<Option<SandboxService>, NodeStartError> {
+    if !sandbox.enabled {
+        return Ok(None);
     }
+    let limits = sandbox.limits()?;
+    let Some(bwrap) = configured_tool(&node.bwrap).unwrap_or_else(find_bwrap) else {
+        tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
+        return Ok(None);
+    };
+    // Never run sandboxes without their limits.
+    let Some(prlimit) = configured_tool(&node.prlimit).unwrap_or_else(find_prlimit) else {
+        tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoPrlimit);
+        return Ok(None);
+    };
+    let registry: Arc<dyn Registry> = match redis {
+        Some(client) => Arc::new(RedisRegistry::connect(client).await?),
+        None => Arc::new(NoRegistry),
+    };
+    let node_dir = node.dir.clone().unwrap_or_else(|| data_dir.join(NODE_DIR));
+    let node_name = node.name.clone().unwrap_or_else(hostname);
+    let jail = JailConfig {
+        bwrap,
+        prlimit,
+        limits,
+        cgroups: Cgroups::for_node(&node_name, &node_dir),
+    };
+    let cfg = WarmConfig {
+        node_dir,
+        node_name,
+        workers: node.workers.max(1),
+        fetch_concurrency: node.fetch_concurrency.max(1),
+        disk_budget: node.disk_budget_bytes,
+        warm_command_timeout: Duration::from_secs(node.warm_command_timeout_secs),
+        bwrap: jail.bwrap.clone(),
+        prlimit: jail.prlimit.clone(),
+        limits,
+        cgroups: jail.cgroups.clone(),
+    };
+    let warmer = Warmer::open(cfg, source, registry)?;
+    Ok(Some(SandboxService::start(
+        warmer,
+        SandboxConfig {
+            idle_timeout: Duration::from_secs(sandbox.idle_timeout_secs.max(1)),
+            default_exec_timeout: Duration::from_secs(sandbox.default_exec_timeout_secs),
+            max_exec_timeout: Duration::from_secs(sandbox.max_exec_timeout_secs),
+            output_cap: sandbox.output_cap_bytes,
+            jail,
+        },
+    )))
 }
 
-impl NodeArgs {
-    /// The limit flags, within the bounds a request's must keep too.
+impl SandboxSettings {
+    /// The limit settings, within the bounds a request's must keep too.
     fn limits(&self) -> Result<ResourceLimits, NodeStartError> {
         ResourceLimits {
             memory_bytes: self.memory_bytes,
@@ -185,56 +211,25 @@ impl NodeArgs {
         }
         .checked()
         .map_err(|source| {
-            let flag = match source.limit() {
-                Limit::MemoryBytes => flags::MEMORY,
-                Limit::CpuSecs => flags::CPU,
-                Limit::FileBytes => flags::FILE,
-                Limit::OpenFiles => flags::OPEN_FILES,
-                Limit::Pids => flags::PIDS,
-                Limit::TotalMemoryBytes => flags::TOTAL_MEMORY,
-                Limit::CpuWeight => flags::CPU_WEIGHT,
+            let key = match source.limit() {
+                Limit::MemoryBytes => "sandbox.memory_bytes",
+                Limit::CpuSecs => "sandbox.cpu_secs",
+                Limit::FileBytes => "sandbox.file_bytes",
+                Limit::OpenFiles => "sandbox.open_files",
+                Limit::Pids => "sandbox.pids",
+                Limit::TotalMemoryBytes => "sandbox.total_memory_bytes",
+                Limit::CpuWeight => "sandbox.cpu_weight",
             };
-            NodeStartError::Limits { flag, source }
+            NodeStartError::Limits { key, source }
         })
     }
 }
 
-/// This node's cgroups, with what a previous run left in them killed and removed. Without
-/// some controller the sandboxes run without that limit, and the log says so at start: the
-/// sandbox-wide limits degrade, the origin still serves (`scripts/sandbox-tools` mounts the
-/// missing v1 controllers where it can).
-fn sandbox_cgroups(node_name: &str, node_dir: &Path) -> Cgroups {
-    let found = match Cgroups::discover(node_name, node_dir) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read this process's cgroups; sandboxes run without sandbox-wide limits (pids, total memory, CPU weight) and DELETE kills by process group only");
-            return Cgroups::none();
-        }
-    };
-    for c in &found.missing {
-        let what = match *c {
-            "pids" => format!(
-                "no process cap per sandbox (--{}): a fork bomb is bounded only by the host",
-                flags::PIDS
-            ),
-            "memory" => format!(
-                "no memory cap per sandbox (--{}): only the per-process --{}",
-                flags::TOTAL_MEMORY,
-                flags::MEMORY
-            ),
-            _ => format!("no CPU weight per sandbox (--{})", flags::CPU_WEIGHT),
-        };
-        tracing::warn!(
-            controller = c,
-            cgroup_v2 = found.v2,
-            "no usable cgroup v1 `{c}` hierarchy for this process (cgroup v2 alone is not supported yet; run scripts/sandbox-tools to mount v1 controllers): {what}"
-        );
-    }
-    if !found.cgroups.enabled() {
-        tracing::warn!("sandboxes run without cgroups: DELETE kills by process group only");
-    }
-    found.cgroups.sweep();
-    found.cgroups
+/// A tool's configured path: `Some(None)` when it is set but not a file (the tool is missing),
+/// `None` when unset (look on `PATH`).
+fn configured_tool(path: &Option<PathBuf>) -> Option<Option<PathBuf>> {
+    path.as_ref()
+        .map(|p| Some(p.clone()).filter(|p| p.is_file()))
 }
 
 fn hostname() -> String {

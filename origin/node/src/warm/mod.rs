@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecord};
 pub use job::Job;
 
-use crate::jail::cgroup::Cgroups;
+use crate::jail::Cgroups;
 use crate::jail::ResourceLimits;
 use estimate::Estimator;
 use index::RuntimeIndex;
@@ -269,24 +269,6 @@ impl Warmer {
 
     pub fn runtime_dir(&self, digest: &Digest) -> PathBuf {
         self.inner.layout.runtime_dir(digest)
-    }
-
-    pub fn bwrap(&self) -> &std::path::Path {
-        &self.inner.cfg.bwrap
-    }
-
-    pub fn prlimit(&self) -> &std::path::Path {
-        &self.inner.cfg.prlimit
-    }
-
-    /// Where sandboxes' cgroups go (see [`WarmConfig::cgroups`]).
-    pub fn cgroups(&self) -> &Cgroups {
-        &self.inner.cfg.cgroups
-    }
-
-    /// The server's sandbox resource limits (see [`WarmConfig::limits`]).
-    pub fn limits(&self) -> ResourceLimits {
-        self.inner.cfg.limits
     }
 
     pub fn stats(&self) -> WarmStats {

@@ -53,10 +53,14 @@ pub mod overrides {
     pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 }
 
+mod settings;
+
+pub use prewarm_node::sandbox::node::{NodeSettings, SandboxSettings};
 pub use prewarm_store::{Secret, SecretUrl};
+pub use settings::{Given, Kind, Setting, SETTINGS};
 
 /// The whole file. Every key is optional; an empty file is the embedded default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on; `--listen` overrides it. Default `127.0.0.1:7070`.
@@ -65,6 +69,10 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// File holding the bearer token that writes need; `--token-file` overrides it.
     pub token_file: Option<PathBuf>,
+    /// zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 sends
+    /// identity always. Bodies that shrink less than 10 % go out as they are. Default 1.
+    #[serde(default = "default_compression_level")]
+    pub compression_level: i32,
     /// The local disk tier.
     #[serde(default)]
     pub local: LocalConfig,
@@ -75,6 +83,12 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// The durable regional tier. Absent: the local disk is the durable tier.
     pub s3: Option<S3Config>,
+    /// Warming on this host: the node directory, workers, the jail's tools.
+    #[serde(default)]
+    pub node: NodeSettings,
+    /// Sandboxes: whether they are served, their timeouts and resource limits.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
 }
 
 /// `[local]`: the hottest tier, on this machine's disk.
@@ -190,6 +204,26 @@ pub struct S3Config {
     pub timeout_ms: u64,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            data_dir: None,
+            token_file: None,
+            compression_level: default_compression_level(),
+            local: LocalConfig::default(),
+            memory: MemoryConfig::default(),
+            redis: None,
+            s3: None,
+            node: NodeSettings::default(),
+            sandbox: SandboxSettings::default(),
+        }
+    }
+}
+
+fn default_compression_level() -> i32 {
+    crate::DEFAULT_COMPRESSION_LEVEL
+}
 fn yes() -> bool {
     true
 }
@@ -327,6 +361,12 @@ impl Config {
                     "s3: access_key_id and secret_access_key must be given together".into(),
                 ));
             }
+        }
+        if !(0..=19).contains(&self.compression_level) {
+            return Err(ConfigError::Invalid(format!(
+                "compression_level {} is not in 0..=19",
+                self.compression_level
+            )));
         }
         if !self.local.enabled && self.s3.is_none() {
             return Err(ConfigError::Invalid(

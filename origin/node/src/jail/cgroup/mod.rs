@@ -94,6 +94,37 @@ impl Cgroups {
         })
     }
 
+    /// This node's cgroups, with what a previous run left in them killed and removed. Without
+    /// some controller, sandboxes run without that limit and the log says so at start: the
+    /// sandbox-wide limits degrade, the origin still serves (`scripts/sandbox-tools` mounts
+    /// the missing v1 controllers where it can).
+    pub fn for_node(node_name: &str, node_dir: &Path) -> Cgroups {
+        let found = match Cgroups::discover(node_name, node_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this process's cgroups: sandboxes run without sandbox.pids, sandbox.total_memory_bytes and sandbox.cpu_weight, and DELETE kills by process group only");
+                return Cgroups::none();
+            }
+        };
+        for c in &found.missing {
+            let what = match *c {
+                "pids" => "sandbox.pids is not applied: a fork bomb is bounded only by the host",
+                "memory" => "sandbox.total_memory_bytes is not applied: only the per-process sandbox.memory_bytes",
+                _ => "sandbox.cpu_weight is not applied",
+            };
+            tracing::warn!(
+                controller = c,
+                cgroup_v2 = found.v2,
+                "no usable cgroup v1 `{c}` hierarchy (cgroup v2 is not supported yet; scripts/sandbox-tools mounts v1 controllers): {what}"
+            );
+        }
+        if !found.cgroups.enabled() {
+            tracing::warn!("sandboxes run without cgroups: DELETE kills by process group only");
+        }
+        found.cgroups.sweep();
+        found.cgroups
+    }
+
     /// Whether any controller is in use.
     pub fn enabled(&self) -> bool {
         !self.roots.is_empty()
