@@ -20,8 +20,9 @@ const RO_ETC: &[&str] = &[
     "/etc/ssl",
     "/etc/ca-certificates",
 ];
-/// Only with `network: true`: name resolution.
-const RO_ETC_NET: &[&str] = &["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"];
+/// Only with `network: true`: name resolution (`/etc/resolv.conf` is the sandbox's own, see
+/// [`Jail::resolv_conf`]).
+const RO_ETC_NET: &[&str] = &["/etc/hosts", "/etc/nsswitch.conf"];
 
 /// Default `PATH` when the runtime's env has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -43,7 +44,11 @@ pub struct Jail {
     pub runtime_writable: bool,
     /// Bound read-write at [`WORKSPACE_DIR`] and made the working directory; else `/tmp`.
     pub workspace: Option<PathBuf>,
+    /// Outbound network: the sandbox still gets a network namespace of its own, which
+    /// [`super::net::attach`] connects once bwrap runs; the command waits for it.
     pub network: bool,
+    /// With `network`: the file bound at `/etc/resolv.conf` (naming slirp's DNS forwarder).
+    pub resolv_conf: Option<PathBuf>,
     /// The complete environment (nothing is inherited from the origin).
     pub env: BTreeMap<String, String>,
     /// The cgroup the command joins before anything else runs (none: no sandbox-wide limits).
@@ -68,8 +73,12 @@ impl Jail {
             .arg("--")
             .arg(&self.bwrap)
             .args(self.args())
-            .arg("--")
-            .args(argv);
+            .arg("--");
+        if self.network {
+            c.args(super::net::wait_for_route(argv));
+        } else {
+            c.args(argv);
+        }
         c.env_clear()
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -99,11 +108,12 @@ impl Jail {
         for p in etc {
             push(&["--ro-bind-try", p, p]);
         }
-        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-        push(&["--unshare-all"]);
-        if self.network {
-            push(&["--share-net"]);
+        if let (true, Some(resolv)) = (self.network, &self.resolv_conf) {
+            push(&["--ro-bind", &resolv.to_string_lossy(), "/etc/resolv.conf"]);
         }
+        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        // Network or not, the sandbox's network namespace is its own.
+        push(&["--unshare-all"]);
         push(&[
             "--die-with-parent",
             "--new-session",
@@ -166,7 +176,7 @@ pub fn find_prlimit() -> Option<PathBuf> {
 }
 
 /// `$VAR` if set (and a file), else `NAME` in a directory of `PATH`.
-fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
+pub(super) fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
@@ -194,6 +204,7 @@ mod tests {
             runtime_writable,
             workspace: Some("/node/sandboxes/sb-1/workspace".into()),
             network,
+            resolv_conf: Some("/node/sandboxes/sb-1/resolv.conf".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
             cgroup: SandboxCgroup::default(),
         }
@@ -205,23 +216,30 @@ mod tests {
     }
 
     #[test]
-    fn network_only_when_asked_for() {
+    fn network_is_never_the_hosts_and_resolves_through_slirp_when_asked_for() {
+        let resolv = [
+            "--ro-bind",
+            "/node/sandboxes/sb-1/resolv.conf",
+            "/etc/resolv.conf",
+        ];
         let off = jail(false, false);
         assert!(find(&off, &["--unshare-all"]).is_some());
         assert!(find(&off, &["--share-net"]).is_none());
-        assert!(find(
-            &off,
-            &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-        )
-        .is_none());
+        assert!(find(&off, &resolv).is_none());
         let on = jail(true, false);
-        // bwrap applies flags in order: --share-net must come after --unshare-all.
-        assert!(find(&on, &["--share-net"]) > find(&on, &["--unshare-all"]));
-        assert!(find(
-            &on,
-            &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-        )
-        .is_some());
+        assert!(find(&on, &["--unshare-all"]).is_some());
+        assert!(find(&on, &["--share-net"]).is_none());
+        assert!(find(&on, &resolv).is_some());
+        // The command waits for the network inside the jail.
+        let cmd = jail_of(true, false).command(&["true".into()]);
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = find(&args, &["--", "/bin/sh", "-c"]).expect("the route wait after bwrap's --");
+        assert!(args[at + 3].contains("/proc/net/route"), "{args:?}");
+        assert_eq!(args[args.len() - 2..], ["sh", "true"]);
     }
 
     #[test]

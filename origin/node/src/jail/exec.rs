@@ -7,6 +7,7 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use super::cgroup::SandboxCgroup;
 use super::limits::signal_name;
 
 /// Which pipe a piece of live output came from.
@@ -30,16 +31,35 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// (so the command never blocks on a full pipe) and `truncated` is set. With `live`, every
 /// piece of output is also sent there as it arrives; a receiver that went away is ignored.
 /// `signal` names the signal the command died of; `limit` is left for the caller, who knows
-/// the limits.
+/// the limits. With `net` (slirp4netns and the sandbox's cgroup), the command's network
+/// namespace is connected once it exists ([`super::net::attach`]), until the command ends.
 pub async fn run(
     mut cmd: tokio::process::Command,
     timeout: Duration,
     cap: usize,
     live: Option<LiveOutput>,
+    net: Option<(&std::path::Path, &SandboxCgroup)>,
 ) -> std::io::Result<ExecResult> {
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let _slirp = match (net, child.id()) {
+        (Some((slirp, cgroup)), Some(pid)) => match super::net::attach(slirp, pid, cgroup).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                if let Some(pg) = pgid {
+                    let _ = kill_process_group(pg, Signal::Kill);
+                }
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("connecting the sandbox network: {e}"),
+                ));
+            }
+        },
+        _ => None,
+    };
     let out = child.stdout.take();
     let err = child.stderr.take();
     // Pipes are drained while the command runs, or a chatty command would block on them.

@@ -9,6 +9,7 @@ pub mod bwrap;
 pub mod cgroup;
 pub mod exec;
 pub mod limits;
+pub mod net;
 
 use std::path::PathBuf;
 
@@ -28,4 +29,7 @@ pub struct JailConfig {
     pub limits: ResourceLimits,
     /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
     pub cgroups: Cgroups,
+    /// slirp4netns, which connects a sandbox that asks for network ([`net`]); `None`: no
+    /// sandbox gets network (`sandbox.network = "off"`, or slirp4netns is missing).
+    pub slirp4netns: Option<PathBuf>,
 }

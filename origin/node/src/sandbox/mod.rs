@@ -172,6 +172,7 @@ impl SandboxService {
         for id in ids {
             let _ = self.delete(&id);
         }
+        self.cfg.jail.cgroups.release();
     }
 
     pub fn warmer(&self) -> &Warmer {
@@ -197,6 +198,11 @@ impl SandboxService {
         if context.as_ref().is_some_and(|c| c.contains('\0')) {
             return Err(SandboxError::Invalid("context cannot contain NUL".into()));
         }
+        if req.network && self.cfg.jail.slirp4netns.is_none() {
+            return Err(SandboxError::Invalid(
+                "network: this origin gives sandboxes no network (sandbox.network = \"off\", or slirp4netns is not installed)".into(),
+            ));
+        }
         let limits = self.cfg.jail.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
         let (hot, state) = match ensured {
@@ -205,7 +211,7 @@ impl SandboxService {
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
         let dir = self.warmer.layout().sandboxes.join(&id);
-        if let Err(e) = make_workspace(&dir, req.context.as_ref()) {
+        if let Err(e) = make_workspace(&dir, req.context.as_ref(), req.network) {
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -332,6 +338,7 @@ impl SandboxService {
             runtime_writable: false,
             workspace: Some(sb.workspace()),
             network: sb.network,
+            resolv_conf: sb.network.then(|| sb.dir.join(RESOLV_CONF)),
             env,
             cgroup: sb.cgroup.clone(),
         };
@@ -340,7 +347,12 @@ impl SandboxService {
             .map(Duration::from_millis)
             .unwrap_or(self.cfg.default_exec_timeout)
             .min(self.cfg.max_exec_timeout);
-        let mut res = exec::run(jail.command(&req.cmd), timeout, self.cfg.output_cap, live)
+        let net = match (sb.network, &self.cfg.jail.slirp4netns) {
+            (true, Some(slirp)) => Some((slirp.as_path(), &sb.cgroup)),
+            _ => None,
+        };
+        let cmd = jail.command(&req.cmd);
+        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, net)
             .await
             .map_err(|e| SandboxError::Io {
                 action: "starting bubblewrap",
@@ -387,12 +399,21 @@ impl SandboxService {
     }
 }
 
-/// `DIR/workspace/` (0700 parent), with the context written to [`CONTEXT_FILE`] as JSON.
+/// A networked sandbox's `/etc/resolv.conf`, in its directory: slirp's DNS forwarder.
+const RESOLV_CONF: &str = "resolv.conf";
+
+/// `DIR/workspace/` (0700 parent), with the context written to [`CONTEXT_FILE`] as JSON; with
+/// `network`, `DIR/resolv.conf` too.
 fn make_workspace(
     dir: &std::path::Path,
     context: Option<&serde_json::Value>,
+    network: bool,
 ) -> std::io::Result<()> {
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    if network {
+        let dns = crate::jail::net::DNS;
+        std::fs::write(dir.join(RESOLV_CONF), format!("nameserver {dns}\n"))?;
+    }
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
     if let Some(c) = context {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{SandboxConfig, SandboxService};
 use crate::jail::bwrap::{find_bwrap, find_prlimit};
+use crate::jail::net::find_slirp4netns;
 use crate::jail::{Cgroups, JailConfig, ResourceLimits};
 use crate::warm::layout::NODE_DIR;
 use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
@@ -82,6 +83,10 @@ pub struct SandboxSettings {
     pub file_bytes: u64,
     /// Open files per sandboxed process, and the most a request may ask for.
     pub open_files: u64,
+    /// Whether a sandbox may ask for network (`"network": true`): `outbound` (its own network
+    /// namespace, connected by slirp4netns, no way to the host's loopback) or `off` (such a
+    /// create is refused with 400). Default `outbound`.
+    pub network: NetworkPolicy,
     /// Processes (and threads) of one sandbox at once, all its commands together (its
     /// cgroup's `pids.max`), and the most a create request may ask for. Default 512.
     pub pids: u64,
@@ -106,11 +111,22 @@ impl Default for SandboxSettings {
             cpu_secs: ResourceLimits::DEFAULT.cpu_secs,
             file_bytes: ResourceLimits::DEFAULT.file_bytes,
             open_files: ResourceLimits::DEFAULT.open_files,
+            network: NetworkPolicy::Outbound,
             pids: ResourceLimits::DEFAULT.pids,
             total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
             cpu_weight: ResourceLimits::DEFAULT.cpu_weight,
         }
     }
+}
+
+/// `sandbox.network`: what `"network": true` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPolicy {
+    /// Refused: no sandbox of this origin has network.
+    Off,
+    /// Outbound through slirp4netns (see `crate::jail::net`).
+    Outbound,
 }
 
 /// Why the sandbox service could not start. Start-up fails fast rather than on first use.
@@ -171,6 +187,16 @@ pub async fn start(
         prlimit,
         limits,
         cgroups: Cgroups::for_node(&node_name, &node_dir),
+        slirp4netns: match sandbox.network {
+            NetworkPolicy::Off => None,
+            NetworkPolicy::Outbound => {
+                let found = find_slirp4netns();
+                if found.is_none() {
+                    tracing::warn!("slirp4netns is not installed (scripts/sandbox-tools installs it): sandboxes asking for network are refused, as with sandbox.network = \"off\"");
+                }
+                found
+            }
+        },
     };
     let cfg = WarmConfig {
         node_dir,

@@ -192,6 +192,7 @@ async fn run_warm_command(
         runtime_writable: true,
         workspace: None,
         network: false,
+        resolv_conf: None,
         env: meta.env.clone(),
         cgroup: cgroup.clone(),
     };
@@ -203,6 +204,7 @@ async fn run_warm_command(
         jail.command(argv),
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
+        None,
         None,
     )
     .await

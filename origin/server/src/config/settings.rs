@@ -99,6 +99,7 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.cpu_secs", "sandbox-cpu-secs", "PREWARM_SANDBOX_CPU_SECS", I, "Per-process CPU seconds of sandboxed commands, and the most a request may ask for. Default 600"),
     s("sandbox.file_bytes", "sandbox-file-bytes", "PREWARM_SANDBOX_FILE_BYTES", I, "Largest file a sandboxed process may write. Default 1 GiB"),
     s("sandbox.open_files", "sandbox-open-files", "PREWARM_SANDBOX_OPEN_FILES", I, "Open files per sandboxed process. Default 1024"),
+    s("sandbox.network", "sandbox-network", "PREWARM_SANDBOX_NETWORK", T, "What a sandbox asking for network gets: outbound (own namespace via slirp4netns, no host loopback) or off (refused with 400). Default outbound"),
     s("sandbox.pids", "sandbox-pids", "PREWARM_SANDBOX_PIDS", I, "Processes and threads of one sandbox at once (its cgroup), and the most a create may ask for. Default 512"),
     s("sandbox.total_memory_bytes", "sandbox-total-memory-bytes", "PREWARM_SANDBOX_TOTAL_MEMORY_BYTES", I, "Memory of all of one sandbox's processes together (its cgroup), and the most a create may ask for. Default 4 GiB"),
     s("sandbox.cpu_weight", "sandbox-cpu-weight", "PREWARM_SANDBOX_CPU_WEIGHT", I, "A sandbox's CPU share under contention (1-10000, 100 = even), and the most a create may ask for. Default 100"),

@@ -125,6 +125,14 @@ impl Cgroups {
         found.cgroups
     }
 
+    /// Removes this node's directories once empty (at shutdown, after its sandboxes went):
+    /// a cgroup directory with a sandbox still in it stays.
+    pub fn release(&self) {
+        for (_, root) in &self.roots {
+            let _ = fs::remove_dir(root);
+        }
+    }
+
     /// Whether any controller is in use.
     pub fn enabled(&self) -> bool {
         !self.roots.is_empty()
