@@ -256,7 +256,7 @@ impl TryFrom<RawLimits> for Limits {
 /// A command that a limit ended, as reported in an exec result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitHit {
-    /// Which limit, named as in the request: `cpu_secs` or `file_bytes`.
+    /// Which limit, named as in the request: `cpu_secs`, `file_bytes` or `total_memory_bytes`.
     pub limit: Limit,
     /// The limit the command ran under.
     pub value: u64,

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use prewarm_shared::limits::Limit;
 use prewarm_shared::sandbox::{ExecResult, Status};
 use prewarm_tests::http;
 use serde_json::{json, Value};
@@ -196,6 +197,20 @@ fn ten_processes_of_300_mb_cannot_pass_a_1_gib_sandbox() {
     assert!(
         keyed(&mem, "memory.oom_control", "oom_kill ").unwrap_or(0) >= 1,
         "nothing was OOM-killed: {r:?}"
+    );
+    // One process alone past the cap: the exec says which limit ended it.
+    let r = exec_body(
+        &node,
+        &sb,
+        json!({"cmd": ["python3", "-c", "b = b'x' * (1200 << 20)"], "timeout_ms": 120_000}),
+    );
+    assert_eq!(r.signal.as_deref(), Some("SIGKILL"), "{r:?}");
+    let hit = r.limit.expect("the limit named");
+    assert_eq!((hit.limit, hit.value), (Limit::TotalMemoryBytes, 1 << 30));
+    assert!(
+        hit.message.contains("total_memory_bytes"),
+        "{}",
+        hit.message
     );
     assert!(healthy(&node));
     node.delete(&sb);

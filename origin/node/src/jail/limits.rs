@@ -145,6 +145,21 @@ impl ResourceLimits {
     }
 }
 
+impl ResourceLimits {
+    /// The sandbox's memory cap, as the limit that ended a command the OOM killer took.
+    pub fn oom_hit(&self) -> LimitHit {
+        let (limit, value) = (Limit::TotalMemoryBytes, self.total_memory_bytes);
+        LimitHit {
+            limit,
+            value,
+            message: format!(
+                "killed by SIGKILL: the sandbox's {limit} limit ({}) reached (out of memory)",
+                limit.show(value)
+            ),
+        }
+    }
+}
+
 /// Signals a command may die of, by name. From rustix, so the numbers are the platform's.
 const SIGNALS: &[(Signal, &str)] = &[
     (Signal::Hup, "SIGHUP"),

@@ -352,6 +352,7 @@ impl SandboxService {
             _ => None,
         };
         let cmd = jail.command(&req.cmd);
+        let ooms = sb.cgroup.oom_kills();
         let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, net)
             .await
             .map_err(|e| SandboxError::Io {
@@ -360,6 +361,12 @@ impl SandboxService {
             })?;
         if !res.timed_out {
             res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
+            // SIGKILL is anyone's, but with the OOM killer busy in this sandbox meanwhile, it
+            // was the sandbox's memory cap (or another command of it at once: the same cap).
+            let oom = sb.cgroup.oom_kills() > ooms;
+            if oom && res.signal.as_deref() == Some("SIGKILL") {
+                res.limit = Some(limits.oom_hit());
+            }
         }
         Ok(res)
     }
