@@ -118,14 +118,12 @@ fn a_fork_bomb_stops_at_the_sandboxes_process_cap_and_the_origin_stays_up() {
     let msg = r["error"]["message"].as_str().expect("message");
     assert!(msg.contains("limits.pids") && msg.contains("512"), "{msg}");
 
-    let sb = sandbox_with(&node, "bomb", json!({"pids": 64}));
+    let sb = sandbox_with(&node, "bomb", json!({"pids": 64, "cpu_weight": 50}));
     let pids = cgroup_dir("pids", &sb).expect("the sandbox's pids cgroup");
-    assert_eq!(
-        std::fs::read_to_string(pids.join("pids.max"))
-            .unwrap()
-            .trim(),
-        "64"
-    );
+    assert_eq!(read_u64(&pids, "pids.max"), 64);
+    // Half the default weight: half of v1's default 1024 shares.
+    let cpu = cgroup_dir("cpu", &sb).expect("the sandbox's cpu cgroup");
+    assert_eq!(read_u64(&cpu, "cpu.shares"), 512);
 
     let bomb = std::thread::scope(|s| {
         let run = s.spawn(|| {
@@ -169,6 +167,7 @@ fn a_fork_bomb_stops_at_the_sandboxes_process_cap_and_the_origin_stays_up() {
         "the cgroup {} is still there",
         pids.display()
     );
+    assert!(!cpu.exists());
     assert!(cgroup_dir("memory", &sb).is_none());
     assert!(healthy(&node));
 }
