@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use prewarm_client::pull::{default_cache_dir, CacheLock, FileCache, VerifyReport};
+use prewarm_shared::Digest;
 use serde::Serialize;
 
 use crate::cli_output;
@@ -136,25 +137,15 @@ fn lock_exclusive(cache: &FileCache, dir: &Path) -> anyhow::Result<CacheLock> {
 
 fn human_verify(out: &VerifyOutput) -> String {
     let r = &out.report;
-    let mut s = format!(
-        "verified {} files, {} bytes: ",
-        r.files_checked, r.bytes_checked
+    let mut s = verify_headline(
+        "files",
+        r.files_checked,
+        r.bytes_checked,
+        r.files_removed,
+        "removed from the cache (the next pull fetches them again)",
     );
-    if r.damaged.is_empty() {
-        s.push_str("all intact");
-        return s;
-    }
-    s.push_str(&format!(
-        "{} damaged, removed from the cache (the next pull fetches them again)",
-        r.files_removed
-    ));
     for d in &r.damaged {
-        let digest = d.digest.map(|d| d.to_string());
-        s.push_str(&format!(
-            "\n  {}: {}",
-            digest.as_deref().unwrap_or(&d.path),
-            d.problem.describe()
-        ));
+        s.push_str(&damaged_line(d.digest, &d.path, d.problem.describe()));
         match d.links {
             0 => {}
             1 => s.push_str("; 1 link"),
@@ -166,4 +157,28 @@ fn human_verify(out: &VerifyOutput) -> String {
         s.push_str(advice);
     }
     s
+}
+
+/// The first line of a verify report (`cache verify`, `store verify`): what was checked, then
+/// "all intact" or how many were damaged and what was `done` about them.
+pub(crate) fn verify_headline(
+    what: &str,
+    checked: u64,
+    bytes: u64,
+    damaged: u64,
+    done: &str,
+) -> String {
+    let mut s = format!("verified {checked} {what}, {bytes} bytes: ");
+    if damaged == 0 {
+        s.push_str("all intact");
+    } else {
+        s.push_str(&format!("{damaged} damaged, {done}"));
+    }
+    s
+}
+
+/// One damaged entry of a verify report, on its own line: its digest (else its path) and why.
+pub(crate) fn damaged_line(digest: Option<Digest>, path: &str, problem: &str) -> String {
+    let name = digest.map_or_else(|| path.to_string(), |d| d.to_string());
+    format!("\n  {name}: {problem}")
 }

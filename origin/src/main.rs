@@ -20,6 +20,7 @@ mod cli_output;
 mod progress;
 mod pull_cmd;
 mod serve_cmd;
+mod store_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,8 @@ enum Command {
     Pull(pull_cmd::PullArgs),
     /// Maintain the local file cache that pulls link from.
     Cache(cache_cmd::CacheArgs),
+    /// Maintain the origin's own store (`prewarm serve`'s data directory).
+    Store(store_cmd::StoreArgs),
 }
 
 #[derive(Args)]
@@ -124,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
         Command::Pull(a) => pull_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
         Command::Cache(a) => cache_cmd::run(a).await,
+        Command::Store(a) => store_cmd::run(a).await,
     }
 }
 

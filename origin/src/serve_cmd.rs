@@ -79,10 +79,7 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let listen = cfg
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
-    let data_dir = cfg
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("prewarm-data"));
+    let data_dir = data_dir(None, &cfg);
     let token = match cfg.token_file.as_ref() {
         Some(f) => {
             let raw = std::fs::read_to_string(f)
@@ -144,6 +141,13 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// The local tier's directory: the flag, else the config's `data_dir`, else `prewarm-data`
+/// (shared with `prewarm store verify`, which must look where `serve` writes).
+pub(crate) fn data_dir(flag: Option<PathBuf>, cfg: &Config) -> PathBuf {
+    flag.or_else(|| cfg.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("prewarm-data"))
 }
 
 /// Builds local → Redis → S3 from the config and probes each; the first that fails stops start-up.

@@ -129,6 +129,26 @@ impl Hasher {
     pub fn finish(self) -> Digest {
         Digest(self.inner.finalize().into())
     }
+
+    /// The digest of everything `r` yields, and how many bytes that was, read in 256 KiB
+    /// pieces so memory stays flat whatever the size (the pull cache and the disk store hash
+    /// whole files this way).
+    pub fn of_reader(mut r: impl std::io::Read) -> std::io::Result<(Digest, u64)> {
+        let mut buf = vec![0u8; 256 << 10];
+        let mut h = Hasher::new();
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                let len = h.len();
+                return Ok((h.finish(), len));
+            }
+            h.update(&buf[..n]);
+        }
+    }
 }
 
 #[cfg(test)]

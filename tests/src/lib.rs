@@ -3,8 +3,10 @@
 //! The binary is the one `cargo build -p prewarm-origin` produced beside this test executable
 //! (`scripts/test` builds it first), or `$PREWARM_BIN`.
 
+pub mod blocks;
 pub mod edge;
 pub mod services;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

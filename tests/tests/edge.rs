@@ -138,6 +138,33 @@ fn pulls_through_the_edge_are_exact_and_cached() {
     assert_eq!(proxy.hits().len(), seen);
 }
 
+/// The blocks a pull once failed on (4 MiB of zeros or JSON schemas, exact multiples of zstd's
+/// block) and every other size class and kind, through the edge with zstd: byte-exact, and the
+/// edge's cached copies serve a second host exactly too.
+#[test]
+fn zstd_pulls_of_awkward_blocks_through_the_edge_are_exact() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    prewarm_tests::blocks::write_awkward_tree(&src);
+    let origin = Origin::start(&work.path().join("origin"), &[]);
+    let pushed = push_json(&src, "awkward:v1", &origin.url);
+    let edge = Wrangler::start(&origin.url, &[]);
+    for host in ["a", "b"] {
+        let pulled = pull_json(
+            "awkward:v1",
+            &edge.url,
+            &work.path().join(format!("rt-{host}")),
+            &work.path().join(format!("cache-{host}")),
+            &["--compress", "zstd"],
+        );
+        assert_eq!(pulled["digest"], pushed["digest"]);
+        assert_eq!(
+            snapshot(&src),
+            snapshot(&work.path().join(format!("rt-{host}")))
+        );
+    }
+}
+
 /// A tree that compresses well: text, as most of a Python runtime is.
 fn make_text_tree(root: &Path) {
     std::fs::create_dir_all(root.join("lib")).unwrap();

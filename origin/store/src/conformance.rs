@@ -6,6 +6,8 @@ use prewarm_shared::Digest;
 
 use super::{Kind, Object, Store, StoreError, StoreExt, TagStore};
 
+pub(crate) mod faults;
+
 /// Runs every object-store case against `store`. Each case uses its own random bytes, so the
 /// suite can run against a shared server without collisions.
 pub async fn run_all(store: &dyn Store) {
@@ -17,6 +19,7 @@ pub async fn run_all(store: &dyn Store) {
     kinds_are_separate(store).await;
     delete_is_idempotent(store).await;
     empty_object(store).await;
+    faults::failing_body_stores_nothing(store).await;
 }
 
 fn unique(label: &str, len: usize) -> Bytes {

@@ -21,7 +21,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use prewarm_shared::{Digest, RuntimeName, Tag};
 
-pub use disk::DiskStore;
+pub use disk::{Damage, DamagedObject, DiskStore, StoreVerifyReport, VERIFY_BEFORE_SERVING};
 pub use memory::MemoryStore;
 pub use metrics::{
     prometheus_metric, Health, MetricsSnapshot, RamMetrics, TierHealth, TierMetrics,
@@ -239,6 +239,8 @@ impl<S: Store + ?Sized> StoreExt for S {}
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(test)]
+mod fault_tests;
 #[cfg(any(test, feature = "testing"))]
 mod test_services;
 #[cfg(any(test, feature = "testing"))]

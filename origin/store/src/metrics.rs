@@ -66,6 +66,9 @@ pub struct TierMetrics {
     pub errors: u64,
     pub backfills: u64,
     pub backfill_skips: u64,
+    /// Damaged objects this tier found on its own reads and moved aside (the local disk's
+    /// `quarantine-v1/`); they then read as missing.
+    pub quarantined: u64,
     /// Bytes counted against the tier's budget in the current window, if it has one.
     pub budget_used_bytes: Option<u64>,
 }
@@ -88,6 +91,7 @@ impl MetricsSnapshot {
                 errors: load(&c.errors),
                 backfills: load(&c.backfills),
                 backfill_skips: load(&c.backfill_skips),
+                quarantined: t.files.as_ref().map_or(0, super::DiskStore::quarantined),
                 budget_used_bytes: t.budget.as_ref().map(|b| b.used()),
             })
             .collect();
@@ -102,13 +106,14 @@ impl MetricsSnapshot {
     /// Prometheus text exposition of the same numbers.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let series: [(&str, Field); 6] = [
+        let series: [(&str, Field); 7] = [
             ("hits", |t| t.hits),
             ("misses", |t| t.misses),
             ("integrity_failures", |t| t.integrity_failures),
             ("errors", |t| t.errors),
             ("backfills", |t| t.backfills),
             ("backfill_skips", |t| t.backfill_skips),
+            ("quarantined", |t| t.quarantined),
         ];
         for (name, get) in series {
             out.push_str(&format!("# TYPE prewarm_tier_{name}_total counter\n"));

@@ -13,8 +13,8 @@ use super::{DiskStore, Kind, MemoryStore, RedisStore, S3Store, Store, StoreError
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// This machine's disk. Written only after verification (temp file, hash, rename), so its
-    /// reads are streamed without re-hashing.
+    /// This machine's disk. Written only after verification (temp file, hash, rename); whole
+    /// reads are verified again, and damage found is quarantined and reads as a miss.
     Local,
     /// A shared cache (Redis). Everything read from it is verified; it is never the durable tier.
     Hot,
@@ -128,10 +128,11 @@ impl Tier {
         self
     }
 
-    /// For a local disk tier: the object's size, or (up to [`SMALL_READ`]) its bytes, read with
-    /// plain syscalls on the calling thread. From the page cache that takes microseconds, far
-    /// less than a hop through tokio's blocking pool, which capped block GETs at a fifth of
-    /// nginx's rate. `None`: not a disk tier, use the store.
+    /// For a local disk tier: the object's size, or (up to [`SMALL_READ`]) its verified bytes,
+    /// read with plain syscalls on the calling thread. From the page cache that takes
+    /// microseconds, far less than a hop through tokio's blocking pool, which capped block GETs
+    /// at a fifth of nginx's rate. `None`: not a disk tier (or a file the size shows damaged,
+    /// or an unreadable one), use the store, whose own read quarantines it.
     pub(crate) fn read_small(
         &self,
         kind: Kind,
@@ -146,6 +147,9 @@ impl Tier {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Ok(None)),
             Err(e) => return Some(Err(err(e))),
         };
+        if !meta.is_file() || !super::disk::plausible_size(kind, digest, meta.len()) {
+            return None;
+        }
         if !want_bytes {
             return Some(Ok(Some(Small::Size(meta.len()))));
         }
@@ -153,8 +157,17 @@ impl Tier {
             return None;
         }
         Some(match std::fs::read(&path) {
-            Ok(b) => Ok(Some(Small::Bytes(Bytes::from(b)))),
+            // Verified like every whole read of the disk store: damage is quarantined, a miss.
+            Ok(b) => Ok(disk
+                .check_bytes(
+                    digest,
+                    &path,
+                    Some(super::disk::identity(&meta)),
+                    Bytes::from(b),
+                )
+                .map(Small::Bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if super::disk::is_eio(&e) => return None,
             Err(e) => Err(err(e)),
         })
     }

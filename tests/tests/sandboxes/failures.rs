@@ -1,8 +1,8 @@
-//! When warming goes wrong: a failing warm command, an origin killed mid-warm, a warm command that damages the cache.
+//! When warming goes wrong: a failing warm command, an origin killed mid-warm, a warm command that damages the cache; and a sandbox deleted while its command runs.
 
 use std::time::{Duration, Instant};
 
-use prewarm_shared::sandbox::{SandboxInfo, Status, Step};
+use prewarm_shared::sandbox::{ExecResult, SandboxInfo, Status, Step};
 use prewarm_tests::Origin;
 use serde_json::{json, Value};
 
@@ -148,8 +148,10 @@ fn sandbox_processes_of(node_dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Refused at the first `chmod`: the sandbox user owns no cached file. (The guard that would
+/// catch a change that got through, and evict the file, is tested in `warm::guard`.)
 #[test]
-fn a_warm_command_that_changes_a_cached_file_fails_and_the_cache_heals() {
+fn a_warm_command_that_tries_to_change_a_cached_file_fails_and_the_cache_stays_intact() {
     let node = Node::start(&[]);
     let f = |n: &str| format!("/opt/{n}/lib/data");
     let blatant = format!("chmod u+w {0} && echo damaged >> {0}", f("blatant"));
@@ -167,13 +169,14 @@ fn a_warm_command_that_changes_a_cached_file_fails_and_the_cache_heals() {
         let done = node.settled(&sb.sandbox_id);
         assert_eq!(done.state.status, Status::Failed, "{name}: {done:?}");
         let err = done.state.error.expect("error");
-        assert_eq!(err.step, Step::Seal, "{name}: {err:?}");
+        assert_eq!(err.step, Step::Warm, "{name}: {err:?}");
         assert!(
-            err.reason.contains("modified 1 cached file"),
+            err.reason.contains("exited with status 1")
+                && err.reason.contains("Operation not permitted"),
             "{name}: {err:?}"
         );
         assert!(!node.runtimes_dir().join(hex).exists());
-        // A runtime with the same file gets the bytes as pushed: the damaged copy left the cache.
+        // A runtime with the same file gets the bytes as pushed.
         let bystander = format!("{name}-bystander");
         node.push_data(&bystander, content.as_bytes(), json!([]));
         let b = node.ready(&bystander);
@@ -212,4 +215,34 @@ fn a_warm_command_that_replaces_cached_files_survives_cache_pruning_mid_warm() {
     assert_eq!(done.state.status, Status::Ready, "{done:?}");
     let r = node.exec(&sb.sandbox_id, &["cat", "/opt/rewrite/lib/data"]);
     assert_eq!(r.stdout, "replaced, not modified\n");
+}
+
+#[test]
+fn deleting_a_sandbox_kills_the_command_it_is_running() {
+    let node = Node::start(&[]);
+    node.push_data("doomed", b"x", json!([]));
+    let sb = node.ready("doomed");
+    let id = sb.sandbox_id.as_str();
+    let ws = node.node_dir().join("sandboxes").join(id).join("workspace");
+    let r = std::thread::scope(|s| {
+        let running = s.spawn(|| {
+            let body = json!({
+                "cmd": ["/bin/sh", "-c", "touch started; sleep 30; echo finished"],
+                "timeout_ms": 120_000,
+            });
+            node.call("POST", &format!("/v1/sandboxes/{id}/exec"), body)
+        });
+        node.wait("the command to start", || ws.join("started").exists());
+        node.delete(id);
+        running.join().expect("exec thread")
+    });
+    let (code, r) = r;
+    assert_eq!(code, 200, "{r}");
+    let r: ExecResult = serde_json::from_value(r).expect("exec result");
+    assert_eq!(r.signal.as_deref(), Some("SIGKILL"), "{r:?}");
+    assert!(!r.stdout.contains("finished"), "{r:?}");
+    assert!(!ws.exists(), "the workspace is gone");
+    node.wait("no sandbox process left", || {
+        sandbox_processes_of(&node.node_dir()) == 0
+    });
 }

@@ -1,4 +1,6 @@
-//! What a sandbox cannot do: write its runtime, see other workspaces or the node's cache, reach the network unless asked, and then only outwards.
+//! What a sandbox cannot do: write its runtime, see other workspaces or the node's cache, reach the network unless asked (and then only outwards), run as root.
+
+use std::os::unix::fs::MetadataExt;
 
 use prewarm_shared::sandbox::Status;
 use serde_json::json;
@@ -154,4 +156,64 @@ fn an_operator_can_turn_sandbox_network_off() {
     assert!(msg.contains("network") && msg.contains("off"), "{msg}");
     let (code, _) = node.create(json!({"runtime": "nonet:v1", "user_id": "u"}));
     assert!(code == 201 || code == 202);
+}
+
+#[test]
+fn sandboxed_commands_run_as_the_configured_sandbox_user_with_no_privilege() {
+    let node = Node::start(&["--sandbox-uid", "4242", "--sandbox-gid", "4343"]);
+    node.push_greeter("who", compile_step("who"));
+    let sb = node.ready("who");
+    let r = node.exec(
+        &sb.sandbox_id,
+        &[
+            "/bin/sh",
+            "-c",
+            "touch made-here && id -u && id -G && grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|NoNewPrivs):' /proc/self/status",
+        ],
+    );
+    let lines: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| l.replace('\t', " ").trim_end().to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "4242",
+            "4343",
+            "Uid: 4242 4242 4242 4242",
+            "Gid: 4343 4343 4343 4343",
+            "Groups:",
+            "CapPrm: 0000000000000000",
+            "CapEff: 0000000000000000",
+            "CapBnd: 0000000000000000",
+            "NoNewPrivs: 1",
+        ],
+        "{r:?}"
+    );
+
+    // Seen from the host: the workspace and what the command made there are the sandbox
+    // user's; the runtime, the file its warm command wrote included, is root's and read-only.
+    let ws = node
+        .node_dir()
+        .join("sandboxes")
+        .join(&sb.sandbox_id)
+        .join("workspace");
+    for p in [ws.clone(), ws.join("made-here")] {
+        let m = std::fs::metadata(&p).expect("on the host");
+        assert_eq!((m.uid(), m.gid()), (4242, 4343), "{}", p.display());
+    }
+    let runtime = std::fs::read_dir(node.runtimes_dir())
+        .expect("runtimes")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .expect("the warm runtime");
+    for rel in ["", "lib", "lib/greeting", "bin/hello"] {
+        let m = std::fs::metadata(runtime.join(rel)).expect("runtime entry");
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7222), (0, 0, 0), "{rel:?}");
+    }
 }

@@ -1,4 +1,4 @@
-//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry.
+//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache.
 
 mod ceilings;
 mod failures;
@@ -7,4 +7,5 @@ mod lifecycle;
 mod limits;
 mod policy;
 mod registry;
+mod shared_cache;
 mod support;

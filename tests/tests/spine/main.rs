@@ -5,3 +5,4 @@ mod cache_verify;
 mod compression;
 mod hostile;
 mod push_pull;
+mod store_damage;

@@ -1,7 +1,7 @@
 //! The file-level content-addressed cache that pull assembles into and materialises from.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -255,19 +255,5 @@ pub fn hash_file(path: &Path) -> io::Result<Digest> {
 
 /// [`hash_file`], and how many bytes were hashed.
 pub(crate) fn hash_file_sized(path: &Path) -> io::Result<(Digest, u64)> {
-    let mut f = fs::File::open(path)?;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut h = Hasher::new();
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            let len = h.len();
-            return Ok((h.finish(), len));
-        }
-        h.update(&buf[..n]);
-    }
+    Hasher::of_reader(fs::File::open(path)?)
 }

@@ -1,11 +1,12 @@
-//! The command line every sandboxed process (warm commands and exec) runs under: joining the sandbox's cgroup, `prlimit` for resource limits, then bubblewrap.
+//! The command line every sandboxed process (warm commands and exec) runs under: joining the sandbox's cgroup, `prlimit` for resource limits, then bubblewrap, then `setpriv` to the sandbox uid.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use prewarm_shared::sandbox::WORKSPACE_DIR;
 
-use super::cgroup::SandboxCgroup;
+use super::cgroup::{Cgroups, SandboxCgroup};
+use super::identity::{setpriv_args, setpriv_in_usr, SandboxUser, SETPRIV_CAPS};
 use super::limits::ResourceLimits;
 
 /// Host paths a sandbox sees read-only when they exist: the OS (`/usr`, with the merged-usr
@@ -27,17 +28,34 @@ const RO_ETC_NET: &[&str] = &["/etc/hosts", "/etc/nsswitch.conf"];
 /// Default `PATH` when the runtime's env has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// What every jail on a node runs with: the host tools and the sandbox identity. Found and
+/// checked once at start.
+#[derive(Debug, Clone)]
+pub struct JailTools {
+    pub bwrap: PathBuf,
+    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
+    pub prlimit: PathBuf,
+    /// util-linux `setpriv`, which switches to `user` inside the jail (see [`super::identity`]).
+    pub setpriv: PathBuf,
+    pub user: SandboxUser,
+    /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
+    pub cgroups: Cgroups,
+    /// slirp4netns, which connects a sandbox that asks for network ([`super::net`]); `None`:
+    /// no sandbox gets network (`sandbox.network = "off"`, or slirp4netns is missing).
+    pub slirp4netns: Option<PathBuf>,
+}
+
 /// How one sandboxed process is confined.
 ///
-/// Always: every namespace unshared (`--unshare-all`: user, ipc, pid, net, uts, cgroup),
-/// `--die-with-parent` (killing the origin kills the tree), `--new-session`, all capabilities
-/// dropped (so uid 0 inside cannot override file modes), a clean environment, a private
-/// `/tmp`, `/proc` and `/dev`. The runtime is bound at its prefix, read-only unless
+/// Always: the command runs as the unprivileged [`JailTools::user`] with no capabilities and
+/// `no_new_privs` (so it cannot write or `chmod` any file root owns: the node's cache, sealed
+/// runtimes); its own ipc, pid, net, uts and cgroup namespaces; `--die-with-parent` (killing
+/// the origin kills the tree), `--new-session`, a clean environment, a private `/tmp`,
+/// `/dev/shm`, `/proc` and `/dev`. The runtime is bound at its prefix, read-only unless
 /// `runtime_writable` (warm-up only). Under `limits`, set by `prlimit` before it execs bwrap.
 #[derive(Debug, Clone)]
 pub struct Jail {
-    pub bwrap: PathBuf,
-    pub prlimit: PathBuf,
+    pub tools: JailTools,
     pub limits: ResourceLimits,
     pub runtime: PathBuf,
     pub prefix: String,
@@ -56,24 +74,25 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// `[sh -c JOIN… --] prlimit LIMITS… -- bwrap ARGS… -- argv…`, ready to spawn (the shell
-    /// joins the cgroup and execs prlimit, which execs bwrap: one process). Its own process
-    /// group, so a timeout can kill everything it started.
+    /// `[sh -c JOIN… --] prlimit LIMITS… -- bwrap ARGS… -- setpriv TO-USER… -- argv…`, ready
+    /// to spawn (the shell joins the sandbox's cgroup and execs prlimit, which execs bwrap: one
+    /// process). Its own process group, so a timeout can kill everything it started.
     pub fn command(&self, argv: &[String]) -> tokio::process::Command {
         let join = self.cgroup.join_args();
         let mut c = match join.split_first() {
             Some((sh, rest)) => {
                 let mut c = tokio::process::Command::new(sh);
-                c.args(rest).arg(&self.prlimit);
+                c.args(rest).arg(&self.tools.prlimit);
                 c
             }
-            None => tokio::process::Command::new(&self.prlimit),
+            None => tokio::process::Command::new(&self.tools.prlimit),
         };
         c.args(self.limits.prlimit_args())
             .arg("--")
-            .arg(&self.bwrap)
+            .arg(&self.tools.bwrap)
             .args(self.args())
-            .arg("--");
+            .arg("--")
+            .args(setpriv_args(&self.tools.setpriv, self.tools.user));
         if self.network {
             c.args(super::net::wait_for_route(argv));
         } else {
@@ -102,6 +121,9 @@ impl Jail {
                 push(&["--symlink", target, link]);
             }
         }
+        // Directories bwrap creates for a mount point are root's and 0700: made 0755 first,
+        // or the sandbox uid could not look inside them.
+        push(&["--dir", "/etc"]);
         let etc = RO_ETC
             .iter()
             .chain(if self.network { RO_ETC_NET } else { &[] });
@@ -111,18 +133,39 @@ impl Jail {
         if let (true, Some(resolv)) = (self.network, &self.resolv_conf) {
             push(&["--ro-bind", &resolv.to_string_lossy(), "/etc/resolv.conf"]);
         }
-        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-        // Network or not, the sandbox's network namespace is its own.
-        push(&["--unshare-all"]);
+        let setpriv = self.tools.setpriv.to_string_lossy();
+        if !setpriv_in_usr(&self.tools.setpriv) {
+            push(&["--ro-bind", &setpriv, &setpriv]);
+        }
+        push(&["--proc", "/proc", "--dev", "/dev"]);
+        push(&["--perms", "1777", "--tmpfs", "/tmp"]);
+        push(&["--perms", "1777", "--tmpfs", "/dev/shm"]);
+        // No user namespace: bwrap runs as root, and one it created would map the sandbox's
+        // uid to root outside. The uid switch is setpriv's (see `super::identity`).
         push(&[
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--hostname",
-            "sandbox",
-            "--clearenv",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
         ]);
+        // Network or not, the network namespace is the sandbox's own: with `network`,
+        // slirp4netns connects it (see `super::net`), never the host's.
+        push(&["--unshare-net"]);
+        push(&["--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+        for cap in SETPRIV_CAPS {
+            push(&["--cap-add", cap]);
+        }
+        push(&["--hostname", "sandbox", "--clearenv"]);
+        for dir in Path::new(&self.prefix)
+            .ancestors()
+            .skip(1)
+            .filter(|d| d.parent().is_some())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            push(&["--dir", &dir.to_string_lossy()]);
+        }
         let runtime = self.runtime.to_string_lossy();
         let bind = if self.runtime_writable {
             "--bind"
@@ -196,8 +239,14 @@ mod tests {
 
     fn jail_of(network: bool, runtime_writable: bool) -> Jail {
         Jail {
-            bwrap: "bwrap".into(),
-            prlimit: "prlimit".into(),
+            tools: JailTools {
+                bwrap: "bwrap".into(),
+                prlimit: "prlimit".into(),
+                setpriv: "/usr/bin/setpriv".into(),
+                user: SandboxUser { uid: 7, gid: 8 },
+                cgroups: Cgroups::none(),
+                slirp4netns: None,
+            },
             limits: ResourceLimits::default(),
             runtime: "/node/runtimes/abc".into(),
             prefix: "/opt/rt".into(),
@@ -223,21 +272,21 @@ mod tests {
             "/etc/resolv.conf",
         ];
         let off = jail(false, false);
-        assert!(find(&off, &["--unshare-all"]).is_some());
-        assert!(find(&off, &["--share-net"]).is_none());
+        assert!(find(&off, &["--unshare-net"]).is_some());
         assert!(find(&off, &resolv).is_none());
         let on = jail(true, false);
-        assert!(find(&on, &["--unshare-all"]).is_some());
-        assert!(find(&on, &["--share-net"]).is_none());
+        // Network or not, the network namespace is the sandbox's own.
+        assert!(find(&on, &["--unshare-net"]).is_some());
         assert!(find(&on, &resolv).is_some());
-        // The command waits for the network inside the jail.
+        // The command waits for the network inside the jail, as the sandbox user.
         let cmd = jail_of(true, false).command(&["true".into()]);
         let args: Vec<String> = cmd
             .as_std()
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let at = find(&args, &["--", "/bin/sh", "-c"]).expect("the route wait after bwrap's --");
+        let at = find(&args, &["--", "/bin/sh", "-c"]).expect("the route wait after setpriv's --");
+        assert!(find(&args, &["--no-new-privs"]) < Some(at), "{args:?}");
         assert!(args[at + 3].contains("/proc/net/route"), "{args:?}");
         assert_eq!(args[args.len() - 2..], ["sh", "true"]);
     }
@@ -257,6 +306,54 @@ mod tests {
         assert!(find(&args[..bwrap], &["--cpu=7:9"]).is_some(), "{args:?}");
         assert!(find(&args[..bwrap], &["--core=0"]).is_some(), "{args:?}");
         assert_eq!(args[args.len() - 4..], ["--", "python3", "-c", "1"]);
+        // bwrap's command is setpriv, which becomes the sandbox user and then runs argv.
+        let setpriv = find(&args, &["--", "/usr/bin/setpriv"]).expect("setpriv after bwrap's --");
+        assert!(setpriv > bwrap);
+        assert!(find(&args[setpriv..], &["--reuid=7", "--regid=8"]).is_some());
+    }
+
+    #[test]
+    fn the_sandbox_user_gets_no_user_namespace_and_no_capability_but_setprivs() {
+        for (network, writable) in [(false, false), (true, true)] {
+            let a = jail(network, writable);
+            for ns in ["--unshare-user", "--unshare-user-try", "--unshare-all"] {
+                assert!(
+                    find(&a, &[ns]).is_none(),
+                    "{ns} maps the sandbox uid to root"
+                );
+            }
+            for ns in ["--unshare-ipc", "--unshare-pid", "--unshare-uts"] {
+                assert!(find(&a, &[ns]).is_some(), "{ns}");
+            }
+            let drop = find(&a, &["--cap-drop", "ALL"]).expect("caps dropped");
+            let added: Vec<&str> = a
+                .windows(2)
+                .filter(|w| w[0] == "--cap-add")
+                .map(|w| w[1].as_str())
+                .collect();
+            assert_eq!(added, SETPRIV_CAPS);
+            assert!(find(&a, &["--cap-add"]) > Some(drop));
+        }
+    }
+
+    #[test]
+    fn everything_the_sandbox_user_needs_to_reach_is_searchable() {
+        let mut j = jail_of(false, false);
+        j.prefix = "/opt/lang/rt".into();
+        let a = j.args();
+        let at = |seq: &[&str]| find(&a, seq).unwrap_or_else(|| panic!("{seq:?}: {a:?}"));
+        let bind = at(&["--ro-bind", "/node/runtimes/abc", "/opt/lang/rt"]);
+        assert!(at(&["--dir", "/opt"]) < at(&["--dir", "/opt/lang"]));
+        assert!(at(&["--dir", "/opt/lang"]) < bind);
+        assert!(find(&a, &["--dir", "/"]).is_none());
+        assert!(at(&["--dir", "/etc"]) < at(&["--ro-bind-try"]));
+        at(&["--perms", "1777", "--tmpfs", "/tmp"]);
+        assert!(at(&["--perms", "1777", "--tmpfs", "/dev/shm"]) > at(&["--dev", "/dev"]));
+        // A setpriv outside /usr is bound where the command line names it.
+        j.tools.setpriv = "/opt/util-linux/setpriv".into();
+        let a = j.args();
+        let p = "/opt/util-linux/setpriv";
+        assert!(find(&a, &["--ro-bind", p, p]).is_some());
     }
 
     #[test]

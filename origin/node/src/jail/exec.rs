@@ -6,6 +6,7 @@ use prewarm_shared::sandbox::ExecResult;
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::cgroup::SandboxCgroup;
 use super::limits::signal_name;
@@ -30,14 +31,17 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Each of stdout and stderr keeps its first `cap` bytes; the rest is read and discarded
 /// (so the command never blocks on a full pipe) and `truncated` is set. With `live`, every
 /// piece of output is also sent there as it arrives; a receiver that went away is ignored.
-/// `signal` names the signal the command died of; `limit` is left for the caller, who knows
-/// the limits. With `net` (slirp4netns and the sandbox's cgroup), the command's network
-/// namespace is connected once it exists ([`super::net::attach`]), until the command ends.
+/// When `stop` fires (its sandbox is deleted), the process group is killed as on a timeout,
+/// but `timed_out` stays false. `signal` names the signal the command died of; `limit` is left
+/// for the caller, who knows the limits. With `net` (slirp4netns and the sandbox's cgroup),
+/// the command's network namespace is connected once it exists ([`super::net::attach`]), until
+/// the command ends.
 pub async fn run(
     mut cmd: tokio::process::Command,
     timeout: Duration,
     cap: usize,
     live: Option<LiveOutput>,
+    stop: Option<&CancellationToken>,
     net: Option<(&std::path::Path, &SandboxCgroup)>,
 ) -> std::io::Result<ExecResult> {
     let started = Instant::now();
@@ -69,18 +73,24 @@ pub async fn run(
             read_capped(err, cap, live.map(|l| (l, Pipe::Stderr)))
         )
     });
-    let waiter = async {
-        tokio::select! {
-            s = child.wait() => s.map(|s| (s, false)),
-            _ = tokio::time::sleep(timeout) => {
-                if let Some(pg) = pgid {
-                    // The group may be gone already; nothing to do then.
-                    let _ = kill_process_group(pg, Signal::Kill);
-                }
-                let _ = child.start_kill();
-                child.wait().await.map(|s| (s, true))
-            }
+    let stopped = async {
+        match stop {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
         }
+    };
+    let waiter = async {
+        let timed_out = tokio::select! {
+            s = child.wait() => return s.map(|s| (s, false)),
+            _ = tokio::time::sleep(timeout) => true,
+            _ = stopped => false,
+        };
+        if let Some(pg) = pgid {
+            // The group may be gone already; nothing to do then.
+            let _ = kill_process_group(pg, Signal::Kill);
+        }
+        let _ = child.start_kill();
+        child.wait().await.map(|s| (s, timed_out))
     };
     let (status, drained) = tokio::join!(waiter, readers);
     let (status, timed_out) = status?;

@@ -5,9 +5,10 @@
 //! workspace forbids `unsafe`, so there is no `pre_exec` to call `setrlimit` ourselves.
 //!
 //! Every rlimit is per process, so N processes may use N times the memory, and nothing in
-//! them caps the number of processes (`RLIMIT_NPROC` does not apply to uid 0 and would count
-//! the host's processes anyway). The sandbox-wide limits here (`pids`, `total_memory_bytes`,
-//! `cpu_weight`) do that, through the sandbox's cgroup ([`super::cgroup`]).
+//! them caps the number of processes (`RLIMIT_NPROC` counts a uid's processes, and every
+//! sandbox runs as the same sandbox uid, so one could starve all). The sandbox-wide limits
+//! here (`pids`, `total_memory_bytes`, `cpu_weight`) do that, through the sandbox's cgroup
+//! ([`super::cgroup`]).
 
 use prewarm_shared::limits::{Limit, LimitError, LimitHit, Limits};
 use rustix::process::Signal;

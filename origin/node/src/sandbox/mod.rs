@@ -24,7 +24,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::jail::cgroup::SandboxCgroup;
-use crate::jail::{bwrap, exec, Jail, JailConfig, ResourceLimits};
+use crate::jail::identity::SandboxUser;
+use crate::jail::{bwrap, exec, Jail, JailTools, ResourceLimits};
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 
@@ -39,8 +40,10 @@ pub struct SandboxConfig {
     pub max_exec_timeout: Duration,
     /// Bytes kept of each of stdout and stderr per exec.
     pub output_cap: usize,
-    /// The jail commands run in; the same the warmer uses.
-    pub jail: JailConfig,
+    /// The jail's tools and the sandbox identity; the same the warmer uses.
+    pub jail: JailTools,
+    /// The server's resource limits: the defaults and the ceiling of every sandbox's.
+    pub limits: ResourceLimits,
 }
 
 /// What went wrong with a sandbox request; mapped to HTTP by `prewarm-server`.
@@ -90,6 +93,10 @@ struct Sandbox {
     /// Commands running now. Changed only under the service's map lock, so the idle reaper
     /// never removes a sandbox between an exec finding it and starting its command.
     busy: AtomicUsize,
+    /// Fired when the sandbox is deleted: its running commands are killed.
+    stop: CancellationToken,
+    /// Notified whenever a command of this sandbox ends (`busy` went down).
+    ended: tokio::sync::Notify,
 }
 
 impl Sandbox {
@@ -126,7 +133,8 @@ struct Busy(Arc<Sandbox>);
 impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
     }
 }
 
@@ -170,7 +178,7 @@ impl SandboxService {
         while tasks.join_next().await.is_some() {}
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
-            let _ = self.delete(&id);
+            let _ = self.delete(&id).await;
         }
         self.cfg.jail.cgroups.release();
     }
@@ -203,7 +211,7 @@ impl SandboxService {
                 "network: this origin gives sandboxes no network (sandbox.network = \"off\", or slirp4netns is not installed)".into(),
             ));
         }
-        let limits = self.cfg.jail.limits.narrow(&req.limits)?;
+        let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
         let (hot, state) = match ensured {
             Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
@@ -211,7 +219,8 @@ impl SandboxService {
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
         let dir = self.warmer.layout().sandboxes.join(&id);
-        if let Err(e) = make_workspace(&dir, req.context.as_ref(), req.network) {
+        let user = self.cfg.jail.user;
+        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -245,6 +254,8 @@ impl SandboxService {
             state,
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+            ended: tokio::sync::Notify::new(),
         });
         let info = sb.info();
         self.lock().insert(id, sb);
@@ -260,14 +271,29 @@ impl SandboxService {
         Ok(self.find(id)?.state.clone())
     }
 
-    /// Removes the sandbox and its workspace; its runtime may be evicted again.
-    pub fn delete(&self, id: &str) -> Result<(), SandboxError> {
+    /// Removes the sandbox: kills the commands it is running and waits for them to end, then
+    /// removes its workspace; its runtime may be evicted again.
+    pub async fn delete(&self, id: &str) -> Result<(), SandboxError> {
         let sb = self
             .lock()
             .remove(id)
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-        self.discard(&sb);
-        Ok(())
+        // Out of the map: no exec can start in it now, and any that has started sees `stop`.
+        sb.stop.cancel();
+        loop {
+            let ended = sb.ended.notified();
+            if sb.busy.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            ended.await;
+        }
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.discard(&sb))
+            .await
+            .map_err(|e| SandboxError::Io {
+                action: "removing the sandbox",
+                source: std::io::Error::other(e),
+            })
     }
 
     /// Releases a sandbox already taken out of the map: kills every process in its cgroup
@@ -302,7 +328,7 @@ impl SandboxService {
             let sb = map
                 .get(id)
                 .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, Ordering::Relaxed);
+            sb.busy.fetch_add(1, Ordering::SeqCst);
             Busy(sb.clone())
         };
         let sb = &busy.0;
@@ -330,8 +356,7 @@ impl SandboxService {
             env.insert(CONTEXT_ENV.into(), c.clone());
         }
         let jail = Jail {
-            bwrap: self.cfg.jail.bwrap.clone(),
-            prlimit: self.cfg.jail.prlimit.clone(),
+            tools: self.cfg.jail.clone(),
             limits,
             runtime: self.warmer.runtime_dir(&sb.digest),
             prefix: rec.prefix.clone(),
@@ -353,7 +378,7 @@ impl SandboxService {
         };
         let cmd = jail.command(&req.cmd);
         let ooms = sb.cgroup.oom_kills();
-        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, net)
+        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop), net)
             .await
             .map_err(|e| SandboxError::Io {
                 action: "starting bubblewrap",
@@ -409,13 +434,16 @@ impl SandboxService {
 /// A networked sandbox's `/etc/resolv.conf`, in its directory: slirp's DNS forwarder.
 const RESOLV_CONF: &str = "resolv.conf";
 
-/// `DIR/workspace/` (0700 parent), with the context written to [`CONTEXT_FILE`] as JSON; with
-/// `network`, `DIR/resolv.conf` too.
+/// `DIR/workspace/` (0700 parent, root's), with the context written to [`CONTEXT_FILE`] as
+/// JSON; with `network`, `DIR/resolv.conf` too. The workspace and everything in it belong to
+/// the sandbox user, whose commands work there; nothing else the sandbox can reach does.
 fn make_workspace(
     dir: &std::path::Path,
     context: Option<&serde_json::Value>,
+    user: SandboxUser,
     network: bool,
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::lchown;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
     if network {
         let dns = crate::jail::net::DNS;
@@ -423,13 +451,18 @@ fn make_workspace(
     }
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
+    lchown(&ws, Some(user.uid), Some(user.gid))?;
     if let Some(c) = context {
         let file = ws.join(CONTEXT_FILE);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
         let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-        std::fs::write(file, bytes)?;
+        std::fs::create_dir_all(file.parent().unwrap_or(ws.as_path()))?;
+        std::fs::write(&file, bytes)?;
+        // The context file and the directories made for it, up to the workspace.
+        let mut at = file.as_path();
+        while at != ws.as_path() {
+            lchown(at, Some(user.uid), Some(user.gid))?;
+            at = at.parent().unwrap_or(ws.as_path());
+        }
     }
     Ok(())
 }

@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::{SandboxConfig, SandboxService};
 use crate::jail::bwrap::{find_bwrap, find_prlimit};
+use crate::jail::identity::{find_setpriv, SandboxUser};
 use crate::jail::net::find_slirp4netns;
-use crate::jail::{Cgroups, JailConfig, ResourceLimits};
+use crate::jail::{Cgroups, JailTools, ResourceLimits};
 use crate::warm::layout::NODE_DIR;
 use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
 use prewarm_client::transfer::Source;
@@ -39,6 +40,9 @@ pub struct NodeSettings {
     /// util-linux `prlimit`, which applies the limits before it execs bubblewrap. Default:
     /// `prlimit` on `PATH`.
     pub prlimit: Option<PathBuf>,
+    /// util-linux `setpriv`, which switches jailed commands to the sandbox uid. Default:
+    /// `setpriv` on `PATH`.
+    pub setpriv: Option<PathBuf>,
 }
 
 impl Default for NodeSettings {
@@ -52,6 +56,7 @@ impl Default for NodeSettings {
             warm_command_timeout_secs: 600,
             bwrap: None,
             prlimit: None,
+            setpriv: None,
         }
     }
 }
@@ -83,6 +88,11 @@ pub struct SandboxSettings {
     pub file_bytes: u64,
     /// Open files per sandboxed process, and the most a request may ask for.
     pub open_files: u64,
+    /// The host uid sandboxed commands (warm commands and exec) run as. It must own nothing on
+    /// the host and be no other service's or user's: all sandboxes share it. Not 0.
+    pub uid: u32,
+    /// The host gid sandboxed commands run as (no supplementary groups). Not 0.
+    pub gid: u32,
     /// Whether a sandbox may ask for network (`"network": true`): `outbound` (its own network
     /// namespace, connected by slirp4netns, no way to the host's loopback) or `off` (such a
     /// create is refused with 400). Default `outbound`.
@@ -111,6 +121,8 @@ impl Default for SandboxSettings {
             cpu_secs: ResourceLimits::DEFAULT.cpu_secs,
             file_bytes: ResourceLimits::DEFAULT.file_bytes,
             open_files: ResourceLimits::DEFAULT.open_files,
+            uid: SandboxUser::DEFAULT.uid,
+            gid: SandboxUser::DEFAULT.gid,
             network: NetworkPolicy::Outbound,
             pids: ResourceLimits::DEFAULT.pids,
             total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
@@ -140,6 +152,16 @@ pub enum NodeStartError {
         "util-linux `prlimit` (which applies sandbox resource limits) is not installed; run scripts/sandbox-tools or pass --no-sandboxes"
     )]
     NoPrlimit,
+    #[error(
+        "util-linux `setpriv` (which switches sandboxed commands to the sandbox uid) is not installed; run scripts/sandbox-tools or pass --no-sandboxes"
+    )]
+    NoSetpriv,
+    #[error(
+        "sandboxes need the origin to run as root, to run sandboxed commands as the sandbox uid; pass --no-sandboxes otherwise"
+    )]
+    NotRoot,
+    #[error("sandbox.uid/sandbox.gid: {0}")]
+    User(&'static str),
     /// `key` is the setting's name in `prewarm.toml` (`sandbox.memory_bytes`).
     #[error("{key}: {source}")]
     Limits {
@@ -167,6 +189,12 @@ pub async fn start(
         return Ok(None);
     }
     let limits = sandbox.limits()?;
+    let user = SandboxUser {
+        uid: sandbox.uid,
+        gid: sandbox.gid,
+    }
+    .checked()
+    .map_err(NodeStartError::User)?;
     let Some(bwrap) = configured_tool(&node.bwrap).unwrap_or_else(find_bwrap) else {
         tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoBwrap);
         return Ok(None);
@@ -176,16 +204,29 @@ pub async fn start(
         tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoPrlimit);
         return Ok(None);
     };
+    // Never run sandboxed commands as the owner of the node's files.
+    let Some(setpriv) = configured_tool(&node.setpriv)
+        .map(|p| p.and_then(|p| p.canonicalize().ok()))
+        .unwrap_or_else(find_setpriv)
+    else {
+        tracing::warn!("{}; sandboxes are disabled", NodeStartError::NoSetpriv);
+        return Ok(None);
+    };
+    if !rustix::process::geteuid().is_root() {
+        tracing::warn!("{}; sandboxes are disabled", NodeStartError::NotRoot);
+        return Ok(None);
+    }
     let registry: Arc<dyn Registry> = match redis {
         Some(client) => Arc::new(RedisRegistry::connect(client).await?),
         None => Arc::new(NoRegistry),
     };
     let node_dir = node.dir.clone().unwrap_or_else(|| data_dir.join(NODE_DIR));
     let node_name = node.name.clone().unwrap_or_else(hostname);
-    let jail = JailConfig {
+    let jail = JailTools {
         bwrap,
         prlimit,
-        limits,
+        setpriv,
+        user,
         cgroups: Cgroups::for_node(&node_name, &node_dir),
         slirp4netns: match sandbox.network {
             NetworkPolicy::Off => None,
@@ -205,10 +246,8 @@ pub async fn start(
         fetch_concurrency: node.fetch_concurrency.max(1),
         disk_budget: node.disk_budget_bytes,
         warm_command_timeout: Duration::from_secs(node.warm_command_timeout_secs),
-        bwrap: jail.bwrap.clone(),
-        prlimit: jail.prlimit.clone(),
+        jail: jail.clone(),
         limits,
-        cgroups: jail.cgroups.clone(),
     };
     let warmer = Warmer::open(cfg, source, registry)?;
     Ok(Some(SandboxService::start(
@@ -219,6 +258,7 @@ pub async fn start(
             max_exec_timeout: Duration::from_secs(sandbox.max_exec_timeout_secs),
             output_cap: sandbox.output_cap_bytes,
             jail,
+            limits,
         },
     )))
 }

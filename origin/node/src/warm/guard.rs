@@ -1,21 +1,21 @@
 //! Keeping warm-up from corrupting the shared file cache, and sealing a warm runtime read-only.
 //!
-//! Warm commands run with the runtime writable, and many of its files are hard links to cache
-//! inodes shared with every other runtime on the node. Two defences, one preventive, one
-//! detective:
-//! 1. Warm commands run under bubblewrap with `--cap-drop ALL`. Cached inodes are read-only
-//!    (no write bits), and without `CAP_DAC_OVERRIDE` even uid 0 cannot open them for writing
-//!    (measured: with bwrap's default capabilities as root, the write succeeds). New files and
-//!    directories (bytecode) can still be created, because directories are owner-writable.
-//! 2. The owner can still `chmod` a file and then write it. So before the commands run, every
-//!    cache inode the tree links to is snapshotted (inode, size, mtime, mode, ctime), and
+//! Warm commands run with the runtime's directories writable, and many of its files are hard
+//! links to cache inodes shared with every other runtime on the node. Two defences, one
+//! preventive, one detective:
+//! 1. Warm commands run as the unprivileged sandbox user (`crate::jail::identity`), with no
+//!    capabilities. Cache inodes are the origin's (root's) and read-only: that user can
+//!    neither open them for writing nor `chmod` them. It is lent this tree's directories
+//!    (`super::lend`), so it can still create files (bytecode) and replace or remove entries.
+//! 2. In case (1) ever fails (a kernel bug, a misconfigured node), every cache inode the tree
+//!    links to is snapshotted before the commands run (inode, size, mtime, mode, ctime) and
 //!    checked afterwards. A changed size, mtime or mode fails the warm. The mtime can be put
 //!    back (`touch -r`), the ctime cannot, but other warms hard-linking the same inode change
 //!    it too; so a changed ctime alone means the file is hashed again against its digest.
 //!    Damage fails the warm, and the damaged cache file is removed from the cache so it is
-//!    fetched and verified again next time. (Runtimes already linked to the
-//!    same inode would share the damage; that is why (1) is there.) Files the commands replaced
-//!    by rename or deleted are new inodes or gone: the cache is untouched by those.
+//!    fetched and verified again next time. (Runtimes already linked to the same inode would
+//!    share the damage; that is why (1) is there.) Files the commands replaced by rename or
+//!    deleted are new inodes or gone: the cache is untouched by those.
 
 use std::collections::HashMap;
 use std::fs;

@@ -157,16 +157,21 @@ impl NodeLayout {
 }
 
 /// Removes a tree whose directories may be read-only (sealed runtimes); logs failures.
+///
+/// Trees the sandbox user wrote (workspaces, build dirs) are removed without changing a mode
+/// first: `remove_dir_all` never follows a symlink, and root needs no write bit. Only an
+/// origin that is not root (no sandboxes then) makes directories writable to remove them.
 pub fn remove_tree(path: &Path) {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => make_writable(path),
-        Ok(_) => {}
+    let res = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).or_else(|e| {
+            if e.kind() != io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            make_writable(path);
+            fs::remove_dir_all(path)
+        }),
+        Ok(_) => fs::remove_file(path),
         Err(_) => return,
-    }
-    let res = if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
     };
     if let Err(err) = res {
         if err.kind() != io::ErrorKind::NotFound {

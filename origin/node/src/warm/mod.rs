@@ -11,6 +11,7 @@ pub mod guard;
 pub mod index;
 mod job;
 pub mod layout;
+mod lend;
 mod maintain;
 mod pipeline;
 #[cfg(test)]
@@ -31,8 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecord};
 pub use job::Job;
 
-use crate::jail::Cgroups;
-use crate::jail::ResourceLimits;
+use crate::jail::{JailTools, ResourceLimits};
 use estimate::Estimator;
 use index::RuntimeIndex;
 use layout::NodeLayout;
@@ -54,15 +54,12 @@ pub struct WarmConfig {
     pub disk_budget: u64,
     /// Longest a single `meta.warm` command may run.
     pub warm_command_timeout: Duration,
-    /// The bubblewrap binary.
-    pub bwrap: PathBuf,
-    /// util-linux `prlimit`, which applies the limits before it execs bubblewrap.
-    pub prlimit: PathBuf,
+    /// bubblewrap, `prlimit`, `setpriv` and the sandbox user every warm command and exec
+    /// runs with.
+    pub jail: JailTools,
     /// The server's sandbox resource limits: warm commands run under them, and they are the
     /// defaults and the ceiling of every sandbox's.
     pub limits: ResourceLimits,
-    /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
-    pub cgroups: Cgroups,
 }
 
 /// What [`Warmer::ensure`] found.

@@ -11,6 +11,7 @@ use super::guard::{seal, CacheSnapshot};
 use super::index::{now_ms, RuntimeRecord};
 use super::job::Job;
 use super::layout::remove_tree;
+use super::lend::{lend_dirs, reclaim};
 use super::Inner;
 use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::{exec, Jail};
@@ -87,9 +88,18 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
 
     job.progress(Step::Warm, 0.0);
     let (m, cache, dir) = (manifest.clone(), inner.cache.clone(), build.0.clone());
+    // The warm commands run as the sandbox user; lent this tree's directories, they can add,
+    // replace and remove its entries, never write a file they did not create (see `lend`).
+    let lend = (!meta.warm.is_empty()).then_some(inner.cfg.jail.user);
     let snapshot = blocking(Step::Warm, move || {
-        CacheSnapshot::take(&m, &cache, &dir)
-            .map_err(|e| io_failure(Step::Warm, "snapshotting the cache", &e))
+        let snapshot = CacheSnapshot::take(&m, &cache, &dir)
+            .map_err(|e| io_failure(Step::Warm, "snapshotting the cache", &e))?;
+        if let Some(user) = lend {
+            lend_dirs(&dir, user).map_err(|e| {
+                io_failure(Step::Warm, "lending the runtime to the sandbox user", &e)
+            })?;
+        }
+        Ok(snapshot)
     })
     .await?;
     let cache_links_guarded = snapshot.len();
@@ -98,7 +108,7 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         // One cgroup for the job's warm commands, under the server's sandbox-wide limits;
         // whatever they leave running is killed with it.
         let (cgroups, limits, name) = (
-            inner.cfg.cgroups.clone(),
+            inner.cfg.jail.cgroups.clone(),
             inner.cfg.limits,
             format!("warm-{}", &job.digest.hex()[..16]),
         );
@@ -124,6 +134,12 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     job.progress(Step::Seal, 0.0);
     let dir = build.0.clone();
     let sealed = blocking(Step::Seal, move || {
+        // Every sandboxed process of the warm is gone: each command's pid namespace died with it.
+        if lend.is_some() {
+            reclaim(&dir).map_err(|e| {
+                io_failure(Step::Seal, "taking the runtime back from the sandbox user", &e)
+            })?;
+        }
         let damaged = snapshot.verify_and_evict();
         if let Some(first) = damaged.first() {
             return Err(WarmFailure {
@@ -173,8 +189,8 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     })
 }
 
-/// One `meta.warm` command, in a jail like a sandbox's but with the runtime writable, under
-/// the server's resource limits.
+/// One `meta.warm` command, in a jail like a sandbox's but with the runtime's directories
+/// writable (lent to the sandbox user), under the server's resource limits.
 async fn run_warm_command(
     inner: &Inner,
     meta: &Meta,
@@ -184,8 +200,7 @@ async fn run_warm_command(
     argv: &[String],
 ) -> Result<(), WarmFailure> {
     let jail = Jail {
-        bwrap: inner.cfg.bwrap.clone(),
-        prlimit: inner.cfg.prlimit.clone(),
+        tools: inner.cfg.jail.clone(),
         limits: inner.cfg.limits,
         runtime: runtime.to_path_buf(),
         prefix: meta.prefix.clone(),
@@ -204,6 +219,7 @@ async fn run_warm_command(
         jail.command(argv),
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
+        None,
         None,
         None,
     )

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::estimate::Estimator;
 use super::index::{now_ms, RegistryError, RuntimeIndex};
-use super::{Ensured, Job, NoRegistry, Registry, RegistryEntry, RuntimeRecord, WarmConfig, Warmer};
+use super::{
+    Ensured, JailTools, Job, NoRegistry, Registry, RegistryEntry, RuntimeRecord, WarmConfig, Warmer,
+};
 use prewarm_client::transfer::{Fetched, Source, TransferError};
 
 /// Serves the manifests, blocks and tags put in it, and nothing else: most of these tests
@@ -95,10 +97,15 @@ fn warmer_serving(
         fetch_concurrency: 1,
         disk_budget: budget,
         warm_command_timeout: Duration::from_secs(1),
-        bwrap: "bwrap".into(),
-        prlimit: "prlimit".into(),
+        jail: JailTools {
+            bwrap: "bwrap".into(),
+            prlimit: "prlimit".into(),
+            setpriv: "setpriv".into(),
+            user: Default::default(),
+            cgroups: Default::default(),
+            slirp4netns: None,
+        },
         limits: Default::default(),
-        cgroups: Default::default(),
     };
     Warmer::open(cfg, Arc::new(source), registry).expect("open node")
 }

@@ -68,10 +68,7 @@ async fn remove(
     State(state): State<SandboxState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let svc = service(&state)?.clone();
-    tokio::task::spawn_blocking(move || svc.delete(&id))
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    service(&state)?.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

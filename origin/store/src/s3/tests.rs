@@ -3,12 +3,9 @@
 use super::*;
 use crate::conformance;
 
-/// Runs the conformance suite against the S3 server at `PREWARM_TEST_S3_ENDPOINT`, in a fresh bucket.
-#[tokio::test]
-async fn conformance_suite() {
-    let Some(endpoint) = crate::test_service_env("PREWARM_TEST_S3_ENDPOINT") else {
-        return;
-    };
+/// A store on the S3 server at `PREWARM_TEST_S3_ENDPOINT`, in a fresh bucket (`None`: skip).
+async fn test_store() -> Option<S3Store> {
+    let endpoint = crate::test_service_env("PREWARM_TEST_S3_ENDPOINT")?;
     let store = S3Store::new(&S3Options {
         endpoint: Some(endpoint),
         region: Some("us-east-1".into()),
@@ -25,6 +22,15 @@ async fn conformance_suite() {
     .await;
     store.ensure_bucket().await.expect("create the test bucket");
     store.probe().await.unwrap();
+    Some(store)
+}
+
+/// Runs the conformance suite against the S3 server at `PREWARM_TEST_S3_ENDPOINT`, in a fresh bucket.
+#[tokio::test]
+async fn conformance_suite() {
+    let Some(store) = test_store().await else {
+        return;
+    };
     conformance::run_all(&store).await;
     conformance::tags(&store).await;
     // Bigger than one part: a multipart upload, completed only because the digest matches.
@@ -138,4 +144,34 @@ async fn missing_credentials_are_named_not_an_sdk_dispatch_failure() {
     assert!(matches!(e, StoreError::Other { .. }), "{text}");
     assert!(text.contains(credentials::NO_CREDENTIALS), "{text}");
     assert!(!text.contains("dispatch"), "{text}");
+}
+
+/// A multipart upload whose body fails in its second part (the client went away): the upload
+/// is aborted and no object appears, not even the first part's bytes.
+#[tokio::test]
+async fn upload_cut_off_mid_multipart_stores_nothing() {
+    let Some(store) = test_store().await else {
+        return;
+    };
+    let big: Bytes = (0..PART_SIZE * 2)
+        .map(|i| (i % 249) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let d = Digest::of(&big);
+    let mut pieces: Vec<Result<Bytes, StoreError>> = big
+        .slice(..PART_SIZE + (1 << 20))
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    pieces.push(Err(StoreError::other(
+        "test",
+        std::io::Error::from_raw_os_error(5),
+    )));
+    let e = store
+        .put(Kind::Block, &d, futures::stream::iter(pieces).boxed())
+        .await
+        .unwrap_err();
+    assert!(!matches!(e, StoreError::Integrity { .. }), "{e}");
+    assert_eq!(store.head(Kind::Block, &d).await.unwrap(), None);
+    assert!(store.get(Kind::Block, &d).await.unwrap().is_none());
 }

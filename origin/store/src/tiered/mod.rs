@@ -4,8 +4,8 @@
 //! - **Reads** try the in-process [`RamCache`] of verified small objects first (when
 //!   configured), then the tiers fastest first; bytes read whole from the local disk or verified
 //!   from a slower tier are kept there.
-//! - **Reads** try tiers fastest first. The local tier is streamed as is (it only ever holds
-//!   verified bytes). A hit in a slower tier is read into memory (bounded by the object-size
+//! - **Reads** try tiers fastest first. The local tier verifies its own whole reads (damage is
+//!   quarantined there and reads as a miss, so a slower tier or the next push repairs it). A hit in a slower tier is read into memory (bounded by the object-size
 //!   limit), hashed once, served, and backfilled into the faster tiers from those same bytes;
 //!   the slow tier is never read twice. Bytes with the wrong hash are never served or
 //!   backfilled: they are counted, dropped from the cache tier that held them, and the next tier

@@ -190,7 +190,7 @@ fn unsupported_files_and_edits_after_packing_are_reported() {
 }
 
 /// Measures chunking strategies on two runtime packs (see docs/CHUNKING.md):
-/// `PREWARM_MEASURE="bench/out/v1 bench/out/v2" cargo test --release -p prewarm-origin
+/// `PREWARM_MEASURE="bench/out/v1 bench/out/v2" cargo test --release -p prewarm-client
 /// --lib pack::tests::chunking::measure -- --ignored`; writes to `$PREWARM_MEASURE_OUT`.
 #[test]
 #[ignore = "needs bench/make-runtime-pack output"]
