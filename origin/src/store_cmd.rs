@@ -50,7 +50,7 @@ pub(crate) async fn run(a: StoreArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let dir = crate::serve_cmd::data_dir(data_dir, &cfg);
+    let dir = data_dir.unwrap_or_else(|| cfg.data_dir_or_default());
     if !dir.join("blocks-v1").is_dir() {
         anyhow::bail!(
             "{} is not a prewarm data directory (no blocks-v1/)",

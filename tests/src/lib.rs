@@ -5,6 +5,7 @@
 
 pub mod blocks;
 pub mod edge;
+pub mod in_process;
 pub mod services;
 pub mod tmpfs;
 

@@ -8,6 +8,7 @@ pub mod error;
 mod objects;
 pub mod repo;
 pub mod sandbox;
+mod startup;
 mod status;
 mod tags;
 
@@ -29,6 +30,7 @@ use crate::repo::Repo;
 pub use auth::Token;
 pub use encoding::EncodedCache;
 pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
+pub use startup::{start, StartError, Started};
 
 /// Shared state of every handler.
 #[derive(Clone)]

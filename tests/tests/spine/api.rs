@@ -1,7 +1,9 @@
-//! The origin HTTP API: headers, ranges, errors, auth.
+//! The origin HTTP API: headers, ranges, errors, auth. In-process, through `app(state)`: these
+//! need no binary.
 
 use prewarm_shared::Digest;
-use prewarm_tests::{error_code, http, Origin};
+use prewarm_tests::in_process::InProcess as Origin;
+use prewarm_tests::{error_code, http};
 
 #[test]
 fn blocks_round_trip_with_caching_headers_and_ranges() {

@@ -204,6 +204,22 @@ pub struct S3Config {
     pub timeout_ms: u64,
 }
 
+impl Config {
+    /// Where `prewarm serve` listens: `listen`, else `127.0.0.1:7070`.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)))
+    }
+
+    /// The local tier's directory, and the node directory's parent: `data_dir`, else
+    /// `prewarm-data` (`prewarm store verify` looks where `serve` writes).
+    pub fn data_dir_or_default(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("prewarm-data"))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

@@ -1,0 +1,216 @@
+//! Start-up: build and probe the tiers from the config, start the node, and hand back the
+//! state [`crate::app`] serves with the one token that shuts it all down.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prewarm_node::sandbox::node::NodeStartError;
+use prewarm_store::{
+    DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
+    S3Store, StoreError, Tier, TierStackError, Tiered,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::repo::Repo;
+use crate::{AppState, EncodedCache, Limits, Token};
+
+/// Why the origin did not start. Misconfiguration fails here, not on the first request.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("reading token file {path}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token file {0} is empty")]
+    EmptyToken(PathBuf),
+    #[error("local tier: opening data dir {path}")]
+    LocalTier {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// `url` is printed with its password masked.
+    #[error("redis tier {url}")]
+    Redis {
+        url: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("redis tier {url} is not reachable: {source}")]
+    RedisDown { url: String, source: StoreError },
+    #[error("s3 tier: bucket {bucket:?} at {at} is not usable: {source}")]
+    S3 {
+        bucket: String,
+        at: String,
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Stack(#[from] TierStackError),
+    #[error("starting warming and sandboxes")]
+    Node(#[source] NodeStartError),
+}
+
+/// A started origin: what [`crate::app`] serves, and the one token that stops it.
+pub struct Started {
+    pub state: AppState,
+    /// Cancel it to stop; then [`Started::stopped`] waits for the background work.
+    pub shutdown: CancellationToken,
+}
+
+impl Started {
+    /// Waits for [`Started::shutdown`], then stops warming and sandboxes and waits for them.
+    pub async fn stopped(self) {
+        self.shutdown.cancelled().await;
+        if let Some(s) = &self.state.sandboxes {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Builds and probes the tiers, opens the node (unless sandboxes are off) and returns the
+/// state. `cfg` has been through [`Config::resolve`].
+pub async fn start(cfg: &Config) -> Result<Started, StartError> {
+    let data_dir = cfg.data_dir_or_default();
+    let token = match cfg.token_file.as_ref() {
+        Some(f) => {
+            let raw = std::fs::read_to_string(f).map_err(|source| StartError::TokenFile {
+                path: f.clone(),
+                source,
+            })?;
+            let token = Token::new(&raw).ok_or_else(|| StartError::EmptyToken(f.clone()))?;
+            Some(Arc::new(token))
+        }
+        None => None,
+    };
+    let limits = Limits::default();
+    let (tiers, redis) = build_tiers(cfg, &data_dir, limits.max_manifest_bytes).await?;
+    let repo = Repo::new(
+        Arc::new(tiers.clone()),
+        Arc::new(tiers.clone()),
+        data_dir.display().to_string(),
+    );
+    let sandboxes = prewarm_node::sandbox::node::start(
+        &cfg.node,
+        &cfg.sandbox,
+        &data_dir,
+        Arc::new(repo.clone()),
+        redis,
+    )
+    .await
+    .map_err(StartError::Node)?;
+    let listen = cfg.listen_addr();
+    if sandboxes.is_some() && token.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "sandbox routes run commands and no --token-file is set: anyone who can reach this \
+             address can use them (set --token-file, or --no-sandboxes)"
+        );
+    }
+    let state = AppState {
+        repo,
+        token,
+        limits,
+        compression_level: cfg.compression_level,
+        encoded: EncodedCache::new(cfg.memory.max_encoded_bytes),
+        sandboxes,
+        tiers: Some(tiers),
+    };
+    Ok(Started {
+        state,
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// Builds local → Redis → S3 from the config and probes each; the first that fails stops start-up.
+/// Also returns the Redis client (URL and TLS files), for the warm-runtime registry.
+async fn build_tiers(
+    cfg: &Config,
+    data_dir: &Path,
+    max_manifest_bytes: u64,
+) -> Result<(Tiered, Option<redis::Client>), StartError> {
+    let local = if cfg.local.enabled {
+        let disk = DiskStore::open(data_dir)
+            .await
+            .map_err(|source| StartError::LocalTier {
+                path: data_dir.to_owned(),
+                source,
+            })?;
+        Some(Tier::local_disk(disk))
+    } else {
+        None
+    };
+    let mut redis_client = None;
+    let hot = match &cfg.redis {
+        Some(r) => {
+            // `resolve` checked that a client certificate comes with its key.
+            let client = match (&r.client_cert_file, &r.client_key_file) {
+                (Some(cert), Some(key)) => Some(RedisClientCert {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                }),
+                _ => None,
+            };
+            let store = RedisStore::new(RedisOptions {
+                url: r.url.clone(),
+                namespace: r.namespace.clone(),
+                ttl: Duration::from_secs(r.ttl_secs),
+                max_object_bytes: r.max_block_bytes,
+                timeout: Duration::from_millis(r.timeout_ms),
+                tls: RedisTls {
+                    ca_file: r.ca_file.clone(),
+                    client,
+                },
+            })
+            .map_err(|source| StartError::Redis {
+                url: r.url.to_string(),
+                source,
+            })?;
+            if let Err(source) = store.probe().await {
+                return Err(StartError::RedisDown {
+                    url: r.url.to_string(),
+                    source,
+                });
+            }
+            redis_client = Some(store.client());
+            let ttl = Duration::from_secs(r.ttl_secs);
+            Some(
+                Tier::new(Role::Hot, Arc::new(store))
+                    .with_limits(r.max_block_bytes, r.budget_bytes, ttl)
+                    .required(r.required),
+            )
+        }
+        None => None,
+    };
+    let remote = match &cfg.s3 {
+        Some(s) => {
+            // Static keys (file, then AWS_* variables) win; without them, the AWS chain.
+            let store = S3Store::new(&S3Options {
+                endpoint: s.endpoint.clone(),
+                region: s.region.clone(),
+                bucket: s.bucket.clone(),
+                prefix: s.prefix.clone(),
+                credentials: s.static_credentials(),
+                connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+                timeout: Duration::from_millis(s.timeout_ms),
+            })
+            .await;
+            if let Err(source) = store.probe().await {
+                return Err(StartError::S3 {
+                    bucket: s.bucket.clone(),
+                    at: s.endpoint.clone().unwrap_or_else(|| "AWS".into()),
+                    source,
+                });
+            }
+            Some(Tier::new(Role::Remote, Arc::new(store)))
+        }
+        None => None,
+    };
+    let ram = (cfg.memory.max_bytes > 0)
+        .then(|| RamCache::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes));
+    let tiers = Tiered::new(local, hot, remote, ram, max_manifest_bytes)?;
+    Ok((tiers, redis_client))
+}
