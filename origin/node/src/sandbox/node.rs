@@ -235,7 +235,12 @@ pub async fn start(
                 if found.is_none() {
                     tracing::warn!("slirp4netns is not installed (scripts/sandbox-tools installs it): sandboxes asking for network are refused, as with sandbox.network = \"off\"");
                 }
-                found
+                // slirp4netns makes a tap device in the sandbox's namespace.
+                let tun = Path::new("/dev/net/tun").exists();
+                if found.is_some() && !tun {
+                    tracing::warn!("/dev/net/tun is missing: sandboxes asking for network are refused, as with sandbox.network = \"off\"");
+                }
+                found.filter(|_| tun)
             }
         },
     };
