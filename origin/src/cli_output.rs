@@ -16,6 +16,7 @@ pub(crate) fn result<T: Serialize>(value: &T, json: bool, human: impl FnOnce(&T)
 }
 
 /// Prints one plain line (e.g. the address a server listens on, for scripts and tests).
+#[cfg(feature = "server")]
 pub(crate) fn line(s: &str) {
     println!("{s}");
 }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -10,16 +9,16 @@ use prewarm_client::pack::PackLimits;
 use prewarm_client::push::{push, PushOptions};
 use prewarm_client::remote::Remote;
 use prewarm_client::transfer::Sink;
-use prewarm_server::repo::Repo;
 use prewarm_shared::{RuntimeName, RuntimeRef, Tag};
-use prewarm_store::DiskStore;
 use tracing_subscriber::EnvFilter;
 
 mod cache_cmd;
 mod cli_output;
 mod progress;
 mod pull_cmd;
+#[cfg(feature = "server")]
 mod serve_cmd;
+#[cfg(feature = "server")]
 mod store_cmd;
 
 #[derive(Parser)]
@@ -36,6 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the origin server on an embedded on-disk store.
+    #[cfg(feature = "server")]
     Serve(Box<serve_cmd::ServeArgs>),
     /// Pack a directory or runtime pack and publish it as NAME:TAG.
     Push(PushArgs),
@@ -44,6 +44,7 @@ enum Command {
     /// Maintain the local file cache that pulls link from.
     Cache(cache_cmd::CacheArgs),
     /// Maintain the origin's own store (`prewarm serve`'s data directory).
+    #[cfg(feature = "server")]
     Store(store_cmd::StoreArgs),
 }
 
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs its work; the client commands print results and say only what went wrong.
     let default_filter = match cli.command {
+        #[cfg(feature = "server")]
         Command::Serve(_) => {
             "warn,prewarm_client=info,prewarm_store=info,prewarm_node=info,prewarm_server=info"
         }
@@ -123,10 +125,12 @@ fn error_chain(e: &anyhow::Error) -> String {
 /// outcome that is not an error (`cache verify` finding damage).
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "server")]
         Command::Serve(a) => serve_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
         Command::Pull(a) => pull_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
         Command::Cache(a) => cache_cmd::run(a).await,
+        #[cfg(feature = "server")]
         Command::Store(a) => store_cmd::run(a).await,
     }
 }
@@ -136,12 +140,28 @@ async fn sink_for(to: &str, token: Option<String>) -> anyhow::Result<Box<dyn Sin
     if to.starts_with("http://") || to.starts_with("https://") {
         return Ok(Box::new(Remote::new(to, token)?));
     }
+    local_sink(to).await
+}
+
+/// A local store directory, written through the server's repository rules.
+#[cfg(feature = "server")]
+async fn local_sink(to: &str) -> anyhow::Result<Box<dyn Sink>> {
+    use std::sync::Arc;
+
+    use prewarm_server::repo::Repo;
+    use prewarm_store::DiskStore;
     let disk = Arc::new(
         DiskStore::open(to)
             .await
             .with_context(|| format!("opening store directory {to}"))?,
     );
     Ok(Box::new(Repo::new(disk.clone(), disk, to)))
+}
+
+/// A client-only build has no store to write a directory with.
+#[cfg(not(feature = "server"))]
+async fn local_sink(to: &str) -> anyhow::Result<Box<dyn Sink>> {
+    bail!("{to} is not an origin URL (http://… or https://…); this build pushes to origins only")
 }
 
 pub(crate) fn parse_name_tag(s: &str) -> anyhow::Result<(RuntimeName, Tag)> {

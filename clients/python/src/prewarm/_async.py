@@ -1,0 +1,463 @@
+"""The async API: :class:`AsyncClient` and :class:`AsyncSandbox` (``httpx.AsyncClient`` and
+``websockets.asyncio``), the same methods as the sync ones, awaited. Callbacks may be plain
+functions or coroutine functions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from types import TracebackType
+from typing import Any, AsyncGenerator, Dict, Mapping, Optional, Type, TypeVar
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from . import _core, errors
+from ._core import Command, OutputCallback, ProgressCallback
+from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+
+__all__ = ["AsyncClient", "AsyncSandbox"]
+
+_C = TypeVar("_C", bound="AsyncClient")
+_S = TypeVar("_S", bound="AsyncSandbox")
+
+
+class _NoStream(Exception):
+    """The WebSocket could not be used (a proxy refused the upgrade, the stream broke): poll."""
+
+
+def _remaining(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+async def _call(cb: Any, arg: Any) -> None:
+    r = cb(arg)
+    if inspect.isawaitable(r):
+        await r
+
+
+class AsyncClient:
+    """The async :class:`prewarm.Client`: ``await client.warm(...)``, ``await client.stats()``…"""
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: float = _core.DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = _core.base_url(base_url)
+        self.token = _core.token(token)
+        self.timeout = timeout
+        self._headers = _core.headers(self.token)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> httpx.Response:
+        what = f"{method} {path}"
+        try:
+            resp = await self._http.request(
+                method,
+                path,
+                json=body,
+                timeout=self.timeout if timeout is None else timeout,
+            )
+        except httpx.TimeoutException as e:
+            raise errors.Timeout("timeout", f"{what}: no answer from {self.base_url} in time ({e})") from e
+        except httpx.TransportError as e:
+            raise errors.Unavailable("unreachable", f"{what}: cannot reach {self.base_url}: {e}") from e
+        if resp.status_code >= 400:
+            raise _core.error_from_response(resp.status_code, resp.headers, resp.content, what)
+        return resp
+
+    def _json(self, resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise errors.ServerError(
+                "protocol", f"{resp.request.method} {resp.request.url.path}: answer is not JSON"
+            ) from e
+
+    async def _ws(self, path: str, *, keepalive: bool = True) -> ClientConnection:
+        try:
+            return await connect(
+                _core.ws_url(self.base_url, path),
+                additional_headers=self._headers,
+                open_timeout=self.timeout,
+                max_size=_core.WS_MAX_MESSAGE,
+                compression=None,
+                # The origin reads nothing from an exec socket while the command runs, so it
+                # answers no ping: keepalive would drop any command quieter than 40 s.
+                ping_interval=_core.WS_PING_INTERVAL if keepalive else None,
+            )
+        except InvalidStatus as e:
+            r = e.response
+            if r.status_code in (401, 403, 404):
+                raise _core.error_from_response(
+                    r.status_code, dict(r.headers.raw_items()), bytes(r.body or b""), f"GET {path}"
+                ) from e
+            raise _NoStream(str(e)) from e
+        except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as e:
+            raise _NoStream(str(e)) from e
+
+    # -- sandboxes ------------------------------------------------------------------------
+
+    async def create_sandbox_info(self, body: Mapping[str, Any]) -> SandboxInfo:
+        resp = await self._request("POST", "/v1/sandboxes", body=body)
+        return SandboxInfo.from_json(self._json(resp))
+
+    async def sandbox_info(self, sandbox_id: str) -> SandboxInfo:
+        resp = await self._request("GET", _core.sandbox_path(sandbox_id))
+        return SandboxInfo.from_json(self._json(resp))
+
+    async def delete_sandbox(self, sandbox_id: str) -> bool:
+        try:
+            await self._request("DELETE", _core.sandbox_path(sandbox_id))
+        except errors.NotFound:
+            return False
+        return True
+
+    async def watch_sandbox(
+        self, sandbox_id: str, deadline: Optional[float] = None
+    ) -> AsyncGenerator[WarmProgress, None]:
+        """Every warm state of the sandbox from ``GET …/events`` (WebSocket), ending after
+        ``ready`` or ``failed``. Raises ``_NoStream`` (internal) when the WebSocket is unusable."""
+        ws = await self._ws(_core.sandbox_path(sandbox_id, "/events"))
+        try:
+            while True:
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), remaining)
+                except asyncio.TimeoutError:
+                    return
+                except ConnectionClosed:
+                    raise _NoStream("the events stream closed before the warm finished")
+                msg = _core.parse_ws_json(raw)
+                if "status" not in msg and "error" in msg:
+                    raise _core.ws_error(msg)
+                state = WarmProgress.from_json(msg)
+                yield state
+                if state.done:
+                    return
+        finally:
+            await ws.close()
+
+    async def exec(
+        self,
+        sandbox_id: str,
+        cmd: Command,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        limits: Optional[Mapping[str, int]] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> ExecResult:
+        body = _core.exec_body(cmd, env=env, timeout=timeout, limits=limits)
+        wait = _core.exec_wait(timeout)
+        if on_stdout is not None or on_stderr is not None:
+            try:
+                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
+            except _NoStream:
+                ws = None
+            if ws is not None:
+                try:
+                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr)
+                finally:
+                    await ws.close()
+        resp = await self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
+        result = ExecResult.from_json(self._json(resp))
+        if on_stdout is not None and result.stdout:
+            await _call(on_stdout, result.stdout)
+        if on_stderr is not None and result.stderr:
+            await _call(on_stderr, result.stderr)
+        return result
+
+    async def _exec_stream(
+        self,
+        ws: ClientConnection,
+        body: Dict[str, Any],
+        wait: float,
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+    ) -> ExecResult:
+        deadline = time.monotonic() + wait
+        try:
+            await ws.send(json.dumps(body))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                msg = _core.parse_ws_json(await asyncio.wait_for(ws.recv(), remaining))
+                stream = msg.get("stream")
+                if stream is not None:
+                    data = msg.get("data")
+                    if not isinstance(data, str):
+                        raise errors.ServerError("protocol", f"output piece without text: {msg!r:.200}")
+                    cb = on_stdout if stream == "stdout" else on_stderr if stream == "stderr" else None
+                    if cb is not None:
+                        await _call(cb, data)
+                elif "result" in msg:
+                    return ExecResult.from_json(msg["result"])
+                else:
+                    raise _core.ws_error(msg)
+        except asyncio.TimeoutError as e:
+            raise errors.Timeout("timeout", f"the command gave no result within {wait:.0f} s") from e
+        except ConnectionClosed as e:
+            raise errors.ServerError("protocol", f"the exec stream closed before the result: {e}") from e
+
+    # -- warming, stats, runtimes ---------------------------------------------------------
+
+    async def warm(self, runtime: str, *, priority: str = "normal") -> WarmInfo:
+        body = {"runtime": runtime, "priority": priority}
+        return WarmInfo.from_json(self._json(await self._request("POST", "/v1/warm", body=body)))
+
+    async def stats(self) -> WarmStats:
+        return WarmStats.from_json(self._json(await self._request("GET", "/v1/warm/stats")))
+
+    async def resolve(self, runtime: str) -> str:
+        path = _core.tag_path(runtime)
+        body = self._json(await self._request("GET", path))
+        digest = body.get("digest") if isinstance(body, dict) else None
+        if not isinstance(digest, str):
+            raise errors.ServerError("protocol", f"GET {path}: no digest in {body!r:.200}")
+        return digest
+
+    async def healthy(self) -> bool:
+        try:
+            await self._request("GET", "/healthz")
+        except errors.PrewarmError:
+            return False
+        return True
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self: _C) -> _C:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncSandbox:
+    """The async :class:`prewarm.Sandbox`::
+
+        async with await AsyncSandbox.create("python-data:v1", on_progress=print) as sb:
+            print((await sb.exec("python -c 'print(1 + 1)'")).stdout)
+    """
+
+    def __init__(self, info: SandboxInfo, client: AsyncClient, *, owns_client: bool) -> None:
+        self.info = info
+        self.client = client
+        self._owns_client = owns_client
+        self._killed = False
+
+    def _alive(self) -> None:
+        if self._killed:
+            raise errors.NotFound("not_found", f"sandbox {self.id} was killed by this handle")
+
+    @property
+    def id(self) -> str:
+        return self.info.sandbox_id
+
+    @property
+    def runtime(self) -> str:
+        return self.info.runtime
+
+    @property
+    def digest(self) -> str:
+        return self.info.digest
+
+    @property
+    def hot(self) -> bool:
+        return self.info.hot
+
+    def __repr__(self) -> str:
+        return f"AsyncSandbox(id={self.id!r}, runtime={self.runtime!r}, status={self.info.status!r})"
+
+    @classmethod
+    async def create(
+        cls: Type[_S],
+        runtime: str,
+        *,
+        user_id: str = "default",
+        context: Any = None,
+        env: Optional[Mapping[str, str]] = None,
+        priority: str = "normal",
+        network: bool = False,
+        limits: Optional[Mapping[str, int]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[AsyncClient] = None,
+    ) -> _S:
+        """See :meth:`prewarm.Sandbox.create`; ``on_progress`` may be a coroutine function."""
+        owns = client is None
+        c = client if client is not None else AsyncClient(base_url, token)
+        try:
+            body = _core.create_body(
+                runtime,
+                user_id=user_id,
+                context=context,
+                env=env,
+                priority=priority,
+                network=network,
+                limits=limits,
+            )
+            sb = cls(await c.create_sandbox_info(body), c, owns_client=owns)
+            try:
+                await sb.wait_ready(on_progress=on_progress, timeout=timeout)
+            except BaseException:
+                # Warm failed, deadline passed, a callback raised, interrupted: the caller
+                # never gets a handle, so nothing else would delete the sandbox.
+                try:
+                    await c.delete_sandbox(sb.id)
+                except errors.PrewarmError:
+                    pass
+                raise
+        except BaseException:
+            if owns:
+                await c.aclose()
+            raise
+        return sb
+
+    @classmethod
+    async def connect(
+        cls: Type[_S],
+        sandbox_id: str,
+        *,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[AsyncClient] = None,
+    ) -> _S:
+        owns = client is None
+        c = client if client is not None else AsyncClient(base_url, token)
+        try:
+            return cls(await c.sandbox_info(sandbox_id), c, owns_client=owns)
+        except BaseException:
+            if owns:
+                await c.aclose()
+            raise
+
+    async def refresh(self) -> SandboxInfo:
+        self._alive()
+        self.info = await self.client.sandbox_info(self.id)
+        return self.info
+
+    async def wait_ready(
+        self,
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+    ) -> SandboxInfo:
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        last: Optional[WarmProgress] = None
+
+        async def emit(state: WarmProgress) -> None:
+            nonlocal last
+            if state != last:
+                last = state
+                if on_progress is not None:
+                    await _call(on_progress, state)
+
+        await emit(self.info.state)
+        if not self.info.state.done:
+            stream = self.client.watch_sandbox(self.id, deadline)
+            try:
+                while True:
+                    try:
+                        state = await stream.__anext__()
+                    except (StopAsyncIteration, _NoStream):
+                        break
+                    await emit(state)
+            finally:
+                await stream.aclose()
+            pause = _core.PollIntervals()
+            while True:
+                await self.refresh()
+                await emit(self.info.state)
+                if self.info.state.done:
+                    break
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    raise _core.timeout_error(self.info, last, time.monotonic() - start)
+                await asyncio.sleep(pause.take(remaining))
+        if self.info.state.status == "failed":
+            raise _core.warm_failed(self.info)
+        return self.info
+
+    async def exec(
+        self,
+        cmd: Command,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        limits: Optional[Mapping[str, int]] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> ExecResult:
+        """See :meth:`prewarm.Sandbox.exec`; the callbacks may be coroutine functions."""
+        self._alive()
+        return await self.client.exec(
+            self.id,
+            cmd,
+            env=env,
+            timeout=timeout,
+            limits=limits,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+        )
+
+    async def kill(self) -> bool:
+        """See :meth:`prewarm.Sandbox.kill`."""
+        if self._killed:
+            return False
+        gone = await self.client.delete_sandbox(self.id)
+        self._killed = True
+        await self.aclose()
+        return gone
+
+    async def aclose(self) -> None:
+        """Closes the connections this handle opened (the sandbox lives on; see :meth:`kill`)."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        try:
+            await self.kill()
+        except errors.PrewarmError:
+            if exc is None:
+                raise
+        finally:
+            await self.aclose()

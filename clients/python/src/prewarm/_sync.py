@@ -1,0 +1,498 @@
+"""The blocking API: :class:`Client` and :class:`Sandbox` (``httpx.Client`` and ``websockets.sync``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import TracebackType
+from typing import Any, Dict, Generator, Mapping, Optional, Type, TypeVar
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from . import _core, errors
+from ._core import Command, OutputCallback, ProgressCallback
+from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+
+__all__ = ["Client", "Sandbox"]
+
+_C = TypeVar("_C", bound="Client")
+_S = TypeVar("_S", bound="Sandbox")
+
+
+class _NoStream(Exception):
+    """The WebSocket could not be used (a proxy refused the upgrade, the stream broke): poll."""
+
+
+def _remaining(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class Client:
+    """The origin's API: warming, stats, runtimes, and the sandboxes' plumbing.
+
+    ``base_url`` defaults to ``$PREWARM_URL`` (else ``http://127.0.0.1:7070``), ``token`` to
+    ``$PREWARM_TOKEN``. ``timeout`` is the seconds an ordinary call may take. One client can back
+    many sandboxes (``Sandbox.create(..., client=c)``): they share its connections.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: float = _core.DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = _core.base_url(base_url)
+        self.token = _core.token(token)
+        self.timeout = timeout
+        self._headers = _core.headers(self.token)
+        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> httpx.Response:
+        what = f"{method} {path}"
+        try:
+            resp = self._http.request(
+                method,
+                path,
+                json=body,
+                timeout=self.timeout if timeout is None else timeout,
+            )
+        except httpx.TimeoutException as e:
+            raise errors.Timeout("timeout", f"{what}: no answer from {self.base_url} in time ({e})") from e
+        except httpx.TransportError as e:
+            raise errors.Unavailable("unreachable", f"{what}: cannot reach {self.base_url}: {e}") from e
+        if resp.status_code >= 400:
+            raise _core.error_from_response(resp.status_code, resp.headers, resp.content, what)
+        return resp
+
+    def _json(self, resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise errors.ServerError(
+                "protocol", f"{resp.request.method} {resp.request.url.path}: answer is not JSON"
+            ) from e
+
+    def _ws(self, path: str, *, keepalive: bool = True) -> ClientConnection:
+        """Opens a WebSocket; raises ``_NoStream`` when it cannot be used, a typed error when
+        the server's refusal is definitive (401, 403, 404)."""
+        try:
+            return connect(
+                _core.ws_url(self.base_url, path),
+                additional_headers=self._headers,
+                open_timeout=self.timeout,
+                max_size=_core.WS_MAX_MESSAGE,
+                compression=None,
+                # The origin reads nothing from an exec socket while the command runs, so it
+                # answers no ping: keepalive would drop any command quieter than 40 s.
+                ping_interval=_core.WS_PING_INTERVAL if keepalive else None,
+            )
+        except InvalidStatus as e:
+            r = e.response
+            if r.status_code in (401, 403, 404):
+                raise _core.error_from_response(
+                    r.status_code, dict(r.headers.raw_items()), bytes(r.body or b""), f"GET {path}"
+                ) from e
+            raise _NoStream(str(e)) from e
+        except (InvalidHandshake, InvalidURI, OSError, TimeoutError) as e:
+            raise _NoStream(str(e)) from e
+
+    # -- sandboxes ------------------------------------------------------------------------
+
+    def create_sandbox_info(self, body: Mapping[str, Any]) -> SandboxInfo:
+        """``POST /v1/sandboxes`` with a raw body; see :meth:`Sandbox.create` for the waiting kind."""
+        return SandboxInfo.from_json(self._json(self._request("POST", "/v1/sandboxes", body=body)))
+
+    def sandbox_info(self, sandbox_id: str) -> SandboxInfo:
+        """``GET /v1/sandboxes/{id}``."""
+        return SandboxInfo.from_json(self._json(self._request("GET", _core.sandbox_path(sandbox_id))))
+
+    def delete_sandbox(self, sandbox_id: str) -> bool:
+        """``DELETE /v1/sandboxes/{id}``: True if it was there, False if it was gone already."""
+        try:
+            self._request("DELETE", _core.sandbox_path(sandbox_id))
+        except errors.NotFound:
+            return False
+        return True
+
+    def watch_sandbox(self, sandbox_id: str, deadline: Optional[float] = None) -> Generator[WarmProgress, None, None]:
+        """Every warm state of the sandbox from ``GET …/events`` (WebSocket), ending after
+        ``ready`` or ``failed``. Raises ``_NoStream`` (internal) when the WebSocket is unusable."""
+        path = _core.sandbox_path(sandbox_id, "/events")
+        with self._ws(path) as ws:
+            while True:
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return
+                try:
+                    raw = ws.recv(timeout=remaining)
+                except TimeoutError:
+                    return
+                except ConnectionClosed:
+                    raise _NoStream("the events stream closed before the warm finished")
+                msg = _core.parse_ws_json(raw)
+                if "status" not in msg and "error" in msg:
+                    raise _core.ws_error(msg)
+                state = WarmProgress.from_json(msg)
+                yield state
+                if state.done:
+                    return
+
+    def exec(
+        self,
+        sandbox_id: str,
+        cmd: Command,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        limits: Optional[Mapping[str, int]] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> ExecResult:
+        """Runs a command in a sandbox; see :meth:`Sandbox.exec`."""
+        body = _core.exec_body(cmd, env=env, timeout=timeout, limits=limits)
+        wait = _core.exec_wait(timeout)
+        if on_stdout is not None or on_stderr is not None:
+            try:
+                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
+            except _NoStream:
+                ws = None
+            if ws is not None:
+                with ws:
+                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr)
+        resp = self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
+        result = ExecResult.from_json(self._json(resp))
+        # No live stream (the WebSocket was refused on the way): the output, all at once.
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout)
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr)
+        return result
+
+    def _exec_stream(
+        self,
+        ws: ClientConnection,
+        body: Dict[str, Any],
+        wait: float,
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+    ) -> ExecResult:
+        deadline = time.monotonic() + wait
+        try:
+            ws.send(json.dumps(body))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                msg = _core.parse_ws_json(ws.recv(timeout=remaining))
+                stream = msg.get("stream")
+                if stream is not None:
+                    data = msg.get("data")
+                    if not isinstance(data, str):
+                        raise errors.ServerError("protocol", f"output piece without text: {msg!r:.200}")
+                    cb = on_stdout if stream == "stdout" else on_stderr if stream == "stderr" else None
+                    if cb is not None:
+                        cb(data)
+                elif "result" in msg:
+                    return ExecResult.from_json(msg["result"])
+                else:
+                    raise _core.ws_error(msg)
+        except TimeoutError as e:
+            raise errors.Timeout("timeout", f"the command gave no result within {wait:.0f} s") from e
+        except ConnectionClosed as e:
+            raise errors.ServerError("protocol", f"the exec stream closed before the result: {e}") from e
+
+    # -- warming, stats, runtimes ---------------------------------------------------------
+
+    def warm(self, runtime: str, *, priority: str = "normal") -> WarmInfo:
+        """``POST /v1/warm``: starts warming ``runtime`` (``name:tag`` or a digest) on the node
+        without a sandbox. ``hot`` says it was warm already; otherwise ``state`` is the warm's."""
+        body = {"runtime": runtime, "priority": priority}
+        return WarmInfo.from_json(self._json(self._request("POST", "/v1/warm", body=body)))
+
+    def stats(self) -> WarmStats:
+        """``GET /v1/warm/stats``."""
+        return WarmStats.from_json(self._json(self._request("GET", "/v1/warm/stats")))
+
+    def resolve(self, runtime: str) -> str:
+        """The manifest digest ``name:tag`` points to now (``GET /v1/runtimes/{name}/tags/{tag}``)."""
+        path = _core.tag_path(runtime)
+        body = self._json(self._request("GET", path))
+        digest = body.get("digest") if isinstance(body, dict) else None
+        if not isinstance(digest, str):
+            raise errors.ServerError("protocol", f"GET {path}: no digest in {body!r:.200}")
+        return digest
+
+    def healthy(self) -> bool:
+        """True when ``/healthz`` answers 200."""
+        try:
+            self._request("GET", "/healthz")
+        except errors.PrewarmError:
+            return False
+        return True
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+
+class Sandbox:
+    """A sandbox on a prewarm origin. Make one with :meth:`create` (or :meth:`connect` to one
+    that exists); use it as a context manager to kill it on exit::
+
+        with Sandbox.create("python-data:v1", on_progress=print) as sb:
+            print(sb.exec("python -c 'print(1 + 1)'").stdout)
+    """
+
+    def __init__(self, info: SandboxInfo, client: Client, *, owns_client: bool) -> None:
+        self.info = info
+        self.client = client
+        self._owns_client = owns_client
+        self._killed = False
+
+    def _alive(self) -> None:
+        if self._killed:
+            raise errors.NotFound("not_found", f"sandbox {self.id} was killed by this handle")
+
+    @property
+    def id(self) -> str:
+        return self.info.sandbox_id
+
+    @property
+    def runtime(self) -> str:
+        return self.info.runtime
+
+    @property
+    def digest(self) -> str:
+        return self.info.digest
+
+    @property
+    def hot(self) -> bool:
+        """True when the runtime was warm already when the sandbox was created."""
+        return self.info.hot
+
+    def __repr__(self) -> str:
+        return f"Sandbox(id={self.id!r}, runtime={self.runtime!r}, status={self.info.status!r})"
+
+    @classmethod
+    def create(
+        cls: Type[_S],
+        runtime: str,
+        *,
+        user_id: str = "default",
+        context: Any = None,
+        env: Optional[Mapping[str, str]] = None,
+        priority: str = "normal",
+        network: bool = False,
+        limits: Optional[Mapping[str, int]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[Client] = None,
+    ) -> _S:
+        """Creates a sandbox of ``runtime`` (``name:tag`` or ``sha256:…``) and waits until it is ready.
+
+        A hot runtime is ready at once. A cold one warms on the server first: ``on_progress``
+        gets every new :class:`~prewarm.WarmProgress` (status, step, progress 0-1, estimate),
+        from the events WebSocket or, where that is unusable, by polling; the last one it gets
+        is ``ready`` (progress 1.0) or ``failed``. ``timeout`` bounds the whole wait in seconds
+        (``None``: no bound).
+
+        ``context`` reaches the sandbox as ``$PREWARM_CONTEXT`` and ``.prewarm/context.json``;
+        ``env`` is added to the runtime's; ``priority`` is ``low``, ``normal`` or ``high``;
+        ``network`` gives commands the host's network; ``limits`` lowers resource limits
+        (``memory_bytes``, ``cpu_secs``, ``file_bytes``, ``open_files``).
+
+        Raises :class:`~prewarm.errors.WarmFailed` (with ``step`` and ``reason``) when warming
+        fails and :class:`~prewarm.errors.Timeout` when the deadline passes; either way the
+        sandbox is deleted. Other errors: :class:`~prewarm.errors.NotFound` (unknown runtime),
+        :class:`~prewarm.errors.Unauthorized`, :class:`~prewarm.errors.InvalidRequest`,
+        :class:`~prewarm.errors.Unavailable`.
+        """
+        owns = client is None
+        c = client if client is not None else Client(base_url, token)
+        try:
+            body = _core.create_body(
+                runtime,
+                user_id=user_id,
+                context=context,
+                env=env,
+                priority=priority,
+                network=network,
+                limits=limits,
+            )
+            sb = cls(c.create_sandbox_info(body), c, owns_client=owns)
+            try:
+                sb.wait_ready(on_progress=on_progress, timeout=timeout)
+            except BaseException:
+                # Warm failed, deadline passed, a callback raised, interrupted: the caller
+                # never gets a handle, so nothing else would delete the sandbox.
+                try:
+                    c.delete_sandbox(sb.id)
+                except errors.PrewarmError:
+                    pass
+                raise
+        except BaseException:
+            if owns:
+                c.close()
+            raise
+        return sb
+
+    @classmethod
+    def connect(
+        cls: Type[_S],
+        sandbox_id: str,
+        *,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[Client] = None,
+    ) -> _S:
+        """A handle on an existing sandbox (it may still be warming: see :meth:`wait_ready`)."""
+        owns = client is None
+        c = client if client is not None else Client(base_url, token)
+        try:
+            return cls(c.sandbox_info(sandbox_id), c, owns_client=owns)
+        except BaseException:
+            if owns:
+                c.close()
+            raise
+
+    def refresh(self) -> SandboxInfo:
+        """Fetches the sandbox's state again (``GET /v1/sandboxes/{id}``)."""
+        self._alive()
+        self.info = self.client.sandbox_info(self.id)
+        return self.info
+
+    def wait_ready(
+        self,
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+    ) -> SandboxInfo:
+        """Waits until the sandbox is ready (see :meth:`create`); raises ``WarmFailed`` or ``Timeout``."""
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        last: Optional[WarmProgress] = None
+
+        def emit(state: WarmProgress) -> None:
+            nonlocal last
+            if state != last:
+                last = state
+                if on_progress is not None:
+                    on_progress(state)
+
+        emit(self.info.state)
+        if not self.info.state.done:
+            stream = self.client.watch_sandbox(self.id, deadline)
+            try:
+                while True:
+                    try:
+                        state = next(stream)
+                    except (StopIteration, _NoStream):
+                        break
+                    emit(state)
+            finally:
+                stream.close()
+            # Polling: the fallback when the stream was unusable or ended early, and the
+            # authoritative last word either way.
+            pause = _core.PollIntervals()
+            while True:
+                self.refresh()
+                emit(self.info.state)
+                if self.info.state.done:
+                    break
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    raise _core.timeout_error(self.info, last, time.monotonic() - start)
+                time.sleep(pause.take(remaining))
+        if self.info.state.status == "failed":
+            raise _core.warm_failed(self.info)
+        return self.info
+
+    def exec(
+        self,
+        cmd: Command,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        limits: Optional[Mapping[str, int]] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> ExecResult:
+        """Runs ``cmd`` in the sandbox: a string runs under ``/bin/sh -c``, a list is the argv.
+
+        The working directory is the sandbox's workspace; ``env`` is added to the sandbox's.
+        ``timeout`` (seconds) is the command's: past it the server kills its process tree and
+        the result says ``timed_out``. With ``on_stdout`` / ``on_stderr`` the output streams to
+        them in pieces (text) as the command runs, over the exec WebSocket; without, it is one
+        ``POST``. Either way the :class:`~prewarm.ExecResult` has all of it (up to the server's
+        cap) and its ``exit_code``: a command that fails is a result, not an exception.
+        """
+        self._alive()
+        return self.client.exec(
+            self.id,
+            cmd,
+            env=env,
+            timeout=timeout,
+            limits=limits,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+        )
+
+    def kill(self) -> bool:
+        """Deletes the sandbox and its workspace: True if it was there, False if it was gone
+        already. Closes the connections this handle opened; using it afterwards raises
+        :class:`~prewarm.errors.NotFound`."""
+        if self._killed:
+            return False
+        gone = self.client.delete_sandbox(self.id)
+        self._killed = True
+        self.close()
+        return gone
+
+    def close(self) -> None:
+        """Closes the connections this handle opened (the sandbox lives on; see :meth:`kill`)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        try:
+            self.kill()
+        except errors.PrewarmError:
+            # Do not hide the error that ended the block behind a failed clean-up.
+            if exc is None:
+                raise
+        finally:
+            self.close()
