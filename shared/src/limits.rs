@@ -1,7 +1,10 @@
-//! Resource limits of sandboxed commands (setrlimit, per process): the request form and its bounds.
+//! Resource limits of sandboxes and their commands: the request form and its bounds.
 //!
-//! Each limit applies to every process of a command separately, not to the sandbox as a whole:
-//! two processes may each use `memory_bytes`. A request can only lower the server's limits.
+//! Two kinds. Per-process limits (setrlimit) apply to every process of a command separately:
+//! two processes may each use `memory_bytes`; a sandbox or an exec can lower them. Sandbox-wide
+//! limits (a cgroup per sandbox) cap all of a sandbox's processes together: `pids`,
+//! `total_memory_bytes` and `cpu_weight`; only the create request can lower them. A request
+//! can never raise the server's limits.
 
 use std::fmt;
 
@@ -20,15 +23,35 @@ pub enum Limit {
     FileBytes,
     /// Open file descriptors, `RLIMIT_NOFILE`.
     OpenFiles,
+    /// Processes and threads of the whole sandbox at once (the cgroup's `pids` controller):
+    /// a fork past it fails with `EAGAIN`.
+    Pids,
+    /// Memory of all of the sandbox's processes together, page cache and `/tmp` included (the
+    /// cgroup's `memory` controller): past it the kernel's OOM killer ends one of them.
+    TotalMemoryBytes,
+    /// The sandbox's share of CPU when CPUs are contended, relative to other sandboxes (100
+    /// is the default; cgroup v2's `cpu.weight`, `cpu.shares` = weight × 1024 / 100 on v1).
+    CpuWeight,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 4] = [
+    pub const ALL: [Limit; 7] = [
         Limit::MemoryBytes,
         Limit::CpuSecs,
         Limit::FileBytes,
         Limit::OpenFiles,
+        Limit::Pids,
+        Limit::TotalMemoryBytes,
+        Limit::CpuWeight,
     ];
+
+    /// Whether the limit caps the sandbox as a whole (set at create, never by an exec).
+    pub fn sandbox_wide(self) -> bool {
+        matches!(
+            self,
+            Limit::Pids | Limit::TotalMemoryBytes | Limit::CpuWeight
+        )
+    }
 
     /// The key in a request's `limits` object.
     pub fn name(self) -> &'static str {
@@ -37,6 +60,9 @@ impl Limit {
             Limit::CpuSecs => "cpu_secs",
             Limit::FileBytes => "file_bytes",
             Limit::OpenFiles => "open_files",
+            Limit::Pids => "pids",
+            Limit::TotalMemoryBytes => "total_memory_bytes",
+            Limit::CpuWeight => "cpu_weight",
         }
     }
 
@@ -49,15 +75,23 @@ impl Limit {
             Limit::CpuSecs => (1, 7 * 24 * 3600),
             Limit::FileBytes => (1, 1 << 50),
             Limit::OpenFiles => (16, 1 << 20),
+            // bubblewrap and the shell it starts are already 3-4 of them.
+            Limit::Pids => (16, 1 << 22),
+            Limit::TotalMemoryBytes => (32 << 20, 1 << 44),
+            Limit::CpuWeight => (1, 10_000),
         }
     }
 
     /// The value with its unit, for messages.
     pub fn show(self, v: u64) -> String {
         match self {
-            Limit::MemoryBytes | Limit::FileBytes => format!("{v} bytes"),
+            Limit::MemoryBytes | Limit::FileBytes | Limit::TotalMemoryBytes => {
+                format!("{v} bytes")
+            }
             Limit::CpuSecs => format!("{v} s"),
             Limit::OpenFiles => format!("{v} files"),
+            Limit::Pids => format!("{v} processes"),
+            Limit::CpuWeight => format!("weight {v}"),
         }
     }
 }
@@ -80,13 +114,19 @@ pub enum LimitError {
     },
     #[error("limits.{limit} = {value} is above the maximum of {max} ({})", limit.show(*max))]
     AboveMax { limit: Limit, value: u64, max: u64 },
+    #[error(
+        "limits.{limit} caps the whole sandbox: set it when creating the sandbox, not per exec"
+    )]
+    SandboxWide { limit: Limit },
 }
 
 impl LimitError {
     /// The limit at fault.
     pub fn limit(&self) -> Limit {
         match self {
-            LimitError::OutOfRange { limit, .. } | LimitError::AboveMax { limit, .. } => *limit,
+            LimitError::OutOfRange { limit, .. }
+            | LimitError::AboveMax { limit, .. }
+            | LimitError::SandboxWide { limit } => *limit,
         }
     }
 
@@ -94,6 +134,7 @@ impl LimitError {
         match self {
             LimitError::OutOfRange { .. } => "bad_limit",
             LimitError::AboveMax { .. } => "limit_above_max",
+            LimitError::SandboxWide { .. } => "limit_not_per_exec",
         }
     }
 }
@@ -112,6 +153,12 @@ pub struct Limits {
     file_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     open_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_weight: Option<u64>,
 }
 
 impl Limits {
@@ -122,6 +169,13 @@ impl Limits {
 
     pub fn get(&self, limit: Limit) -> Option<u64> {
         *self.slot(limit)
+    }
+
+    /// The first sandbox-wide limit given, if any: an exec may not set one.
+    pub fn sandbox_wide(&self) -> Option<Limit> {
+        Limit::ALL
+            .into_iter()
+            .find(|l| l.sandbox_wide() && self.get(*l).is_some())
     }
 
     /// Sets one limit, if within its bounds.
@@ -145,6 +199,9 @@ impl Limits {
             Limit::CpuSecs => &self.cpu_secs,
             Limit::FileBytes => &self.file_bytes,
             Limit::OpenFiles => &self.open_files,
+            Limit::Pids => &self.pids,
+            Limit::TotalMemoryBytes => &self.total_memory_bytes,
+            Limit::CpuWeight => &self.cpu_weight,
         }
     }
 
@@ -154,6 +211,9 @@ impl Limits {
             Limit::CpuSecs => &mut self.cpu_secs,
             Limit::FileBytes => &mut self.file_bytes,
             Limit::OpenFiles => &mut self.open_files,
+            Limit::Pids => &mut self.pids,
+            Limit::TotalMemoryBytes => &mut self.total_memory_bytes,
+            Limit::CpuWeight => &mut self.cpu_weight,
         }
     }
 }
@@ -166,6 +226,9 @@ struct RawLimits {
     cpu_secs: Option<u64>,
     file_bytes: Option<u64>,
     open_files: Option<u64>,
+    pids: Option<u64>,
+    total_memory_bytes: Option<u64>,
+    cpu_weight: Option<u64>,
 }
 
 impl TryFrom<RawLimits> for Limits {
@@ -177,6 +240,9 @@ impl TryFrom<RawLimits> for Limits {
             (Limit::CpuSecs, r.cpu_secs),
             (Limit::FileBytes, r.file_bytes),
             (Limit::OpenFiles, r.open_files),
+            (Limit::Pids, r.pids),
+            (Limit::TotalMemoryBytes, r.total_memory_bytes),
+            (Limit::CpuWeight, r.cpu_weight),
         ];
         given
             .into_iter()
@@ -190,7 +256,7 @@ impl TryFrom<RawLimits> for Limits {
 /// A command that a limit ended, as reported in an exec result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitHit {
-    /// Which limit, named as in the request: `cpu_secs` or `file_bytes`.
+    /// Which limit, named as in the request: `cpu_secs`, `file_bytes` or `total_memory_bytes`.
     pub limit: Limit,
     /// The limit the command ran under.
     pub value: u64,
@@ -223,6 +289,18 @@ mod tests {
                 "limits.memory_bytes",
             ),
             (r#"{"cpu_secs":99999999}"#, "limits.cpu_secs"),
+        ] {
+            let e = parse(body).unwrap_err();
+            assert!(e.contains(field), "{body}: {e}");
+        }
+        let l = parse(r#"{"pids":64,"total_memory_bytes":1073741824,"cpu_weight":50}"#).unwrap();
+        assert_eq!(l.get(Limit::Pids), Some(64));
+        assert_eq!(l.get(Limit::TotalMemoryBytes), Some(1 << 30));
+        assert_eq!(l.get(Limit::CpuWeight), Some(50));
+        for (body, field) in [
+            (r#"{"pids":1}"#, "limits.pids"),
+            (r#"{"cpu_weight":0}"#, "limits.cpu_weight"),
+            (r#"{"total_memory_bytes":1}"#, "limits.total_memory_bytes"),
         ] {
             let e = parse(body).unwrap_err();
             assert!(e.contains(field), "{body}: {e}");

@@ -35,7 +35,9 @@ pub struct CreateSandbox {
     /// as the file [`CONTEXT_FILE`] in the workspace. Never interpolated into code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,
-    /// Give commands the host's network. Off by default: sandboxes get an empty network namespace.
+    /// Give commands outbound network: a network namespace of their own, connected through
+    /// a user-space NAT that refuses the host's loopback. Off by default: sandboxes get an
+    /// empty network namespace. Refused (400) where the operator set `sandbox.network = "off"`.
     #[serde(default)]
     pub network: bool,
     /// Per-process resource limits of the sandbox's commands, at most the server's (its

@@ -1,5 +1,6 @@
-//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, failures, node policies, the Redis registry, the shared cache.
+//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache.
 
+mod ceilings;
 mod failures;
 mod isolation;
 mod lifecycle;

@@ -1,10 +1,11 @@
-//! The command line every sandboxed process (warm commands and exec) runs under: `prlimit` for resource limits, then bubblewrap, then `setpriv` to the sandbox uid.
+//! The command line every sandboxed process (warm commands and exec) runs under: joining the sandbox's cgroup, `prlimit` for resource limits, then bubblewrap, then `setpriv` to the sandbox uid.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use prewarm_shared::sandbox::WORKSPACE_DIR;
 
+use super::cgroup::{Cgroups, SandboxCgroup};
 use super::identity::{setpriv_args, setpriv_in_usr, SandboxUser, SETPRIV_CAPS};
 use super::limits::ResourceLimits;
 
@@ -20,8 +21,9 @@ const RO_ETC: &[&str] = &[
     "/etc/ssl",
     "/etc/ca-certificates",
 ];
-/// Only with `network: true`: name resolution.
-const RO_ETC_NET: &[&str] = &["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"];
+/// Only with `network: true`: name resolution (`/etc/resolv.conf` is the sandbox's own, see
+/// [`Jail::resolv_conf`]).
+const RO_ETC_NET: &[&str] = &["/etc/hosts", "/etc/nsswitch.conf"];
 
 /// Default `PATH` when the runtime's env has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -36,6 +38,11 @@ pub struct JailTools {
     /// util-linux `setpriv`, which switches to `user` inside the jail (see [`super::identity`]).
     pub setpriv: PathBuf,
     pub user: SandboxUser,
+    /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
+    pub cgroups: Cgroups,
+    /// slirp4netns, which connects a sandbox that asks for network ([`super::net`]); `None`:
+    /// no sandbox gets network (`sandbox.network = "off"`, or slirp4netns is missing).
+    pub slirp4netns: Option<PathBuf>,
 }
 
 /// How one sandboxed process is confined.
@@ -55,18 +62,25 @@ pub struct Jail {
     pub runtime_writable: bool,
     /// Bound read-write at [`WORKSPACE_DIR`] and made the working directory; else `/tmp`.
     pub workspace: Option<PathBuf>,
+    /// Outbound network: the sandbox still gets a network namespace of its own, which
+    /// [`super::net::attach`] connects once bwrap runs; the command waits for it.
     pub network: bool,
+    /// With `network`: the file bound at `/etc/resolv.conf` (naming slirp's DNS forwarder).
+    pub resolv_conf: Option<PathBuf>,
     /// The complete environment (nothing is inherited from the origin).
     pub env: BTreeMap<String, String>,
+    /// The cgroup the command joins before anything else runs (none: no sandbox-wide limits).
+    pub cgroup: SandboxCgroup,
 }
 
 impl Jail {
-    /// `prlimit LIMITS… -- bwrap MOUNTS… --args FD -- setpriv TO-USER… -- argv…`, ready to
-    /// spawn (prlimit execs bwrap: one process). bwrap reads the environment (`--setenv`
-    /// pairs) from FD, an unlinked file: a command line is readable by every process on the
-    /// host (`ps`), and the context and a client's env are no one else's business. The mounts
-    /// stay on the command line, where a restarted node finds bwraps it left behind (see
-    /// `NodeLayout`). Its own process group, so a timeout can kill everything it started.
+    /// `[sh -c JOIN… --] prlimit LIMITS… -- bwrap MOUNTS… --args FD -- setpriv TO-USER… --
+    /// argv…`, ready to spawn (the shell joins the sandbox's cgroup and execs prlimit, which
+    /// execs bwrap: one process). bwrap reads the environment (`--setenv` pairs) from FD, an
+    /// unlinked file: a command line is readable by every process on the host (`ps`), and the
+    /// context and a client's env are no one else's business. The mounts stay on the command
+    /// line, where a restarted node finds bwraps it left behind (see `NodeLayout`). Its own
+    /// process group, so a timeout can kill everything it started.
     ///
     /// # Errors
     /// Writing the options file failed.
@@ -79,7 +93,15 @@ impl Jail {
             options.write_all(b"\0")?;
         }
         options.rewind()?;
-        let mut c = tokio::process::Command::new(&self.tools.prlimit);
+        let join = self.cgroup.join_args();
+        let mut c = match join.split_first() {
+            Some((sh, rest)) => {
+                let mut c = tokio::process::Command::new(sh);
+                c.args(rest).arg(&self.tools.prlimit);
+                c
+            }
+            None => tokio::process::Command::new(&self.tools.prlimit),
+        };
         c.args(self.limits.prlimit_args())
             .arg("--")
             .arg(&self.tools.bwrap)
@@ -87,8 +109,12 @@ impl Jail {
             .arg("--args")
             .arg(options.as_raw_fd().to_string())
             .arg("--")
-            .args(setpriv_args(&self.tools.setpriv, self.tools.user))
-            .args(argv);
+            .args(setpriv_args(&self.tools.setpriv, self.tools.user));
+        if self.network {
+            c.args(super::net::wait_for_route(argv));
+        } else {
+            c.args(argv);
+        }
         c.env_clear()
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -121,6 +147,9 @@ impl Jail {
         for p in etc {
             push(&["--ro-bind-try", p, p]);
         }
+        if let (true, Some(resolv)) = (self.network, &self.resolv_conf) {
+            push(&["--ro-bind", &resolv.to_string_lossy(), "/etc/resolv.conf"]);
+        }
         let setpriv = self.tools.setpriv.to_string_lossy();
         if !setpriv_in_usr(&self.tools.setpriv) {
             push(&["--ro-bind", &setpriv, &setpriv]);
@@ -136,9 +165,9 @@ impl Jail {
             "--unshare-uts",
             "--unshare-cgroup-try",
         ]);
-        if !self.network {
-            push(&["--unshare-net"]);
-        }
+        // Network or not, the network namespace is the sandbox's own: with `network`,
+        // slirp4netns connects it (see `super::net`), never the host's.
+        push(&["--unshare-net"]);
         push(&["--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
         for cap in SETPRIV_CAPS {
             push(&["--cap-add", cap]);
@@ -251,6 +280,8 @@ mod tests {
                 prlimit: "prlimit".into(),
                 setpriv: "/usr/bin/setpriv".into(),
                 user: SandboxUser { uid: 7, gid: 8 },
+                cgroups: Cgroups::none(),
+                slirp4netns: None,
             },
             limits: ResourceLimits::default(),
             runtime: "/node/runtimes/abc".into(),
@@ -258,7 +289,9 @@ mod tests {
             runtime_writable,
             workspace: Some("/node/sandboxes/sb-1/workspace".into()),
             network,
+            resolv_conf: Some("/node/sandboxes/sb-1/resolv.conf".into()),
             env: BTreeMap::from([("A".into(), "1".into())]),
+            cgroup: SandboxCgroup::default(),
         }
     }
 
@@ -268,21 +301,30 @@ mod tests {
     }
 
     #[test]
-    fn network_only_when_asked_for() {
+    fn network_is_never_the_hosts_and_resolves_through_slirp_when_asked_for() {
+        let resolv = [
+            "--ro-bind",
+            "/node/sandboxes/sb-1/resolv.conf",
+            "/etc/resolv.conf",
+        ];
         let off = jail(false, false);
         assert!(find(&off, &["--unshare-net"]).is_some());
-        assert!(find(
-            &off,
-            &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-        )
-        .is_none());
+        assert!(find(&off, &resolv).is_none());
         let on = jail(true, false);
-        assert!(find(&on, &["--unshare-net"]).is_none());
-        assert!(find(
-            &on,
-            &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
-        )
-        .is_some());
+        // Network or not, the network namespace is the sandbox's own.
+        assert!(find(&on, &["--unshare-net"]).is_some());
+        assert!(find(&on, &resolv).is_some());
+        // The command waits for the network inside the jail, as the sandbox user.
+        let cmd = jail_of(true, false).command(&["true".into()]).unwrap();
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = find(&args, &["--", "/bin/sh", "-c"]).expect("the route wait after setpriv's --");
+        assert!(find(&args, &["--no-new-privs"]) < Some(at), "{args:?}");
+        assert!(args[at + 3].contains("/proc/net/route"), "{args:?}");
+        assert_eq!(args[args.len() - 2..], ["sh", "true"]);
     }
 
     #[test]

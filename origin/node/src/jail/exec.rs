@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::cgroup::SandboxCgroup;
 use super::limits::signal_name;
 
 /// Which pipe a piece of live output came from.
@@ -32,17 +33,37 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// piece of output is also sent there as it arrives; a receiver that went away is ignored.
 /// When `stop` fires (its sandbox is deleted), the process group is killed as on a timeout,
 /// but `timed_out` stays false. `signal` names the signal the command died of; `limit` is left
-/// for the caller, who knows the limits.
+/// for the caller, who knows the limits. With `net` (slirp4netns and the sandbox's cgroup),
+/// the command's network namespace is connected once it exists ([`super::net::attach`]), until
+/// the command ends.
 pub async fn run(
     cmd: super::bwrap::JailCommand,
     timeout: Duration,
     cap: usize,
     live: Option<LiveOutput>,
     stop: Option<&CancellationToken>,
+    net: Option<(&std::path::Path, &SandboxCgroup)>,
 ) -> std::io::Result<ExecResult> {
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let _slirp = match (net, child.id()) {
+        (Some((slirp, cgroup)), Some(pid)) => match super::net::attach(slirp, pid, cgroup).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                if let Some(pg) = pgid {
+                    let _ = kill_process_group(pg, Signal::Kill);
+                }
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("connecting the sandbox network: {e}"),
+                ));
+            }
+        },
+        _ => None,
+    };
     let out = child.stdout.take();
     let err = child.stderr.take();
     // Pipes are drained while the command runs, or a chatty command would block on them.

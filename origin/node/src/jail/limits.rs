@@ -4,14 +4,11 @@
 //! rlimits are inherited, so bwrap and every process in the sandbox run under them. The
 //! workspace forbids `unsafe`, so there is no `pre_exec` to call `setrlimit` ourselves.
 //!
-//! What they do not cover: every limit is per process, so N processes may use N times the
-//! memory; nothing caps the number of processes (fork bombs: `RLIMIT_NPROC` counts a uid's
-//! processes, and every sandbox runs as the same sandbox uid, so one could starve all) or a
-//! sandbox's total memory, disk or CPU share — those need cgroups (a `pids` and `memory`
-//! controller per sandbox), not done here: it means moving each command into its cgroup
-//! before it runs (no `pre_exec` without `unsafe`), and hosts differ (the one this was built
-//! on has only cgroup v1 hierarchies, the origin's memory cgroup nested under its
-//! container's).
+//! Every rlimit is per process, so N processes may use N times the memory, and nothing in
+//! them caps the number of processes (`RLIMIT_NPROC` counts a uid's processes, and every
+//! sandbox runs as the same sandbox uid, so one could starve all). The sandbox-wide limits
+//! here (`pids`, `total_memory_bytes`, `cpu_weight`) do that, through the sandbox's cgroup
+//! ([`super::cgroup`]).
 
 use prewarm_shared::limits::{Limit, LimitError, LimitHit, Limits};
 use rustix::process::Signal;
@@ -27,6 +24,12 @@ pub struct ResourceLimits {
     pub cpu_secs: u64,
     pub file_bytes: u64,
     pub open_files: u64,
+    /// Sandbox-wide: processes and threads at once.
+    pub pids: u64,
+    /// Sandbox-wide: memory of all processes together.
+    pub total_memory_bytes: u64,
+    /// Sandbox-wide: relative CPU share (100 = default).
+    pub cpu_weight: u64,
 }
 
 impl Default for ResourceLimits {
@@ -37,12 +40,16 @@ impl Default for ResourceLimits {
 
 impl ResourceLimits {
     /// Out of reach of ordinary Python or Node work, within reach of a runaway: 4 GiB of
-    /// memory and 10 minutes of CPU per process, 1 GiB files, 1024 descriptors.
+    /// memory and 10 minutes of CPU per process, 1 GiB files, 1024 descriptors; 512
+    /// processes and 4 GiB of memory per sandbox, at the default CPU weight.
     pub const DEFAULT: Self = Self {
         memory_bytes: 4 << 30,
         cpu_secs: 600,
         file_bytes: 1 << 30,
         open_files: 1024,
+        pids: 512,
+        total_memory_bytes: 4 << 30,
+        cpu_weight: 100,
     };
 
     pub fn get(&self, limit: Limit) -> u64 {
@@ -51,6 +58,9 @@ impl ResourceLimits {
             Limit::CpuSecs => self.cpu_secs,
             Limit::FileBytes => self.file_bytes,
             Limit::OpenFiles => self.open_files,
+            Limit::Pids => self.pids,
+            Limit::TotalMemoryBytes => self.total_memory_bytes,
+            Limit::CpuWeight => self.cpu_weight,
         }
     }
 
@@ -60,6 +70,9 @@ impl ResourceLimits {
             Limit::CpuSecs => self.cpu_secs = v,
             Limit::FileBytes => self.file_bytes = v,
             Limit::OpenFiles => self.open_files = v,
+            Limit::Pids => self.pids = v,
+            Limit::TotalMemoryBytes => self.total_memory_bytes = v,
+            Limit::CpuWeight => self.cpu_weight = v,
         }
     }
 
@@ -86,6 +99,15 @@ impl ResourceLimits {
             out.set(limit, value);
         }
         Ok(out)
+    }
+
+    /// [`ResourceLimits::narrow`] for one command: only per-process limits, since the
+    /// sandbox-wide ones were fixed when the sandbox's cgroup was made.
+    pub fn narrow_exec(&self, req: &Limits) -> Result<Self, LimitError> {
+        if let Some(limit) = req.sandbox_wide() {
+            return Err(LimitError::SandboxWide { limit });
+        }
+        self.narrow(req)
     }
 
     /// `prlimit`'s options (before its `--`). Soft and hard limits are equal, except CPU:
@@ -121,6 +143,21 @@ impl ResourceLimits {
                 limit.show(value)
             ),
         })
+    }
+}
+
+impl ResourceLimits {
+    /// The sandbox's memory cap, as the limit that ended a command the OOM killer took.
+    pub fn oom_hit(&self) -> LimitHit {
+        let (limit, value) = (Limit::TotalMemoryBytes, self.total_memory_bytes);
+        LimitHit {
+            limit,
+            value,
+            message: format!(
+                "killed by SIGKILL: the sandbox's {limit} limit ({}) reached (out of memory)",
+                limit.show(value)
+            ),
+        }
     }
 }
 
@@ -186,6 +223,20 @@ mod tests {
         );
         // Equal to the maximum is allowed.
         assert!(server.narrow(&limits(r#"{"open_files":1024}"#)).is_ok());
+        // Sandbox-wide limits: a create lowers them, an exec cannot touch them.
+        let l = server
+            .narrow(&limits(r#"{"pids":64,"total_memory_bytes":1073741824}"#))
+            .unwrap();
+        assert_eq!((l.pids, l.total_memory_bytes), (64, 1 << 30));
+        let e = server.narrow(&limits(r#"{"pids":100000}"#)).unwrap_err();
+        assert!(e.to_string().contains("limits.pids") && e.to_string().contains("512"));
+        let e = l.narrow_exec(&limits(r#"{"pids":32}"#)).unwrap_err();
+        assert_eq!(e.code(), "limit_not_per_exec");
+        assert!(e.to_string().contains("limits.pids"), "{e}");
+        assert_eq!(
+            l.narrow_exec(&limits(r#"{"cpu_secs":1}"#)).unwrap().pids,
+            64
+        );
     }
 
     #[test]
@@ -206,6 +257,7 @@ mod tests {
             cpu_secs: 5,
             file_bytes: 4096,
             open_files: 64,
+            ..Default::default()
         };
         assert_eq!(
             l.prlimit_args(),

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::identity::SandboxUser;
 use crate::jail::{exec, Jail, JailTools, ResourceLimits};
 use crate::warm::layout::remove_tree;
@@ -88,6 +89,8 @@ struct Sandbox {
     /// The server's limits lowered by the create request; an exec may only lower them more.
     limits: ResourceLimits,
     dir: PathBuf,
+    /// Every process the sandbox runs is in it: the sandbox-wide limits, and what DELETE kills.
+    cgroup: SandboxCgroup,
     state: watch::Receiver<WarmState>,
     last_used: Mutex<Instant>,
     /// Commands running now. Changed only under the service's map lock, so the idle reaper
@@ -180,6 +183,7 @@ impl SandboxService {
         for id in ids {
             let _ = self.delete(&id).await;
         }
+        self.cfg.jail.cgroups.release();
     }
 
     pub fn warmer(&self) -> &Warmer {
@@ -197,6 +201,11 @@ impl SandboxService {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
         }
         let context = req.context_text();
+        if req.network && self.cfg.jail.slirp4netns.is_none() {
+            return Err(SandboxError::Invalid(
+                "network: this origin gives sandboxes no network (sandbox.network = \"off\", or slirp4netns is not installed)".into(),
+            ));
+        }
         let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
         let (hot, state) = match ensured {
@@ -206,7 +215,7 @@ impl SandboxService {
         let id = format!("sb-{:016x}", rand::random::<u64>());
         let dir = self.warmer.layout().sandboxes.join(&id);
         let user = self.cfg.jail.user;
-        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user) {
+        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -214,6 +223,17 @@ impl SandboxService {
                 source: e,
             });
         }
+        let cgroup = match self.cfg.jail.cgroups.create(&id, &limits) {
+            Ok(c) => c,
+            Err(e) => {
+                self.warmer.release(&digest);
+                remove_tree(&dir);
+                return Err(SandboxError::Io {
+                    action: "creating the sandbox's cgroup",
+                    source: e,
+                });
+            }
+        };
         let sb = Arc::new(Sandbox {
             id: id.clone(),
             user_id: req.user_id,
@@ -225,6 +245,7 @@ impl SandboxService {
             network: req.network,
             limits,
             dir,
+            cgroup,
             state,
             last_used: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
@@ -270,8 +291,11 @@ impl SandboxService {
             })
     }
 
-    /// Releases a sandbox already taken out of the map: its runtime hold and its directory.
+    /// Releases a sandbox already taken out of the map: kills every process in its cgroup
+    /// (whatever process group or session it moved to) and removes the cgroup, then releases
+    /// its runtime hold and removes its directory. Blocking.
     fn discard(&self, sb: &Sandbox) {
+        sb.cgroup.remove();
         self.warmer.release(&sb.digest);
         remove_tree(&sb.dir);
     }
@@ -304,7 +328,7 @@ impl SandboxService {
         };
         let sb = &busy.0;
         req.check()?;
-        let limits = sb.limits.narrow(&req.limits)?;
+        let limits = sb.limits.narrow_exec(&req.limits)?;
         let status = sb.state.borrow().status;
         let rec = match status {
             Status::Ready => self.warmer.touch(&sb.digest),
@@ -328,7 +352,9 @@ impl SandboxService {
             runtime_writable: false,
             workspace: Some(sb.workspace()),
             network: sb.network,
+            resolv_conf: sb.network.then(|| sb.dir.join(RESOLV_CONF)),
             env,
+            cgroup: sb.cgroup.clone(),
         };
         let timeout = req
             .timeout_ms
@@ -339,12 +365,23 @@ impl SandboxService {
             action: "starting bubblewrap",
             source: e,
         };
+        let net = match (sb.network, &self.cfg.jail.slirp4netns) {
+            (true, Some(slirp)) => Some((slirp.as_path(), &sb.cgroup)),
+            _ => None,
+        };
         let cmd = jail.command(&req.cmd).map_err(start_failed)?;
-        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop))
+        let ooms = sb.cgroup.oom_kills();
+        let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop), net)
             .await
             .map_err(start_failed)?;
         if !res.timed_out {
             res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
+            // SIGKILL is anyone's, but with the OOM killer busy in this sandbox meanwhile, it
+            // was the sandbox's memory cap (or another command of it at once: the same cap).
+            let oom = sb.cgroup.oom_kills() > ooms;
+            if oom && res.signal.as_deref() == Some("SIGKILL") {
+                res.limit = Some(limits.oom_hit());
+            }
         }
         Ok(res)
     }
@@ -384,16 +421,24 @@ impl SandboxService {
     }
 }
 
+/// A networked sandbox's `/etc/resolv.conf`, in its directory: slirp's DNS forwarder.
+const RESOLV_CONF: &str = "resolv.conf";
+
 /// `DIR/workspace/` (0700 parent, root's), with the context written to [`CONTEXT_FILE`] as
-/// JSON. The workspace and everything in it belong to the sandbox user, whose commands work
-/// there; nothing else the sandbox can reach does.
+/// JSON; with `network`, `DIR/resolv.conf` too. The workspace and everything in it belong to
+/// the sandbox user, whose commands work there; nothing else the sandbox can reach does.
 fn make_workspace(
     dir: &std::path::Path,
     context: Option<&serde_json::Value>,
     user: SandboxUser,
+    network: bool,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::lchown;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    if network {
+        let dns = crate::jail::net::DNS;
+        std::fs::write(dir.join(RESOLV_CONF), format!("nameserver {dns}\n"))?;
+    }
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
     lchown(&ws, Some(user.uid), Some(user.gid))?;

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::{SandboxConfig, SandboxService};
 use crate::jail::bwrap::{find_bwrap, find_prlimit};
 use crate::jail::identity::{find_setpriv, SandboxUser};
-use crate::jail::{JailTools, ResourceLimits};
+use crate::jail::net::find_slirp4netns;
+use crate::jail::{Cgroups, JailTools, ResourceLimits};
 use crate::warm::layout::NODE_DIR;
 use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
 use prewarm_client::transfer::Source;
@@ -92,6 +93,20 @@ pub struct SandboxSettings {
     pub uid: u32,
     /// The host gid sandboxed commands run as (no supplementary groups). Not 0.
     pub gid: u32,
+    /// Whether a sandbox may ask for network (`"network": true`): `outbound` (its own network
+    /// namespace, connected by slirp4netns, no way to the host's loopback) or `off` (such a
+    /// create is refused with 400). Default `outbound`.
+    pub network: NetworkPolicy,
+    /// Processes (and threads) of one sandbox at once, all its commands together (its
+    /// cgroup's `pids.max`), and the most a create request may ask for. Default 512.
+    pub pids: u64,
+    /// Memory of all of one sandbox's processes together, page cache and `/tmp` included (its
+    /// cgroup's memory limit: the OOM killer ends one of its processes past it), and the most
+    /// a create request may ask for. Default 4 GiB.
+    pub total_memory_bytes: u64,
+    /// A sandbox's CPU share under contention, relative to other sandboxes (1-10000; 100 is an
+    /// even share), and the most a create request may ask for. Default 100.
+    pub cpu_weight: u64,
 }
 
 impl Default for SandboxSettings {
@@ -108,8 +123,22 @@ impl Default for SandboxSettings {
             open_files: ResourceLimits::DEFAULT.open_files,
             uid: SandboxUser::DEFAULT.uid,
             gid: SandboxUser::DEFAULT.gid,
+            network: NetworkPolicy::Outbound,
+            pids: ResourceLimits::DEFAULT.pids,
+            total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
+            cpu_weight: ResourceLimits::DEFAULT.cpu_weight,
         }
     }
+}
+
+/// `sandbox.network`: what `"network": true` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPolicy {
+    /// Refused: no sandbox of this origin has network.
+    Off,
+    /// Outbound through slirp4netns (see `crate::jail::net`).
+    Outbound,
 }
 
 /// Why the sandbox service could not start. Start-up fails fast rather than on first use.
@@ -191,15 +220,33 @@ pub async fn start(
         Some(client) => Arc::new(RedisRegistry::connect(client).await?),
         None => Arc::new(NoRegistry),
     };
+    let node_dir = node.dir.clone().unwrap_or_else(|| data_dir.join(NODE_DIR));
+    let node_name = node.name.clone().unwrap_or_else(hostname);
     let jail = JailTools {
         bwrap,
         prlimit,
         setpriv,
         user,
+        cgroups: Cgroups::for_node(&node_name, &node_dir),
+        slirp4netns: match sandbox.network {
+            NetworkPolicy::Off => None,
+            NetworkPolicy::Outbound => {
+                let found = find_slirp4netns();
+                if found.is_none() {
+                    tracing::warn!("slirp4netns is not installed (scripts/sandbox-tools installs it): sandboxes asking for network are refused, as with sandbox.network = \"off\"");
+                }
+                // slirp4netns makes a tap device in the sandbox's namespace.
+                let tun = Path::new("/dev/net/tun").exists();
+                if found.is_some() && !tun {
+                    tracing::warn!("/dev/net/tun is missing: sandboxes asking for network are refused, as with sandbox.network = \"off\"");
+                }
+                found.filter(|_| tun)
+            }
+        },
     };
     let cfg = WarmConfig {
-        node_dir: node.dir.clone().unwrap_or_else(|| data_dir.join(NODE_DIR)),
-        node_name: node.name.clone().unwrap_or_else(hostname),
+        node_dir,
+        node_name,
         workers: node.workers.max(1),
         fetch_concurrency: node.fetch_concurrency.max(1),
         disk_budget: node.disk_budget_bytes,
@@ -229,6 +276,9 @@ impl SandboxSettings {
             cpu_secs: self.cpu_secs,
             file_bytes: self.file_bytes,
             open_files: self.open_files,
+            pids: self.pids,
+            total_memory_bytes: self.total_memory_bytes,
+            cpu_weight: self.cpu_weight,
         }
         .checked()
         .map_err(|source| {
@@ -237,6 +287,9 @@ impl SandboxSettings {
                 Limit::CpuSecs => "sandbox.cpu_secs",
                 Limit::FileBytes => "sandbox.file_bytes",
                 Limit::OpenFiles => "sandbox.open_files",
+                Limit::Pids => "sandbox.pids",
+                Limit::TotalMemoryBytes => "sandbox.total_memory_bytes",
+                Limit::CpuWeight => "sandbox.cpu_weight",
             };
             NodeStartError::Limits { key, source }
         })

@@ -13,6 +13,7 @@ use super::job::Job;
 use super::layout::remove_tree;
 use super::lend::{lend_dirs, reclaim};
 use super::Inner;
+use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::{exec, Jail};
 use prewarm_client::pull::{
     fetch_manifest, fetch_missing, materialise, FetchProgress, LinkMode, MaterialiseProgress,
@@ -112,9 +113,30 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     .await?;
     let cache_links_guarded = snapshot.len();
     let n = meta.warm.len();
-    for (i, argv) in meta.warm.iter().enumerate() {
-        run_warm_command(inner, &meta, &build.0, i, argv).await?;
-        job.progress(Step::Warm, (i + 1) as f64 / n as f64);
+    if n > 0 {
+        // One cgroup for the job's warm commands, under the server's sandbox-wide limits;
+        // whatever they leave running is killed with it.
+        let (cgroups, limits, name) = (
+            inner.cfg.jail.cgroups.clone(),
+            inner.cfg.limits,
+            format!("warm-{}", &job.digest.hex()[..16]),
+        );
+        let cgroup = blocking(Step::Warm, move || {
+            cgroups
+                .create(&name, &limits)
+                .map_err(|e| io_failure(Step::Warm, "creating the warm job's cgroup", &e))
+        })
+        .await?;
+        let mut ran = Ok(());
+        for (i, argv) in meta.warm.iter().enumerate() {
+            ran = run_warm_command(inner, &meta, &build.0, &cgroup, i, argv).await;
+            if ran.is_err() {
+                break;
+            }
+            job.progress(Step::Warm, (i + 1) as f64 / n as f64);
+        }
+        let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+        ran?;
     }
     job.progress(Step::Warm, 1.0);
 
@@ -182,6 +204,7 @@ async fn run_warm_command(
     inner: &Inner,
     meta: &Meta,
     runtime: &Path,
+    cgroup: &SandboxCgroup,
     i: usize,
     argv: &[String],
 ) -> Result<(), WarmFailure> {
@@ -193,7 +216,9 @@ async fn run_warm_command(
         runtime_writable: true,
         workspace: None,
         network: false,
+        resolv_conf: None,
         env: meta.env.clone(),
+        cgroup: cgroup.clone(),
     };
     let fail = |reason: String| WarmFailure {
         step: Step::Warm,
@@ -206,6 +231,7 @@ async fn run_warm_command(
         cmd,
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
+        None,
         None,
         None,
     )

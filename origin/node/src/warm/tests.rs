@@ -102,6 +102,8 @@ fn warmer_serving(
             prlimit: "prlimit".into(),
             setpriv: "setpriv".into(),
             user: Default::default(),
+            cgroups: Default::default(),
+            slirp4netns: None,
         },
         limits: Default::default(),
     };

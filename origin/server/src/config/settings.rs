@@ -105,6 +105,10 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.open_files", "sandbox-open-files", "PREWARM_SANDBOX_OPEN_FILES", I, "Open files per sandboxed process. Default 1024"),
     s("sandbox.uid", "sandbox-uid", "PREWARM_SANDBOX_UID", I, "The host uid sandboxed commands run as; it must own nothing on the host. Not 0"),
     s("sandbox.gid", "sandbox-gid", "PREWARM_SANDBOX_GID", I, "The host gid sandboxed commands run as (no supplementary groups). Not 0"),
+    s("sandbox.network", "sandbox-network", "PREWARM_SANDBOX_NETWORK", T, "What a sandbox asking for network gets: outbound (own namespace via slirp4netns, no host loopback) or off (refused with 400). Default outbound"),
+    s("sandbox.pids", "sandbox-pids", "PREWARM_SANDBOX_PIDS", I, "Processes and threads of one sandbox at once (its cgroup), and the most a create may ask for. Default 512"),
+    s("sandbox.total_memory_bytes", "sandbox-total-memory-bytes", "PREWARM_SANDBOX_TOTAL_MEMORY_BYTES", I, "Memory of all of one sandbox's processes together (its cgroup), and the most a create may ask for. Default 4 GiB"),
+    s("sandbox.cpu_weight", "sandbox-cpu-weight", "PREWARM_SANDBOX_CPU_WEIGHT", I, "A sandbox's CPU share under contention (1-10000, 100 = even), and the most a create may ask for. Default 100"),
 ];
 
 /// A setting given on the command line or in the environment, as text.
