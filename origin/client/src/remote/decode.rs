@@ -48,7 +48,7 @@ pub(super) fn coding(headers: &reqwest::header::HeaderMap) -> Result<Coding, Str
 /// A streaming zstd decoder that refuses to produce more than `limit` bytes: a body that
 /// expands past what the object may be (a zstd bomb) is an error once it crosses the limit,
 /// never an allocation of what it claims.
-pub(super) struct Bounded {
+pub(crate) struct Bounded {
     decoder: Decoder<'static>,
     out: BytesMut,
     /// Scratch space zstd decodes into, reused across pieces.
@@ -59,7 +59,7 @@ pub(super) struct Bounded {
 }
 
 impl Bounded {
-    pub(super) fn new(limit: u64) -> Result<Self, String> {
+    pub(crate) fn new(limit: u64) -> Result<Self, String> {
         let mut decoder = Decoder::new().map_err(|e| format!("zstd decoder: {e}"))?;
         decoder
             .set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
@@ -79,7 +79,7 @@ impl Bounded {
     /// made progress: asked again with nothing to read after a frame's last block filled the
     /// output exactly, it answers for the *next* frame ("give me a header") and would make a
     /// complete body look cut off. So the frame state changes only when bytes moved.
-    pub(super) fn write(&mut self, piece: &[u8]) -> Result<(), String> {
+    pub(crate) fn write(&mut self, piece: &[u8]) -> Result<(), String> {
         let mut input = InBuffer::around(piece);
         loop {
             let read_before = input.pos();
@@ -108,7 +108,7 @@ impl Bounded {
     }
 
     /// The decoded bytes, if the body ended at the end of a frame.
-    pub(super) fn finish(self) -> Result<Bytes, String> {
+    pub(crate) fn finish(self) -> Result<Bytes, String> {
         if !self.frame_done {
             return Err("zstd body ends in the middle of a frame".into());
         }
