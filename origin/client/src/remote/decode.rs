@@ -56,6 +56,9 @@ pub(crate) struct Bounded {
     limit: u64,
     /// At a frame boundary: the body may end here.
     frame_done: bool,
+    /// Some body byte was read. An empty body holds no frame, so it is not a zstd body
+    /// (RFC 8878: one or more frames); the origin never sends one.
+    started: bool,
 }
 
 impl Bounded {
@@ -70,6 +73,7 @@ impl Bounded {
             step: vec![0u8; OUT_STEP].into_boxed_slice(),
             limit,
             frame_done: true,
+            started: false,
         })
     }
 
@@ -99,6 +103,7 @@ impl Bounded {
             if n > 0 || input.pos() > read_before {
                 self.frame_done = hint == 0;
             }
+            self.started |= input.pos() > read_before;
             // Done with this piece once all of it is read and zstd has nothing more to flush
             // (it fills the output whenever it holds more).
             if input.pos() == piece.len() && n < self.step.len() {
@@ -109,6 +114,9 @@ impl Bounded {
 
     /// The decoded bytes, if the body ended at the end of a frame.
     pub(crate) fn finish(self) -> Result<Bytes, String> {
+        if !self.started {
+            return Err("zstd body is empty (no frame)".into());
+        }
         if !self.frame_done {
             return Err("zstd body ends in the middle of a frame".into());
         }
@@ -238,6 +246,20 @@ mod tests {
         let err = decode(&encoded[..encoded.len() - 1], 1 << 20, 64).unwrap_err();
         assert!(err.contains("middle of a frame"), "{err}");
         assert!(decode(b"not zstd at all", 1 << 20, 64).is_err());
+    }
+
+    /// Found by the `zstd_bounded` fuzzer: an empty body decoded to zero bytes, where zstd
+    /// itself (and RFC 8878) says it is no frame at all. Whatever the limit, it is refused.
+    #[test]
+    fn an_empty_body_is_not_a_zstd_body() {
+        for limit in [0, 1 << 20] {
+            let err = decode(b"", limit, 5).unwrap_err();
+            assert!(err.contains("empty"), "{err}");
+            assert!(zstd::decode_all(&b""[..]).is_err());
+        }
+        // A frame of nothing is not an empty body: it decodes to zero bytes.
+        let empty_frame = zstd::bulk::compress(b"", 1).unwrap();
+        assert_eq!(decode(&empty_frame, 0, 5).unwrap().len(), 0);
     }
 
     #[test]
