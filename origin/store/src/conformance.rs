@@ -6,7 +6,7 @@ use prewarm_shared::Digest;
 
 use super::{Kind, Object, Store, StoreError, StoreExt, TagStore};
 
-pub(crate) mod faults;
+pub mod faults;
 
 /// Runs every object-store case against `store`. Each case uses its own random bytes, so the
 /// suite can run against a shared server without collisions.

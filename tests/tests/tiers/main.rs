@@ -1,6 +1,8 @@
 //! Tiers end to end: origins sharing one moto bucket and one Redis; outages and corruption of
-//! real servers; Redis over TLS (`tls`); S3 credentials from the AWS chain (`s3_credentials`).
+//! real servers; Redis over TLS (`tls`); S3 credentials from the AWS chain (`s3_credentials`);
+//! the store conformance suite against every backend and the stack (`conformance`).
 
+mod conformance;
 mod s3_credentials;
 mod tls;
 

@@ -10,17 +10,17 @@ use prewarm_shared::Digest;
 use crate::{Kind, Store, StoreExt};
 
 /// One object a fault case tried to store, and whether `put` said it did.
-pub(crate) struct Attempt {
-    pub(crate) digest: Digest,
-    pub(crate) bytes: Bytes,
-    pub(crate) stored: bool,
+pub struct Attempt {
+    pub digest: Digest,
+    pub bytes: Bytes,
+    pub stored: bool,
 }
 
 /// Puts distinct blocks of `len` bytes until `put` has failed `failures` times (the backend is
 /// full), or panics after `max` tries: the case would prove nothing. Blocks are sent in 1 to
 /// `pieces` pieces in turn, so that once the backend is full every way of failing is met: the
 /// lost error of a last (or only) write is the classic bug.
-pub(crate) async fn fill_until_full(
+pub async fn fill_until_full(
     store: &dyn Store,
     len: usize,
     pieces: usize,
@@ -58,7 +58,7 @@ pub(crate) async fn fill_until_full(
 
 /// The contract after faults: nothing is visible under a digest unless its bytes match, and
 /// every acknowledged put reads back whole.
-pub(crate) async fn nothing_wrong_is_visible(store: &dyn Store, tried: &[Attempt]) {
+pub async fn nothing_wrong_is_visible(store: &dyn Store, tried: &[Attempt]) {
     let name = store.name();
     for a in tried {
         let head = store.head(Kind::Block, &a.digest).await.unwrap();
@@ -87,7 +87,7 @@ pub(crate) async fn nothing_wrong_is_visible(store: &dyn Store, tried: &[Attempt
 
 /// A body that fails after some bytes (a client hanging up, a source disk's `EIO`): the put
 /// fails and nothing is visible. For `run_all`.
-pub(crate) async fn failing_body_stores_nothing(store: &dyn Store) {
+pub async fn failing_body_stores_nothing(store: &dyn Store) {
     let bytes = super::unique("failing-body", 200_000);
     let d = Digest::of(&bytes);
     let body = futures::stream::iter(vec![
@@ -110,14 +110,14 @@ pub(crate) async fn failing_body_stores_nothing(store: &dyn Store) {
 
 /// A tmpfs of a fixed size mounted on a fresh directory, unmounted on drop: a filesystem that
 /// fills up for real (`ENOSPC`) under the disk store.
-pub(crate) struct Tmpfs {
+pub struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// Mounts `size` bytes of tmpfs (needs root). `None` when mounting is impossible here, so
     /// the caller skips, unless `PREWARM_REQUIRE_SERVICES=1`: then it panics instead.
-    pub(crate) fn mount(size: u64) -> Option<Tmpfs> {
+    pub fn mount(size: u64) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -136,7 +136,7 @@ impl Tmpfs {
     }
 
     /// A directory inside the mount.
-    pub(crate) fn sub(&self, name: &str) -> PathBuf {
+    pub fn sub(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
@@ -154,7 +154,7 @@ impl Drop for Tmpfs {
 /// An ext4 filesystem on a loop device whose backing file lies on a much smaller tmpfs: `write`
 /// succeeds into the page cache (ext4 sees plenty of room), and the failure shows only when the
 /// data is written back, as an error from `fsync`, as with a failing disk. Torn down on drop.
-pub(crate) struct FailingWriteback {
+pub struct FailingWriteback {
     device: String,
     mnt: tempfile::TempDir,
     _backing: Tmpfs,
@@ -163,7 +163,7 @@ pub(crate) struct FailingWriteback {
 impl FailingWriteback {
     /// `None` (after a log line) when loop devices or mkfs are not available here, unless
     /// `PREWARM_REQUIRE_SERVICES=1`: then it panics instead.
-    pub(crate) fn mount(backing: u64, device: u64) -> Option<FailingWriteback> {
+    pub fn mount(backing: u64, device: u64) -> Option<FailingWriteback> {
         let tmpfs = Tmpfs::mount(backing)?;
         let file = tmpfs.sub("backing");
         let mnt = tempfile::tempdir().unwrap();
@@ -198,13 +198,13 @@ impl FailingWriteback {
     }
 
     /// A directory inside the mount.
-    pub(crate) fn sub(&self, name: &str) -> PathBuf {
+    pub fn sub(&self, name: &str) -> PathBuf {
         self.mnt.path().join(name)
     }
 
     /// Unmounts and mounts again, which drops the page cache: what reads see afterwards is
     /// what reached the device, as after a reboot.
-    pub(crate) fn remount(&self) {
+    pub fn remount(&self) {
         for cmd in [
             Command::new("umount").arg(self.mnt.path()).status(),
             Command::new("mount")
