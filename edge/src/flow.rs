@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::deadline::race;
 use crate::decode::zstd_bounded;
 use crate::error::EdgeError;
+use crate::origins::{fails_over, order, Memory, Place};
 use crate::policy::{
     canonical_tag_body, check_len, check_origin_status, content_coding, encoded_object_headers,
     object_headers, object_plan, object_reply_headers, origin_request_headers, size_limit,
@@ -17,7 +18,8 @@ use crate::route::{route, Kind, Route};
 use prewarm_shared::conditional::none_match;
 use prewarm_shared::encoding::{accepts_zstd, worth_encoding};
 
-/// What the request logic needs from the runtime: the edge cache, the origin, a timer.
+/// What the request logic needs from the runtime: the edge cache, the origins, hashing, a
+/// timer and a clock.
 ///
 /// # Contract
 /// - `cache_get` never fails the request: an unreadable cache is reported as a miss (and logged
@@ -25,6 +27,10 @@ use prewarm_shared::encoding::{accepts_zstd, worth_encoding};
 /// - `cache_put` stores after the reply is sent (`ctx.wait_until` on Workers) and is only ever
 ///   handed bytes that already passed verification.
 /// - `read_body` stops with [`EdgeError::UpstreamTooLarge`] once more than `limit` bytes arrive.
+/// - `relay` commits its cache entry only if the body hashes to `relay.expected`, and never lets
+///   a body that does not end a stream cleanly (see [`Relay`]).
+/// - `origin_get` bounds the whole round trip, body included, by `timeout_ms`: a body that is
+///   still arriving then errors (the caller races the headers against the same deadline).
 #[allow(async_fn_in_trait)] // Workers is single-threaded: callers want no `Send` bound.
 pub trait Platform {
     /// A response body the runtime can pass through without copying it into Wasm memory.
@@ -36,9 +42,53 @@ pub trait Platform {
         &self,
         url: &str,
         headers: &Headers,
+        timeout_ms: u64,
     ) -> Result<Upstream<Self::Body>, EdgeError>;
     async fn read_body(&self, body: Self::Body, limit: u64) -> Result<Vec<u8>, EdgeError>;
+    /// SHA-256 of bytes in hand (the runtime's native implementation on Workers).
+    async fn digest(&self, bytes: &[u8]) -> Result<Digest, EdgeError>;
+    /// Sends an origin body of known length into the cache and, depending on `relay.mode`, to
+    /// the client, hashing it on the way, without the bytes passing through the request logic.
+    /// Returns the client's body for [`RelayMode::Stream`] and [`RelayMode::Verify`], `None`
+    /// for [`RelayMode::Drain`].
+    ///
+    /// # Errors
+    /// [`EdgeError::Integrity`] for a body that hashes to another digest (never for `Stream`,
+    /// whose status has gone out: the client's body errors instead), and
+    /// [`EdgeError::ReadFailed`] for a body that broke off.
+    async fn relay(&self, body: Self::Body, relay: Relay) -> Result<Option<Self::Body>, EdgeError>;
     async fn sleep(&self, ms: u64);
+    /// Milliseconds since the epoch, for the memory of failed origins.
+    fn now_ms(&self) -> u64;
+    /// The failed-origin memory, kept as long as the platform keeps state (an isolate).
+    fn memory(&self) -> &Memory;
+    /// Logs something the client never sees (an origin that failed over).
+    fn warn(&self, line: String);
+}
+
+/// How [`Platform::relay`] treats the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMode {
+    /// Answer at once and stream: the client's body flows while it is hashed, and its end is
+    /// held back until the digest matched. On a mismatch the client's body errors before it
+    /// is complete: a client can never read a whole, well-formed 200 with wrong bytes. Only
+    /// for bodies over `STREAM_ABOVE_BYTES`, when that is set.
+    Stream,
+    /// Hash first (the body waits in the runtime, never in Wasm), then answer; a mismatch is a
+    /// clean 502, and a body that broke off can still be fetched from the next origin.
+    Verify,
+    /// Cache and hash only, no client body (HEAD, or a 304 on a miss).
+    Drain,
+}
+
+/// One relay: what the body must hash to, how long it says it is, where it is cached.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub expected: Digest,
+    pub len: u64,
+    pub key: String,
+    pub headers: Headers,
+    pub mode: RelayMode,
 }
 
 /// A cache hit: the stored body and, when known, its length.
@@ -114,6 +164,8 @@ pub struct Incoming<'a> {
     pub if_none_match: Option<&'a str>,
     /// The `Accept-Encoding` field, joined the same way.
     pub accept_encoding: Option<&'a str>,
+    /// Where the request arrived, for choosing an origin.
+    pub place: Place<'a>,
 }
 
 /// Answers one request. Routing errors come first, so a write is a 405 even on a misconfigured
@@ -151,10 +203,22 @@ pub async fn handle<P: Platform>(
                 identity: key,
                 zstd: routed.route.encoded_cache_key(req.self_origin),
             };
-            object(p, &config, &routed.route, keys, obj).await
+            let src = Source {
+                config: &config,
+                route: &routed.route,
+                place: req.place,
+            };
+            object(p, &src, keys, obj).await
         }
         // The origin sends no ETag for a tag and ignores `If-None-Match` there; so does the edge.
-        Route::Tag { .. } => tag(p, &config, &routed.route, key, routed.head).await,
+        Route::Tag { .. } => {
+            let src = Source {
+                config: &config,
+                route: &routed.route,
+                place: req.place,
+            };
+            tag(p, &src, key, routed.head).await
+        }
     }
 }
 
@@ -217,8 +281,7 @@ impl Object<'_> {
 /// cache alone.
 async fn object<P: Platform>(
     p: &P,
-    config: &Config,
-    route: &Route,
+    src: &Source<'_>,
     keys: Keys,
     obj: Object<'_>,
 ) -> Result<Reply<P::Body>, EdgeError> {
@@ -258,7 +321,53 @@ async fn object<P: Platform>(
         let plan = plan(&obj, bytes.len(), CacheStatus::Hit)?;
         return Ok(Reply::from_plan(plan, bytes));
     }
-    let fetched = fetch_object(p, config, route, &obj).await?;
+    // A full identity GET, a HEAD and a 304 relay the origin's bytes through the runtime's own
+    // streams and hasher, never through Wasm. Ranges and zstd clients need the bytes in hand
+    // (to cut a range, to decode zstd), so they read them.
+    let relay = obj.range.is_none() && (!obj.zstd || not_modified);
+    let limit = size_limit(obj.kind);
+    let want = if relay {
+        Want::Relay {
+            limit,
+            relay: Relay {
+                expected: *obj.digest,
+                len: 0,
+                key: keys.identity.clone(),
+                headers: object_headers(obj.kind, obj.digest),
+                mode: if obj.head || not_modified {
+                    RelayMode::Drain
+                } else {
+                    RelayMode::Stream
+                },
+            },
+        }
+    } else {
+        Want::Bytes { limit }
+    };
+    let ask_zstd = obj.zstd && !not_modified;
+    let (coding, body) = match from_origins(p, src, ask_zstd, &want).await? {
+        Got::Relayed { len, body } => {
+            if not_modified {
+                return Ok(obj.not_modified(CacheStatus::Miss));
+            }
+            let mut headers =
+                object_reply_headers(object_headers(obj.kind, obj.digest), CacheStatus::Miss);
+            let body = match body {
+                Some(body) => Body::Pass(body),
+                None => {
+                    headers.push(("content-length", len.to_string()));
+                    Body::Empty
+                }
+            };
+            return Ok(Reply {
+                status: 200,
+                headers,
+                body,
+            });
+        }
+        Got::Bytes { coding, bytes } => (coding, bytes),
+    };
+    let fetched = verify_fetched(p, src.route, &obj, coding.as_deref(), body).await?;
     // Only verified bytes get here. The whole object is stored (a 206 cannot be cached), and
     // any range is then cut from the bytes in hand. The zstd bytes are stored beside them
     // under their own key, so later zstd clients get them from the cache.
@@ -291,18 +400,19 @@ struct Fetched {
     zstd: Option<Vec<u8>>,
 }
 
-/// Fetches a whole object, asking for zstd. A zstd body is decoded with a hard bound (the
+/// Checks an object body read into memory. A zstd body is decoded with a hard bound (the
 /// object's size limit) and the decoded bytes must hash to the digest, exactly as identity
-/// bytes must; a body that fails either is a 502 and nothing of it is kept.
-async fn fetch_object<P: Platform>(
+/// bytes must; a body that fails either is a 502 and nothing of it is kept. The hash is the
+/// platform's (native SHA-256 on Workers).
+async fn verify_fetched<P: Platform>(
     p: &P,
-    config: &Config,
     route: &Route,
     obj: &Object<'_>,
+    coding: Option<&str>,
+    body: Vec<u8>,
 ) -> Result<Fetched, EdgeError> {
     let limit = size_limit(obj.kind);
-    let (coding, body) = fetch_checked(p, config, route, true, limit).await?;
-    let fetched = match content_coding(coding.as_deref())? {
+    let fetched = match content_coding(coding)? {
         Coding::Identity => Fetched {
             identity: body,
             zstd: None,
@@ -320,7 +430,8 @@ async fn fetch_object<P: Platform>(
             }
         }
     };
-    verify_object(obj.kind, obj.digest, &fetched.identity)?;
+    let actual = p.digest(&fetched.identity).await?;
+    verify_object(obj.kind, obj.digest, fetched.identity.len() as u64, actual)?;
     Ok(fetched)
 }
 
@@ -330,12 +441,11 @@ fn plan(obj: &Object<'_>, len: usize, cache: CacheStatus) -> Result<Plan, EdgeEr
 
 async fn tag<P: Platform>(
     p: &P,
-    config: &Config,
-    route: &Route,
+    src: &Source<'_>,
     key: String,
     head: bool,
 ) -> Result<Reply<P::Body>, EdgeError> {
-    let ttl = config.tag_ttl_seconds;
+    let ttl = src.config.tag_ttl_seconds;
     if ttl > 0 {
         if let Some(hit) = p.cache_get(&key).await {
             let body = if head {
@@ -351,7 +461,16 @@ async fn tag<P: Platform>(
             });
         }
     }
-    let (_, raw) = fetch_checked(p, config, route, false, MAX_TAG_BODY_SIZE).await?;
+    let want = Want::Bytes {
+        limit: MAX_TAG_BODY_SIZE,
+    };
+    let raw = match from_origins(p, src, false, &want).await? {
+        Got::Bytes { bytes, .. } => bytes,
+        Got::Relayed { .. } => {
+            let bug = std::io::Error::other("a tag body was relayed, not read");
+            return Err(EdgeError::Runtime(Box::new(bug)));
+        }
+    };
     let body = canonical_tag_body(&raw)?;
     if ttl > 0 {
         p.cache_put(key, tag_headers(ttl), &body);
@@ -365,26 +484,113 @@ async fn tag<P: Platform>(
     })
 }
 
-/// GETs `route` from the origin (asking for zstd if `zstd`) and reads at most `limit` bytes,
-/// all under one deadline. Returns the body's `Content-Encoding` with its bytes. A zstd body
-/// is held to the same `limit` as identity bytes: the origin sends one only when it is smaller.
-async fn fetch_checked<P: Platform>(
+/// What one request fetches, from which origins.
+struct Source<'a> {
+    config: &'a Config,
+    route: &'a Route,
+    place: Place<'a>,
+}
+
+/// What to do with an origin body once its headers are in.
+enum Want {
+    /// Read it into memory, at most `limit` bytes.
+    Bytes { limit: u64 },
+    /// Relay it ([`Platform::relay`]) if it is identity bytes of a declared length, within
+    /// `limit`; otherwise read it as for `Bytes`. `relay.len` is filled in from the origin.
+    Relay { limit: u64, relay: Relay },
+}
+
+impl Want {
+    fn limit(&self) -> u64 {
+        match self {
+            Want::Bytes { limit } | Want::Relay { limit, .. } => *limit,
+        }
+    }
+}
+
+/// An origin body, read or relayed.
+enum Got<B> {
+    Bytes {
+        /// The body's `Content-Encoding`.
+        coding: Option<String>,
+        bytes: Vec<u8>,
+    },
+    Relayed {
+        len: u64,
+        /// The client's body, unless the relay drained it.
+        body: Option<B>,
+    },
+}
+
+/// Tries the origins in [`order`] until one answers: on a connect error, a timeout, a 5xx or a
+/// body that broke off ([`fails_over`]) it remembers the origin as down for
+/// `origin_retry_after_ms` and tries the next. Any other outcome, a 404 or wrong bytes
+/// included, is the answer. With every origin failing, the last failure is returned.
+///
+/// Blocks and manifests are verified against their digest whichever origin sent them. A tag
+/// is the one answer origins can disagree on (one was pushed to before the other): the edge
+/// takes the first origin in this order that answers, and caches that for `TAG_TTL_SECONDS`.
+async fn from_origins<P: Platform>(
+    p: &P,
+    src: &Source<'_>,
+    zstd: bool,
+    want: &Want,
+) -> Result<Got<P::Body>, EdgeError> {
+    let config = src.config;
+    let mut last = None;
+    for origin in order(&config.origins, src.place, p.memory(), p.now_ms()) {
+        let url = src.route.origin_url(&origin.url);
+        match attempt(p, config, src.route, &url, zstd, want).await {
+            Err(err) if fails_over(&err) => {
+                let until = p.now_ms().saturating_add(config.origin_retry_after_ms);
+                p.memory().mark_down(&origin.url, until);
+                p.warn(format!("origin {} failed: {}", origin.url, err.log_line()));
+                last = Some(err);
+            }
+            done => {
+                p.memory().mark_up(&origin.url);
+                return done;
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| EdgeError::Config("no origin configured".into())))
+}
+
+/// One origin, one deadline for headers and body (the relay's streamed body is bounded by the
+/// platform: see [`Platform::origin_get`]).
+async fn attempt<P: Platform>(
     p: &P,
     config: &Config,
     route: &Route,
+    url: &str,
     zstd: bool,
-    limit: u64,
-) -> Result<(Option<String>, Vec<u8>), EdgeError> {
+    want: &Want,
+) -> Result<Got<P::Body>, EdgeError> {
     let what = route.describe();
-    let url = route.origin_url(&config.origin);
-    let work = async {
-        let upstream = p.origin_get(&url, &origin_request_headers(zstd)).await?;
-        check_origin_status(upstream.status, &what)?;
-        check_len(limit, &what, upstream.content_length)?;
-        let body = p.read_body(upstream.body, limit).await?;
-        Ok((upstream.content_encoding, body))
-    };
     let ms = config.origin_timeout_ms;
+    let work = async {
+        let headers = origin_request_headers(zstd, config.origin_token.as_ref());
+        let upstream = p.origin_get(url, &headers, ms).await?;
+        check_origin_status(upstream.status, &what)?;
+        check_len(want.limit(), &what, upstream.content_length)?;
+        if let (Want::Relay { relay, .. }, Some(len)) = (want, upstream.content_length) {
+            if content_coding(upstream.content_encoding.as_deref())? == Coding::Identity {
+                let mut relay = relay.clone();
+                relay.len = len;
+                let streams = config.stream_above.is_some_and(|above| len > above);
+                if relay.mode == RelayMode::Stream && !streams {
+                    relay.mode = RelayMode::Verify;
+                }
+                let body = p.relay(upstream.body, relay).await?;
+                return Ok(Got::Relayed { len, body });
+            }
+        }
+        let bytes = p.read_body(upstream.body, want.limit()).await?;
+        Ok(Got::Bytes {
+            coding: upstream.content_encoding,
+            bytes,
+        })
+    };
     race(work, p.sleep(ms))
         .await
         .unwrap_or(Err(EdgeError::OriginTimeout { ms }))

@@ -2,6 +2,8 @@
 
 mod conditional;
 mod encoding;
+mod failover;
+mod relay;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,18 +11,22 @@ use std::collections::HashMap;
 use prewarm_shared::wire::IMMUTABLE_CACHE_CONTROL;
 use prewarm_shared::Digest;
 
-use crate::config::Config;
+use crate::config::{Config, OriginSpec};
 use crate::deadline::tests::run;
 use crate::error::EdgeError;
-use crate::flow::{handle, Body, Cached, Incoming, Platform, Reply, Upstream};
+use crate::flow::{handle, Body, Cached, Incoming, Platform, Relay, RelayMode, Reply, Upstream};
+use crate::origins::{Memory, Place};
 use crate::policy::{Headers, CACHE_STATUS_HEADER};
 
 /// How the fake origin answers one URL.
 #[derive(Clone)]
 enum Origin {
     Answer(u16, Vec<u8>),
-    /// A `200` with this `Content-Encoding` and these bytes.
+    /// A `200` with this `Content-Encoding` and these bytes, whatever the request asked for.
     Coded(&'static str, Vec<u8>),
+    /// These zstd bytes when the request asks for zstd, else the bytes they decode to: what
+    /// the real origin does.
+    Negotiated(Vec<u8>),
     /// Declares a length it never sends (checked before reading).
     Declares(u64),
     Unreachable,
@@ -34,6 +40,13 @@ struct Fake {
     origin_hits: RefCell<Vec<String>>,
     /// The headers of each origin request, in order.
     origin_headers: RefCell<Vec<Headers>>,
+    /// Every relay, with the mode it ran in.
+    relays: RefCell<Vec<RelayMode>>,
+    /// Keys of streamed relays whose client body was cut off because the digest did not match.
+    aborted: RefCell<Vec<String>>,
+    memory: Memory,
+    now: std::cell::Cell<u64>,
+    warnings: RefCell<Vec<String>>,
 }
 
 impl Platform for Fake {
@@ -58,9 +71,13 @@ impl Platform for Fake {
         &self,
         url: &str,
         headers: &Headers,
+        _timeout_ms: u64,
     ) -> Result<Upstream<Vec<u8>>, EdgeError> {
         self.origin_hits.borrow_mut().push(url.to_string());
         self.origin_headers.borrow_mut().push(headers.clone());
+        let asks_zstd = headers
+            .iter()
+            .any(|(n, v)| *n == "accept-encoding" && v == "zstd");
         match self
             .origin
             .get(url)
@@ -79,6 +96,21 @@ impl Platform for Fake {
                 content_encoding: Some(coding.into()),
                 body,
             }),
+            Origin::Negotiated(encoded) if asks_zstd => Ok(Upstream {
+                status: 200,
+                content_length: Some(encoded.len() as u64),
+                content_encoding: Some("zstd".into()),
+                body: encoded,
+            }),
+            Origin::Negotiated(encoded) => {
+                let body = zstd::decode_all(encoded.as_slice()).unwrap();
+                Ok(Upstream {
+                    status: 200,
+                    content_length: Some(body.len() as u64),
+                    content_encoding: None,
+                    body,
+                })
+            }
             Origin::Declares(len) => Ok(Upstream {
                 status: 200,
                 content_length: Some(len),
@@ -97,18 +129,73 @@ impl Platform for Fake {
         Ok(body)
     }
 
+    async fn digest(&self, bytes: &[u8]) -> Result<Digest, EdgeError> {
+        Ok(Digest::of(bytes))
+    }
+
+    /// Hashes with `sha2` (the native build's stand-in for the runtime's hasher) and plays each
+    /// mode's outcome: a matching body is cached and handed on; a wrong one is never cached,
+    /// and a streamed one reaches the client cut short, as its errored stream would.
+    async fn relay(&self, body: Vec<u8>, relay: Relay) -> Result<Option<Vec<u8>>, EdgeError> {
+        self.relays.borrow_mut().push(relay.mode);
+        assert_eq!(
+            body.len() as u64,
+            relay.len,
+            "the fake sends what it declares"
+        );
+        let actual = Digest::of(&body);
+        if actual == relay.expected {
+            self.cache_put(relay.key, relay.headers, &body);
+            return Ok((relay.mode != RelayMode::Drain).then_some(body));
+        }
+        if relay.mode == RelayMode::Stream {
+            self.aborted.borrow_mut().push(relay.key);
+            let mut cut = body;
+            cut.pop();
+            return Ok(Some(cut));
+        }
+        Err(EdgeError::Integrity {
+            expected: relay.expected,
+            actual,
+        })
+    }
+
     async fn sleep(&self, _ms: u64) {}
+
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    fn warn(&self, line: String) {
+        self.warnings.borrow_mut().push(line);
+    }
 }
 
 const ORIGIN: &str = "http://origin.test";
 const EDGE: &str = "https://edge.test";
 
 fn config(ttl: u64) -> Result<Config, EdgeError> {
-    Ok(Config {
-        origin: ORIGIN.into(),
-        origin_timeout_ms: 1000,
-        tag_ttl_seconds: ttl,
-    })
+    let mut config = Config::single(ORIGIN);
+    config.origin_timeout_ms = 1000;
+    config.tag_ttl_seconds = ttl;
+    Ok(config)
+}
+
+/// A config with these origins, in this order.
+fn origins(list: &[(&str, Option<&str>)]) -> Result<Config, EdgeError> {
+    let mut config = config(60)?;
+    config.origins = list
+        .iter()
+        .map(|(url, region)| OriginSpec {
+            url: url.to_string(),
+            region: region.map(Into::into),
+        })
+        .collect();
+    Ok(config)
 }
 
 fn get(fake: &Fake, method: &str, path: &str, range: Option<&str>) -> Reply<Vec<u8>> {
@@ -151,6 +238,7 @@ fn send_with(
         range,
         if_none_match,
         accept_encoding,
+        place: Place::default(),
     };
     run(handle(fake, config, req)).unwrap_or_else(|e| Reply::from_error(&e))
 }
@@ -210,15 +298,19 @@ fn miss_then_hit_reaches_the_origin_once() {
 }
 
 #[test]
-fn origin_requests_ask_for_zstd_for_objects_only() {
+fn origin_requests_ask_for_zstd_for_zstd_clients_only() {
     let mut fake = Fake::default();
     let content = b"identity bytes".to_vec();
     let path = block(&mut fake, &content, Origin::Answer(200, content.clone()));
+    let other = b"other bytes".to_vec();
+    let zpath = block(&mut fake, &other, Origin::Answer(200, other.clone()));
     let tag = "/v1/runtimes/py/tags/v1";
     let body = format!("{{\"digest\":\"{}\"}}", Digest::of(b"m"));
     fake.origin
         .insert(format!("{ORIGIN}{tag}"), Origin::Answer(200, body.into()));
     assert_eq!(get(&fake, "GET", &path, None).status, 200);
+    let zstd_client = send_with(&fake, config(60), "GET", &zpath, [None, None, Some("zstd")]);
+    assert_eq!(zstd_client.status, 200);
     assert_eq!(get(&fake, "GET", tag, None).status, 200);
     let sent = fake.origin_headers.borrow();
     let codings: Vec<Vec<&str>> = sent
@@ -231,8 +323,8 @@ fn origin_requests_ask_for_zstd_for_objects_only() {
                 .collect()
         })
         .collect();
-    // Even for a client that never mentioned zstd: the edge asks for its own cache.
-    assert_eq!(codings, [["zstd"], ["identity"]]);
+    // A client that does not ask for zstd costs no decoding: identity is relayed as it comes.
+    assert_eq!(codings, [["identity"], ["zstd"], ["identity"]]);
 }
 
 #[test]
@@ -416,4 +508,20 @@ fn writes_are_refused_even_when_misconfigured() {
     let reply = get(&fake, "GET", "/healthz", None);
     assert_eq!(reply.status, 200);
     assert!(fake.origin_hits.borrow().is_empty());
+}
+
+#[test]
+fn the_origin_token_goes_to_the_origin_as_a_bearer() {
+    let mut fake = Fake::default();
+    let content = b"private origin".to_vec();
+    let path = block(&mut fake, &content, Origin::Answer(200, content.clone()));
+    let vars = |name: &str| match name {
+        "ORIGIN_URL" => Some(ORIGIN.to_string()),
+        "ORIGIN_TOKEN" => Some("t0ken".to_string()),
+        _ => None,
+    };
+    let reply = get_with(&fake, Config::from_vars(vars), "GET", &path, None);
+    assert_eq!(bytes(reply), content);
+    let sent = fake.origin_headers.borrow();
+    assert!(sent[0].contains(&("authorization", "Bearer t0ken".to_string())));
 }

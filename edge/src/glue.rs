@@ -1,23 +1,36 @@
 //! The Workers entry point: a thin adapter from `Request`/`Env`/`Cache`/`Fetch` to [`crate::flow`].
 
+mod relay;
+
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
+use prewarm_shared::Digest;
+use worker::js_sys::futures::JsFuture;
+use worker::js_sys::{Function, Promise, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    console_error, event, Cache, Context, Delay, EncodeBody, Env, Fetch, Headers as JsHeaders,
-    Method, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
+    console_error, console_warn, event, AbortSignal, Cache, Context, Delay, EncodeBody, Env, Fetch,
+    Headers as JsHeaders, Method, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
 };
 
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::flow::{handle, Body, Cached, Incoming, Platform, Reply, Upstream};
+use crate::flow::{handle, Body, Cached, Incoming, Platform, Relay, Reply, Upstream};
+use crate::origins::{Memory, Place};
 use crate::policy::{check_len, Headers};
 
-/// [`Platform`] on Cloudflare Workers: the default Cache API cache, global `fetch`, `setTimeout`.
+/// [`Platform`] on Cloudflare Workers: the default Cache API cache, global `fetch`, `setTimeout`,
+/// the runtime's SHA-256 (`crypto.subtle`, `crypto.DigestStream`) and its streams.
 struct Workers<'a> {
     ctx: &'a Context,
     cache: Cache,
+}
+
+thread_local! {
+    /// The failed-origin memory of this isolate (one thread; it lives as long as the isolate).
+    static MEMORY: &'static Memory = Box::leak(Box::default());
 }
 
 fn content_length(resp: &Response) -> Option<u64> {
@@ -65,6 +78,7 @@ impl Platform for Workers<'_> {
         &self,
         url: &str,
         headers: &Headers,
+        timeout_ms: u64,
     ) -> Result<Upstream<Response>, EdgeError> {
         let runtime = |e| EdgeError::Runtime(Box::new(e));
         let js = JsHeaders::new();
@@ -74,10 +88,20 @@ impl Platform for Workers<'_> {
         let mut init = RequestInit::new();
         init.with_method(Method::Get).with_headers(js);
         let req = Request::new_with_init(url, &init).map_err(runtime)?;
+        // The signal bounds the body too: a relayed body that stalls past the deadline errors,
+        // and an errored body is never cached and never completes at the client.
+        let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+        let signal = AbortSignal::from(worker::web_sys::AbortSignal::timeout_with_u32(ms));
         let resp = Fetch::Request(req)
-            .send()
+            .send_with_signal(&signal)
             .await
-            .map_err(|e| EdgeError::OriginUnreachable(Box::new(e)))?;
+            .map_err(|e| {
+                if signal.aborted() {
+                    EdgeError::OriginTimeout { ms: timeout_ms }
+                } else {
+                    EdgeError::OriginUnreachable(Box::new(e))
+                }
+            })?;
         Ok(Upstream {
             status: resp.status_code(),
             content_length: content_length(&resp),
@@ -118,15 +142,61 @@ impl Platform for Workers<'_> {
         Ok(out)
     }
 
+    async fn digest(&self, bytes: &[u8]) -> Result<Digest, EdgeError> {
+        native_digest(&Uint8Array::from(bytes))
+            .await
+            .map_err(|e| EdgeError::Runtime(Box::new(e)))
+    }
+
+    async fn relay(&self, body: Response, relay: Relay) -> Result<Option<Response>, EdgeError> {
+        relay::relay(self.ctx, body, relay).await
+    }
+
     async fn sleep(&self, ms: u64) {
         Delay::from(Duration::from_millis(ms)).await;
     }
+
+    fn now_ms(&self) -> u64 {
+        worker::js_sys::Date::now() as u64
+    }
+
+    fn memory(&self) -> &Memory {
+        MEMORY.with(|m| *m)
+    }
+
+    fn warn(&self, line: String) {
+        console_warn!("{line}");
+    }
+}
+
+/// SHA-256 by the runtime (`crypto.subtle.digest`), not by Wasm code.
+pub(crate) async fn native_digest(data: &Uint8Array) -> worker::Result<Digest> {
+    let crypto = Reflect::get(&worker::js_sys::global(), &JsValue::from_str("crypto"))?;
+    let subtle = Reflect::get(&crypto, &JsValue::from_str("subtle"))?;
+    let digest: Function = Reflect::get(&subtle, &JsValue::from_str("digest"))?.dyn_into()?;
+    let promise: Promise = digest
+        .call2(&subtle, &JsValue::from_str("SHA-256"), data)?
+        .dyn_into()?;
+    digest_of(JsFuture::from(promise).await?)
+}
+
+/// A digest from the `ArrayBuffer` a native hasher resolved to.
+pub(crate) fn digest_of(buffer: JsValue) -> worker::Result<Digest> {
+    let raw: [u8; 32] = Uint8Array::new(&buffer)
+        .to_vec()
+        .try_into()
+        .map_err(|_| worker::Error::RustError("SHA-256 gave other than 32 bytes".into()))?;
+    Ok(Digest::from_bytes(raw))
 }
 
 /// Builds a platform response from a status, a header list and a body. A body that carries a
 /// `Content-Encoding` is already encoded (the origin's verified zstd bytes): `encodeBody:
 /// "manual"` keeps the runtime from encoding it a second time.
-fn build(status: u16, headers: &Headers, body: ResponseBody) -> worker::Result<Response> {
+pub(crate) fn build(
+    status: u16,
+    headers: &Headers,
+    body: ResponseBody,
+) -> worker::Result<Response> {
     let js = JsHeaders::new();
     let mut encoded = false;
     for (name, value) in headers {
@@ -149,6 +219,22 @@ fn into_response(reply: Reply<Response>) -> worker::Result<Response> {
         Body::Pass(resp) => resp.into_parts().1,
     };
     build(reply.status, &reply.headers, body)
+}
+
+/// Where the request arrived: `request.cf.colo` and `request.cf.continent`, when present.
+fn place_of(req: &Request) -> (Option<String>, Option<String>) {
+    let Ok(cf) = Reflect::get(req.inner(), &JsValue::from_str("cf")) else {
+        return (None, None);
+    };
+    if !cf.is_object() {
+        return (None, None);
+    }
+    let field = |name: &str| {
+        Reflect::get(&cf, &JsValue::from_str(name))
+            .ok()
+            .and_then(|v| v.as_string())
+    };
+    (field("colo"), field("continent"))
 }
 
 /// The client's own `Accept-Encoding`. The header a worker sees is not the client's: Cloudflare
@@ -175,7 +261,14 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
     let range = req.headers().get("range").ok().flatten();
     let if_none_match = req.headers().get("if-none-match").ok().flatten();
     let accept_encoding = client_accept_encoding(req);
-    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+    let (colo, continent) = place_of(req);
+    // A secret and a var are both plain strings to the worker; secrets are read first.
+    let config = Config::from_vars(|name| {
+        env.secret(name)
+            .or_else(|_| env.var(name))
+            .ok()
+            .map(|v| v.to_string())
+    });
     let platform = Workers {
         ctx,
         cache: Cache::default(),
@@ -187,6 +280,10 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
         range: range.as_deref(),
         if_none_match: if_none_match.as_deref(),
         accept_encoding: accept_encoding.as_deref(),
+        place: Place {
+            colo: colo.as_deref(),
+            continent: continent.as_deref(),
+        },
     };
     match handle(&platform, config, incoming).await {
         Ok(reply) => reply,

@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod decode;
 pub mod error;
 pub mod flow;
+pub mod origins;
 pub mod policy;
 pub mod route;
 
@@ -20,4 +21,4 @@ mod glue;
 
 pub use config::Config;
 pub use error::EdgeError;
-pub use flow::{handle, Body, Incoming, Platform, Reply};
+pub use flow::{handle, Body, Incoming, Platform, Relay, RelayMode, Reply};

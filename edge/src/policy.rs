@@ -5,6 +5,7 @@ use std::ops::Range;
 use prewarm_shared::wire::{TagBody, IMMUTABLE_CACHE_CONTROL, MAX_BLOCK_SIZE};
 use prewarm_shared::{content_range, decide_range, Digest, RangeDecision};
 
+use crate::config::Secret;
 use crate::error::EdgeError;
 use crate::route::Kind;
 use prewarm_shared::conditional::object_etag;
@@ -72,11 +73,16 @@ pub fn check_len(limit: u64, what: &str, len: Option<u64>) -> Result<(), EdgeErr
 }
 
 /// The integrity gate: bytes from the origin are cached and served only if they hash to the
-/// digest in the URL. Anything else is a 502 and goes nowhere.
-pub fn verify_object(kind: Kind, expected: &Digest, bytes: &[u8]) -> Result<(), EdgeError> {
+/// digest in the URL. Anything else is a 502 and goes nowhere. `actual` is the platform's hash
+/// of the `len` bytes in hand.
+pub fn verify_object(
+    kind: Kind,
+    expected: &Digest,
+    len: u64,
+    actual: Digest,
+) -> Result<(), EdgeError> {
     let what = format!("{} {expected}", kind.noun());
-    check_len(size_limit(kind), &what, Some(bytes.len() as u64))?;
-    let actual = Digest::of(bytes);
+    check_len(size_limit(kind), &what, Some(len))?;
     if actual != *expected {
         return Err(EdgeError::Integrity {
             expected: *expected,
@@ -119,9 +125,13 @@ pub enum Coding {
 /// for zstd, the edge's own choice and never the client's `Accept-Encoding`: the edge decodes
 /// it, hashes the identity bytes and keeps both representations. For a tag it asks for
 /// identity, explicitly, so the runtime's `fetch` offers no codings of its own.
-pub fn origin_request_headers(zstd: bool) -> Headers {
+pub fn origin_request_headers(zstd: bool, token: Option<&Secret>) -> Headers {
     let coding = if zstd { ZSTD } else { "identity" };
-    vec![("accept-encoding", coding.to_string())]
+    let mut headers = vec![("accept-encoding", coding.to_string())];
+    if let Some(token) = token {
+        headers.push(("authorization", format!("Bearer {}", token.expose())));
+    }
+    headers
 }
 
 /// The coding of an origin body from its `Content-Encoding` (all lines joined): absent or
@@ -241,13 +251,17 @@ mod tests {
     fn integrity_gate() {
         let good = b"the right bytes".to_vec();
         let d = Digest::of(&good);
-        assert!(verify_object(Kind::Block, &d, &good).is_ok());
+        let check =
+            |bytes: &[u8]| verify_object(Kind::Block, &d, bytes.len() as u64, Digest::of(bytes));
+        assert!(check(&good).is_ok());
         let mut bad = good.clone();
         bad[3] ^= 1;
-        let err = verify_object(Kind::Block, &d, &bad).unwrap_err();
+        let err = check(&bad).unwrap_err();
         assert_eq!((err.status(), err.code()), (502, "upstream_integrity"));
-        let err = verify_object(Kind::Block, &d, &good[..5]).unwrap_err();
+        let err = check(&good[..5]).unwrap_err();
         assert_eq!(err.status(), 502);
+        let err = verify_object(Kind::Block, &d, MAX_BLOCK_SIZE + 1, d).unwrap_err();
+        assert_eq!(err.code(), "upstream_too_large");
         let err = check_len(size_limit(Kind::Block), "b", Some(MAX_BLOCK_SIZE + 1)).unwrap_err();
         assert_eq!(err.code(), "upstream_too_large");
         assert!(check_len(size_limit(Kind::Manifest), "m", Some(MAX_BLOCK_SIZE + 1)).is_ok());
@@ -277,9 +291,9 @@ mod tests {
 
     #[test]
     fn origin_requests_and_codings() {
-        let h = origin_request_headers(false);
+        let h = origin_request_headers(false, None);
         assert_eq!(h, vec![("accept-encoding", "identity".to_string())]);
-        let h = origin_request_headers(true);
+        let h = origin_request_headers(true, None);
         assert_eq!(h, vec![("accept-encoding", "zstd".to_string())]);
         assert_eq!(content_coding(None).unwrap(), Coding::Identity);
         assert_eq!(content_coding(Some("identity")).unwrap(), Coding::Identity);

@@ -128,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "server")]
         Command::Serve(a) => serve_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
-        Command::Pull(a) => pull_cmd::run(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Pull(a) => pull_cmd::run(a).await,
         Command::Cache(a) => cache_cmd::run(a).await,
         #[cfg(feature = "server")]
         Command::Store(a) => store_cmd::run(a).await,

@@ -1,12 +1,15 @@
 //! `prewarm pull` argument parsing and wiring (the work is in `prewarm_client::pull`).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use prewarm_client::pull::{default_cache_dir, pull, LinkMode, PullOptions};
+use prewarm_client::pull::{default_cache_dir, pull, LinkMode, PullError, PullOptions, PullReport};
 use prewarm_client::remote::{Compress, Remote};
 use prewarm_shared::RuntimeRef;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli_output;
 use crate::progress::Bars;
@@ -90,7 +93,9 @@ impl From<CompressArg> for Compress {
     }
 }
 
-pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
+/// Runs the pull. On SIGINT or SIGTERM it stops, removes the tree it was building, and exits
+/// with the conventional 128 + the signal's number (130, 143).
+pub(crate) async fn run(a: PullArgs) -> anyhow::Result<ExitCode> {
     let what: RuntimeRef = a.what.parse()?;
     let source = Remote::with_compress(&a.from, None, a.compress.into())?;
     let opts = PullOptions {
@@ -100,9 +105,20 @@ pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
         link_mode: a.link_mode.into(),
         replace: a.replace,
         progress: Bars::if_wanted(!a.json),
+        cancel: CancellationToken::new(),
     };
-    let report = pull(&source, &what, &opts)
-        .await
+    let (mut int, mut term) = (
+        signal(SignalKind::interrupt()).context("handling SIGINT")?,
+        signal(SignalKind::terminate()).context("handling SIGTERM")?,
+    );
+    let work = pull(&source, &what, &opts);
+    tokio::pin!(work);
+    let outcome = tokio::select! {
+        r = &mut work => r,
+        _ = int.recv() => return interrupted(&opts, work, 130).await,
+        _ = term.recv() => return interrupted(&opts, work, 143).await,
+    };
+    let report = outcome
         .with_context(|| format!("pulling {what} from {} into {}", a.from, a.into.display()))?;
     cli_output::result(&report, a.json, |r| {
         format!(
@@ -118,5 +134,22 @@ pub(crate) async fn run(a: PullArgs) -> anyhow::Result<()> {
             r.duration_ms
         )
     });
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the pull (a tree being built is removed before it returns) and says so.
+async fn interrupted(
+    opts: &PullOptions,
+    work: impl std::future::Future<Output = Result<PullReport, PullError>>,
+    code: u8,
+) -> anyhow::Result<ExitCode> {
+    opts.cancel.cancel();
+    match work.await {
+        Ok(_) => cli_output::error(&format!(
+            "interrupted after the tree was in place at {}",
+            opts.into.display()
+        )),
+        Err(e) => cli_output::error(&format!("pull interrupted: {e}")),
+    }
+    Ok(ExitCode::from(code))
 }

@@ -1,12 +1,12 @@
 //! `prewarm serve`: read the config (file, flags, variables), start the origin, serve until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
-use prewarm_server as server;
 use prewarm_server::config::{Config, Given, Kind, Overrides, SETTINGS};
+use prewarm_server::{self as server, ConnLimits};
 
 use crate::cli_output;
 
@@ -77,19 +77,22 @@ pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
     cli_output::line(&format!("listening on http://{addr}"));
     let tiers = started.state.tiers.as_ref().map(|t| t.describe());
     tracing::info!(%addr, tiers = tiers.as_deref().unwrap_or("-"), "origin serving");
-    // Without TCP_NODELAY, a body written in several pieces waits on delayed ACKs (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY not set: {e}");
-        }
-    });
+    let conns = ConnLimits {
+        header_timeout: Duration::from_millis(cfg.http.header_timeout_ms),
+        idle_timeout: Duration::from_secs(cfg.http.idle_timeout_secs),
+        max_connections: cfg.http.max_connections,
+    };
     let shutdown = started.shutdown.clone();
-    axum::serve(listener, server::app(started.state.clone()))
-        .with_graceful_shutdown(async move {
+    server::serve(
+        listener,
+        server::app(started.state.clone()),
+        conns,
+        async move {
             shutdown_signal().await;
             shutdown.cancel();
-        })
-        .await?;
+        },
+    )
+    .await;
     started.shutdown.cancel();
     started.stopped().await;
     Ok(())

@@ -91,19 +91,11 @@ impl Meta {
                 self.prefix
             ));
         }
-        if let Some(k) = self
-            .env
-            .keys()
-            .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
-        {
-            return bad(format!("env key {k:?} is invalid"));
-        }
-        if let Some(i) = self
-            .warm
-            .iter()
-            .position(|c| c.is_empty() || c[0].is_empty())
-        {
-            return bad(format!("warm command #{i} is empty"));
+        crate::sandbox::check_env("env", &self.env)
+            .map_err(|e| invalid("meta.json", e.to_string()))?;
+        for (i, c) in self.warm.iter().enumerate() {
+            crate::sandbox::check_argv(&format!("warm command #{i}"), c)
+                .map_err(|e| invalid("meta.json", e.to_string()))?;
         }
         Ok(())
     }
@@ -197,6 +189,27 @@ mod tests {
             r#"{"name":"p","version":"1","layers":[],"warm":[[]]}"#,
         ] {
             assert!(Meta::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // Nothing a command could be started with: refused at push, naming the key.
+        for (bad, names) in [
+            (
+                r#"{"name":"p","version":"1","layers":[],"env":{"LANG":"C\u0000"}}"#,
+                "env.LANG",
+            ),
+            (
+                r#"{"name":"p","version":"1","layers":[],"env":{"A=B":"1"}}"#,
+                "\"A=B\"",
+            ),
+            (
+                r#"{"name":"p","version":"1","layers":[],"warm":[["x","\u0000"]]}"#,
+                "warm command #0[1]",
+            ),
+        ] {
+            let e = Meta::parse(bad.as_bytes()).unwrap_err().to_string();
+            assert!(
+                e.starts_with("meta.json") && e.contains(names),
+                "{bad}: {e}"
+            );
         }
     }
 

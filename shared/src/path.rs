@@ -6,10 +6,28 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A path relative to a runtime's root: UTF-8, `/`-separated, no leading `/`, no `..`, no empty
-/// or `.` components, no NUL. Anything else is rejected, never "cleaned": cleaning is how
-/// `a/../../etc` slips through a check that looked at the cleaned form.
+/// or `.` components, no NUL, components of at most [`NAME_MAX`] bytes and at most
+/// [`PATH_MAX`] bytes in all (longer ones no host can create: every pull would fail). Anything
+/// else is rejected, never "cleaned": cleaning is how `a/../../etc` slips through a check that
+/// looked at the cleaned form.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RelPath(String);
+
+/// Longest component, in bytes (Linux `NAME_MAX`, and that of every common filesystem).
+pub const NAME_MAX: usize = 255;
+/// Longest path, in bytes (Linux `PATH_MAX` less its NUL).
+pub const PATH_MAX: usize = 4095;
+
+/// At most this many characters of a long path go into a message.
+const SHOWN: usize = 120;
+
+/// `s`, cut to its first [`SHOWN`] characters and its length when longer.
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(SHOWN) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
 
 /// Why a string is not a valid relative path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +44,16 @@ pub enum PathError {
     Nul(String),
     #[error("path is not valid UTF-8: {0:?}")]
     NotUtf8(String),
+    #[error(
+        "path {path:?} has a component of {len} bytes, over the limit of {NAME_MAX}: {component:?}"
+    )]
+    ComponentTooLong {
+        path: String,
+        component: String,
+        len: usize,
+    },
+    #[error("path {path:?} is {len} bytes, over the limit of {PATH_MAX}")]
+    TooLong { path: String, len: usize },
 }
 
 impl PathError {
@@ -89,10 +117,23 @@ impl FromStr for RelPath {
         }
         for c in s.split('/') {
             match c {
-                ".." => return Err(PathError::ParentDir(s.to_string())),
-                "" | "." => return Err(PathError::EmptyComponent(s.to_string())),
+                ".." => return Err(PathError::ParentDir(shown(s))),
+                "" | "." => return Err(PathError::EmptyComponent(shown(s))),
+                c if c.len() > NAME_MAX => {
+                    return Err(PathError::ComponentTooLong {
+                        path: shown(s),
+                        component: shown(c),
+                        len: c.len(),
+                    })
+                }
                 _ => {}
             }
+        }
+        if s.len() > PATH_MAX {
+            return Err(PathError::TooLong {
+                path: shown(s),
+                len: s.len(),
+            });
         }
         Ok(Self(s.to_string()))
     }
@@ -181,6 +222,44 @@ mod tests {
             Err(PathError::EmptyComponent(_))
         ));
         assert!(matches!("a\0b".parse::<RelPath>(), Err(PathError::Nul(_))));
+    }
+
+    #[test]
+    fn refuses_names_no_host_can_create_and_names_them() {
+        let name = "n".repeat(NAME_MAX);
+        assert!(format!("a/{name}").parse::<RelPath>().is_ok());
+        let e = format!("a/{name}x/b").parse::<RelPath>().unwrap_err();
+        assert!(
+            matches!(e, PathError::ComponentTooLong { len: 256, .. }),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("256 bytes") && msg.contains("255") && msg.contains("\"a/nnn"),
+            "{msg}"
+        );
+        assert!(msg.len() < 600, "a long path is cut in messages: {msg}");
+        // Just at PATH_MAX is fine; one byte more is not.
+        let long = vec!["d".repeat(200); 20].join("/");
+        let at_max = format!("{long}/{}", "f".repeat(PATH_MAX - long.len() - 1));
+        assert_eq!(at_max.len(), PATH_MAX);
+        assert!(at_max.parse::<RelPath>().is_ok());
+        let e = format!("{at_max}x").parse::<RelPath>().unwrap_err();
+        assert!(matches!(e, PathError::TooLong { len: 4096, .. }), "{e}");
+        assert!(
+            e.to_string().contains("4095") && e.to_string().starts_with("path \"ddd"),
+            "{e}"
+        );
+        // Through serde (a manifest, a missing-blocks request) as well.
+        let json = format!("\"{}\"", "z".repeat(300));
+        assert!(serde_json::from_str::<RelPath>(&json).is_err());
+        // Multi-byte characters count in bytes, and are never cut in half in a message.
+        let wide = "é".repeat(128);
+        assert!(wide
+            .parse::<RelPath>()
+            .unwrap_err()
+            .to_string()
+            .contains("256 bytes"));
     }
 
     #[test]

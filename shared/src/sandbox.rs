@@ -44,6 +44,127 @@ pub struct CreateSandbox {
     pub limits: Limits,
 }
 
+/// Largest context, as sent to the sandbox (a string as given, anything else as JSON). It
+/// travels in the environment of every command, where the kernel caps one string at 128 KiB.
+pub const MAX_CONTEXT_BYTES: usize = 64 << 10;
+/// Largest `env` map of one request, keys and values together. Runtime, sandbox and exec env,
+/// the context and `cmd` share the kernel's argument space (2 MiB with the usual 8 MiB stack).
+pub const MAX_ENV_BYTES: usize = 256 << 10;
+/// Largest `cmd` of an exec (or a warm command), all arguments together.
+pub const MAX_ARGV_BYTES: usize = 256 << 10;
+/// Largest single argument or `KEY=value`: the kernel's `MAX_ARG_STRLEN` (128 KiB with its NUL).
+pub const MAX_ARG_BYTES: usize = (128 << 10) - 1;
+
+/// A request field that no command could be started with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("{field} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        field: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("{field} contains a NUL byte")]
+    Nul { field: String },
+    #[error("{field} has key {key:?}: keys must be non-empty, without `=` or NUL")]
+    BadKey { field: String, key: String },
+    #[error("{field} must be a non-empty list of arguments")]
+    Empty { field: String },
+}
+
+impl InputError {
+    /// Stable machine code for API error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InputError::TooLarge { .. } => "field_too_large",
+            _ => "bad_request",
+        }
+    }
+}
+
+fn too_large(field: String, size: usize, limit: usize) -> Result<(), InputError> {
+    if size > limit {
+        return Err(InputError::TooLarge { field, size, limit });
+    }
+    Ok(())
+}
+
+/// Checks an environment map named `field` (`env`, `meta.json env`): keys non-empty without
+/// `=` or NUL, values without NUL, each `KEY=value` and the whole within the kernel's limits.
+pub fn check_env(field: &str, env: &BTreeMap<String, String>) -> Result<(), InputError> {
+    let mut total = 0;
+    for (k, v) in env {
+        if k.is_empty() || k.contains(['=', '\0']) {
+            return Err(InputError::BadKey {
+                field: field.to_string(),
+                key: k.clone(),
+            });
+        }
+        if v.contains('\0') {
+            return Err(InputError::Nul {
+                field: format!("{field}.{k}"),
+            });
+        }
+        too_large(format!("{field}.{k}"), k.len() + 1 + v.len(), MAX_ARG_BYTES)?;
+        total += k.len() + v.len() + 2;
+    }
+    too_large(field.to_string(), total, MAX_ENV_BYTES)
+}
+
+/// Checks a command named `field` (`cmd`, `warm command #0`): non-empty, no NUL, each argument
+/// and the whole within the kernel's limits.
+pub fn check_argv(field: &str, argv: &[String]) -> Result<(), InputError> {
+    if !matches!(argv.first(), Some(a) if !a.is_empty()) {
+        return Err(InputError::Empty {
+            field: field.to_string(),
+        });
+    }
+    let mut total = 0;
+    for (i, a) in argv.iter().enumerate() {
+        if a.contains('\0') {
+            return Err(InputError::Nul {
+                field: format!("{field}[{i}]"),
+            });
+        }
+        too_large(format!("{field}[{i}]"), a.len(), MAX_ARG_BYTES)?;
+        total += a.len() + 1;
+    }
+    too_large(field.to_string(), total, MAX_ARGV_BYTES)
+}
+
+impl CreateSandbox {
+    /// The context as commands see it in `PREWARM_CONTEXT`: a string as given, else JSON.
+    pub fn context_text(&self) -> Option<String> {
+        match &self.context {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(v.to_string()),
+        }
+    }
+
+    /// Checks what every command of the sandbox would otherwise fail to start with.
+    pub fn check(&self) -> Result<(), InputError> {
+        check_env("env", &self.env)?;
+        if let Some(c) = self.context_text() {
+            if c.contains('\0') {
+                return Err(InputError::Nul {
+                    field: "context".into(),
+                });
+            }
+            too_large("context".into(), c.len(), MAX_CONTEXT_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecRequest {
+    /// Checks what the command would otherwise fail to start with.
+    pub fn check(&self) -> Result<(), InputError> {
+        check_argv("cmd", &self.cmd)?;
+        check_env("env", &self.env)
+    }
+}
+
 /// Where the context lands inside the workspace (the working directory of every command).
 pub const CONTEXT_FILE: &str = ".prewarm/context.json";
 /// The environment variable carrying the context.
@@ -258,5 +379,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!((old.signal, old.limit), (None, None));
+    }
+
+    #[test]
+    fn inputs_no_command_could_start_with_are_named() {
+        let create = |body: serde_json::Value| {
+            serde_json::from_value::<CreateSandbox>(body)
+                .unwrap()
+                .check()
+                .map_err(|e| e.to_string())
+        };
+        let big = "x".repeat(MAX_CONTEXT_BYTES + 1);
+        let e =
+            create(serde_json::json!({"runtime":"p:v1","user_id":"u","context":big})).unwrap_err();
+        assert!(e.contains("context") && e.contains("65536"), "{e}");
+        let e = create(serde_json::json!({"runtime":"p:v1","user_id":"u","context":{"a":"x\0"}}));
+        assert!(e.is_ok(), "JSON escapes the NUL: {e:?}");
+        let e = create(serde_json::json!({"runtime":"p:v1","user_id":"u","context":"a\0"}))
+            .unwrap_err();
+        assert!(e.contains("context") && e.contains("NUL"), "{e}");
+        let e = create(serde_json::json!({"runtime":"p:v1","user_id":"u","env":{"A=B":"1"}}))
+            .unwrap_err();
+        assert!(e.contains("\"A=B\""), "{e}");
+        let e = create(serde_json::json!({"runtime":"p:v1","user_id":"u","env":{"A":"\0"}}))
+            .unwrap_err();
+        assert!(e.contains("env.A") && e.contains("NUL"), "{e}");
+        let e = create(serde_json::json!({"runtime":"p:v1","user_id":"u","env":{"A":"x".repeat(MAX_ARG_BYTES)}}))
+            .unwrap_err();
+        assert!(e.contains("env.A") && e.contains("131071"), "{e}");
+        let env: BTreeMap<String, String> = (0..4)
+            .map(|i| (format!("K{i}"), "x".repeat(100_000)))
+            .collect();
+        let e = check_env("env", &env).unwrap_err();
+        assert_eq!(e.code(), "field_too_large");
+        assert!(e.to_string().contains(&MAX_ENV_BYTES.to_string()), "{e}");
+
+        let exec = |cmd: Vec<String>| {
+            ExecRequest {
+                cmd,
+                env: BTreeMap::new(),
+                timeout_ms: None,
+                limits: Limits::default(),
+            }
+            .check()
+            .map_err(|e| e.to_string())
+        };
+        assert!(exec(vec!["true".into()]).is_ok());
+        assert!(exec(vec![]).unwrap_err().contains("cmd"));
+        let e = exec(vec!["echo".into(), "a\0b".into()]).unwrap_err();
+        assert!(e.contains("cmd[1]") && e.contains("NUL"), "{e}");
+        let e = exec(vec!["echo".into(); 100_000]).unwrap_err();
+        assert!(
+            e.contains("cmd") && e.contains(&MAX_ARGV_BYTES.to_string()),
+            "{e}"
+        );
     }
 }

@@ -164,7 +164,16 @@ pub struct Proxy {
     hits: Arc<Mutex<Vec<String>>>,
     rules: Arc<Mutex<HashMap<String, Rule>>>,
     stop: Arc<AtomicBool>,
+    kill: Arc<Mutex<Option<Kill>>>,
     accept: Option<JoinHandle<()>>,
+}
+
+/// Kill a process when the `nth` request whose path starts with `prefix` arrives.
+#[derive(Clone, Debug)]
+struct Kill {
+    prefix: String,
+    nth: usize,
+    pid: u32,
 }
 
 impl Proxy {
@@ -179,20 +188,24 @@ impl Proxy {
         let hits = Arc::new(Mutex::new(Vec::new()));
         let rules = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = (hits.clone(), rules.clone(), stop.clone());
+        let kill = Arc::new(Mutex::new(None));
+        let shared = (hits.clone(), rules.clone(), stop.clone(), kill.clone());
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if shared.2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (hits, rules, stop, upstream) = (
+                let (hits, rules, stop, kill, upstream) = (
                     shared.0.clone(),
                     shared.1.clone(),
                     shared.2.clone(),
+                    shared.3.clone(),
                     upstream.clone(),
                 );
-                std::thread::spawn(move || serve(conn, upstream.as_deref(), &hits, &rules, &stop));
+                std::thread::spawn(move || {
+                    serve(conn, upstream.as_deref(), &hits, &rules, &stop, &kill)
+                });
             }
         });
         Proxy {
@@ -200,8 +213,19 @@ impl Proxy {
             hits,
             rules,
             stop,
+            kill,
             accept: Some(accept),
         }
+    }
+
+    /// SIGKILLs `pid` (the upstream origin) when the `nth` request for a path starting with
+    /// `prefix` arrives, before that request is forwarded: an origin that dies mid-pull.
+    pub fn kill_upstream_at(&self, prefix: &str, nth: usize, pid: u32) {
+        *self.kill.lock().unwrap_or_else(|p| p.into_inner()) = Some(Kill {
+            prefix: prefix.to_string(),
+            nth,
+            pid,
+        });
     }
 
     /// Answers `path` by `rule` from now on.
@@ -244,6 +268,7 @@ fn serve(
     hits: &Mutex<Vec<String>>,
     rules: &Mutex<HashMap<String, Rule>>,
     stop: &AtomicBool,
+    kill: &Mutex<Option<Kill>>,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut head = Vec::new();
@@ -264,9 +289,21 @@ fn serve(
     if stop.load(Ordering::SeqCst) {
         return;
     }
-    hits.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(path.clone());
+    let seen = {
+        let mut hits = hits.lock().unwrap_or_else(|p| p.into_inner());
+        hits.push(path.clone());
+        hits.clone()
+    };
+    let mut kill = kill.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = kill.as_ref() {
+        if seen.iter().filter(|p| p.starts_with(&k.prefix)).count() >= k.nth {
+            let _ = Command::new("kill")
+                .args(["-KILL", &k.pid.to_string()])
+                .status();
+            *kill = None;
+        }
+    }
+    drop(kill);
     let rule = rules
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -304,8 +341,11 @@ fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Sends the request on to the real origin with `Connection: close` and returns its raw answer.
-/// The client's other header lines (`Accept-Encoding` above all) go along unchanged.
+/// Sends the request on to the real origin with `Connection: close` and returns its raw answer,
+/// or `None` (the caller then drops the connection unanswered) when the origin is unreachable
+/// or its answer is torn (it died while sending). Like a load balancer, the proxy never passes
+/// on half an answer. The client's other header lines (`Accept-Encoding` above all) go along
+/// unchanged.
 fn forward(upstream: &str, method: &str, path: &str, headers: &str) -> Option<Vec<u8>> {
     let mut up = TcpStream::connect(upstream).ok()?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {upstream}\r\nconnection: close\r\n");
@@ -325,5 +365,18 @@ fn forward(upstream: &str, method: &str, path: &str, headers: &str) -> Option<Ve
     up.write_all(req.as_bytes()).ok()?;
     let mut out = Vec::new();
     up.read_to_end(&mut out).ok()?;
-    Some(out)
+    complete(&out).then_some(out)
+}
+
+/// Whether a raw HTTP/1.1 answer has its whole head and as many body bytes as it declares.
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let declared = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    declared.is_none_or(|len| raw.len() - (end + 4) >= len)
 }

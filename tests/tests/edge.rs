@@ -487,3 +487,99 @@ fn conditional_requests_are_answered_like_the_origin() {
         assert_eq!(body["digest"], pushed["digest"]);
     }
 }
+
+/// A large wrong body never arrives as a complete 200 and is never cached, whether the edge
+/// hashes it before answering (the default: a clean 502) or streams it to the client while it
+/// is hashed (`STREAM_ABOVE_BYTES`: the last chunk is held back until the digest matched, and
+/// the response declares the origin's length, so the client's body breaks short).
+#[test]
+fn a_large_wrong_body_never_completes_and_is_never_cached() {
+    for vars in [&[][..], &["STREAM_ABOVE_BYTES:262144"][..]] {
+        large_wrong_body(vars);
+    }
+}
+
+fn large_wrong_body(vars: &[&str]) {
+    let upstream = Proxy::start(None);
+    let edge = Wrangler::start(&upstream.url, vars);
+    let c = http();
+
+    let good: Vec<u8> = (0..(1u32 << 20) + 12_345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut evil = good.clone();
+    *evil.last_mut().unwrap() ^= 1;
+    let path = format!("/v1/blocks/{}", Digest::of(&good));
+    upstream.set_rule(&path, Rule::Canned(evil.clone()));
+    for round in 1..=2 {
+        let complete_200 = match c.get(format!("{}{path}", edge.url)).send() {
+            Ok(resp) if resp.status() == 200 => resp.bytes().is_ok(),
+            _ => false,
+        };
+        assert!(
+            !complete_200,
+            "{vars:?} round {round}: a complete 200 of wrong bytes\n{}",
+            edge.log_tail()
+        );
+        assert_eq!(upstream.count(&path), round, "the wrong bytes were cached");
+    }
+
+    upstream.set_rule(&path, Rule::Canned(good.clone()));
+    for cache in ["miss", "hit"] {
+        let resp = c.get(format!("{}{path}", edge.url)).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-prewarm-cache"], cache);
+        assert_eq!(resp.bytes().unwrap(), good);
+    }
+    assert_eq!(upstream.count(&path), 3);
+}
+
+/// Two real origins behind one edge (`ORIGINS`); the preferred one is SIGKILLed in the middle
+/// of a pull. The edge fails over to the other, and the pull completes, byte-exact.
+#[test]
+fn a_pull_survives_an_origin_killed_mid_pull() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let first = Origin::start(&work.path().join("origin-a"), &[]);
+    let second = Origin::start(&work.path().join("origin-b"), &[]);
+    let pushed = push_json(&src, "twin:v1", &first.url);
+    push_json(&src, "twin:v1", &second.url);
+    let blocks = pushed["blocks_total"].as_u64().unwrap() as usize;
+    assert!(blocks >= 4, "{pushed}");
+    // Counting proxies in front of both; the first kills its origin at the second block.
+    let (a, b) = (
+        Proxy::start(Some(&first.url)),
+        Proxy::start(Some(&second.url)),
+    );
+    a.kill_upstream_at("/v1/blocks/", 2, first.pid());
+    // Regions no request comes from: the configured order decides, so `a` is preferred.
+    let origins = format!(
+        r#"ORIGINS:[{{"url":"{}","region":"nowhere-a"}},{{"url":"{}","region":"nowhere-b"}}]"#,
+        a.url, b.url
+    );
+    let edge = Wrangler::start("http://127.0.0.1:9", &[&origins]);
+
+    let pulled = pull_json(
+        "twin:v1",
+        &edge.url,
+        &work.path().join("rt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    assert_eq!(pulled["digest"], pushed["digest"]);
+    assert_eq!(snapshot(&src), snapshot(&work.path().join("rt")));
+    let (from_a, from_b) = (a.count("/v1/blocks/"), b.count("/v1/blocks/"));
+    assert!(from_a >= 2, "a was asked before it died: {:?}", a.hits());
+    assert!(from_b >= 1, "b took over: {:?}", b.hits());
+    assert!(
+        from_b < blocks + 1 && from_a <= blocks,
+        "a: {:?}\nb: {:?}",
+        a.hits(),
+        b.hits()
+    );
+    // The tag and the manifest came from the preferred origin, while it was up.
+    assert_eq!(a.count("/v1/runtimes/"), 1);
+    assert_eq!(b.count("/v1/runtimes/"), 0);
+    drop(first);
+}

@@ -108,18 +108,30 @@ fn a_zstd_miss_caches_both_and_each_client_gets_its_own_from_the_cache() {
 }
 
 #[test]
-fn an_identity_client_on_a_miss_still_fills_the_zstd_entry() {
+fn an_identity_client_on_a_miss_costs_no_decoding_and_caches_identity_only() {
     let mut fake = Fake::default();
     let (content, encoded) = compressible();
     let d = Digest::of(&content);
-    let path = block(&mut fake, &content, Origin::Coded("zstd", encoded.clone()));
+    let path = block(&mut fake, &content, Origin::Negotiated(encoded.clone()));
     let miss = plain_get(&fake, &path);
     assert_identity(&miss, &d, "miss");
-    assert_eq!(bytes(miss), content, "decoded at the edge");
+    assert_eq!(bytes(miss), content, "relayed as the origin sent it");
+    assert_eq!(fake.cache.borrow().len(), 1);
+    // A zstd client then gets identity from the cache: the edge never compresses.
     let hit = zstd_get(&fake, &path);
-    assert_zstd(&hit, &d, "hit");
-    assert_eq!(bytes(hit), encoded);
-    assert_eq!(fake.origin_hits.borrow().len(), 1);
+    assert_identity(&hit, &d, "hit");
+    assert_eq!(bytes(hit), content);
+    // A zstd client's miss asks for zstd and caches both.
+    let other = "other runtime bytes ".repeat(3000).into_bytes();
+    let zpath = block(
+        &mut fake,
+        &other,
+        Origin::Negotiated(zstd::bulk::compress(&other, 1).unwrap()),
+    );
+    assert_zstd(&zstd_get(&fake, &zpath), &Digest::of(&other), "miss");
+    assert_identity(&plain_get(&fake, &zpath), &Digest::of(&other), "hit");
+    assert_eq!(fake.cache.borrow().len(), 3);
+    assert_eq!(fake.origin_hits.borrow().len(), 2);
 }
 
 #[test]

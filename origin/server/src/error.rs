@@ -193,6 +193,7 @@ impl From<SandboxError> for ApiError {
             SandboxError::NotFound(_) => ApiError::NotFound(e.to_string()),
             SandboxError::Invalid(m) => ApiError::bad_request(ErrorCode::BadRequest, m),
             SandboxError::Limit(l) => ApiError::bad_request(ErrorCode::Input(l.code()), l),
+            SandboxError::Input(i) => ApiError::bad_request(ErrorCode::Input(i.code()), i),
             SandboxError::NotReady { .. } => ApiError::State {
                 code: ErrorCode::NotReady,
                 message: e.to_string(),

@@ -5,12 +5,15 @@ mod auth;
 pub mod config;
 mod encoding;
 pub mod error;
+mod listen;
 mod objects;
 pub mod repo;
 pub mod sandbox;
 mod startup;
 mod status;
 mod tags;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +27,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use prewarm_shared::wire::MAX_MISSING_QUERY;
+
 use crate::error::{ApiError, LoggedCause};
 use crate::repo::Repo;
 
 pub use auth::Token;
 pub use encoding::EncodedCache;
 pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
+pub use listen::{serve, ConnLimits};
+pub(crate) use objects::body_bytes;
 pub use startup::{start, StartError, Started};
 
 /// Shared state of every handler.
@@ -69,10 +76,25 @@ impl Default for Limits {
     }
 }
 
+/// Body limit of sandbox create and exec: the largest context, env maps and command they may
+/// carry (see `prewarm_shared::sandbox`) fit, with room for JSON escapes.
+pub const MAX_SANDBOX_BODY: u64 = 1 << 20;
+/// Body limit of the small JSON routes (a warm request, a tag) and of any route not named.
+pub const MAX_SMALL_BODY: u64 = 16 << 10;
+/// Body limit of the missing-blocks query: [`MAX_MISSING_QUERY`] digests in their JSON form.
+pub const MAX_MISSING_BODY: u64 = MAX_MISSING_QUERY as u64 * 80 + 1024;
+
 /// The whole API as a router, so tests can drive it in-process.
+///
+/// Each route buffers at most its own body limit: blocks [`Limits::max_block_bytes`]
+/// (streamed), manifests [`Limits::max_manifest_bytes`], the JSON routes far less. Over it,
+/// 413 naming the limit.
 pub fn app(state: AppState) -> Router {
     let writes = Router::new()
-        .route("/v1/blocks/missing", post(objects::missing))
+        .route(
+            "/v1/blocks/missing",
+            post(objects::missing).layer(DefaultBodyLimit::max(MAX_MISSING_BODY as usize)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -85,23 +107,20 @@ pub fn app(state: AppState) -> Router {
         state.clone(),
         auth::require_token,
     ));
-    let body_limit = state
-        .limits
-        .max_manifest_bytes
-        .max(state.limits.max_block_bytes) as usize;
+    let manifest_limit = DefaultBodyLimit::max(state.limits.max_manifest_bytes as usize);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(status::metrics))
         .route("/v1/blocks/{digest}", get(objects::get_block).put(objects::put_block))
-        .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest))
+        .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest).layer(manifest_limit))
         .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag))
         .merge(writes)
         .merge(sandboxes)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(MAX_SMALL_BODY as usize))
         .layer(middleware::from_fn(log_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))

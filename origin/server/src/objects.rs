@@ -191,7 +191,11 @@ pub(super) async fn put_block(
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>, limit: u64) -> Result<Bytes, ApiError> {
+/// The body, or 413 naming `limit` (the route's body limit) if it is larger.
+pub(crate) fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge { limit }
@@ -222,7 +226,7 @@ pub(super) async fn missing(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<MissingResponse>, ApiError> {
-    let bytes = body_bytes(body, state.limits.max_manifest_bytes)?;
+    let bytes = body_bytes(body, super::MAX_MISSING_BODY)?;
     let req: MissingRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             ErrorCode::BadJson,

@@ -45,7 +45,7 @@ pub(super) async fn put_tag(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (name, tag) = parse(&name, &tag)?;
-    let bytes = body.map_err(|e| ApiError::bad_request(ErrorCode::BadBody, e.body_text()))?;
+    let bytes = super::body_bytes(body, super::MAX_SMALL_BODY)?;
     let TagBody { digest } = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             ErrorCode::BadJson,

@@ -3,6 +3,8 @@
 use prewarm_shared::sandbox::{Status, Step};
 use serde_json::{json, Value};
 
+use prewarm_tests::{cli, write_pack, LayerEntries};
+
 use crate::support::{assert_compiled, compile_step, Node};
 
 #[test]
@@ -127,6 +129,92 @@ fn context_with_quotes_and_metacharacters_arrives_byte_for_byte() {
         &["/bin/sh", "-c", "printf '%s' \"$PREWARM_CONTEXT\""],
     );
     assert_eq!(serde_json::from_str::<Value>(&r.stdout).expect("json"), ctx);
+}
+
+#[test]
+fn inputs_no_command_could_start_with_are_refused_at_the_door_naming_field_and_limit() {
+    let node = Node::start(&[]);
+    node.push_greeter("door", json!([]));
+    // A context just under the limit reaches the command whole; one over is a 400, not a
+    // sandbox whose every exec fails.
+    let ctx = "c".repeat(60_000);
+    let (_, info) = node.create(json!({"runtime": "door:v1", "user_id": "u", "context": ctx}));
+    let sb = info.sandbox_id;
+    assert_eq!(node.settled(&sb).state.status, Status::Ready);
+    let r = node.exec(
+        &sb,
+        &["/bin/sh", "-c", "printf '%s' \"$PREWARM_CONTEXT\" | wc -c"],
+    );
+    assert_eq!(r.stdout.trim(), "60000", "{r:?}");
+    let refused = |path: &str, body: Value, what: &[&str]| {
+        let (code, r) = node.call("POST", path, body);
+        assert_eq!(code, 400, "{r}");
+        let msg = r["error"]["message"].as_str().expect("message");
+        assert!(what.iter().all(|w| msg.contains(w)), "{what:?}: {msg}");
+    };
+    let create = "/v1/sandboxes";
+    let exec = format!("/v1/sandboxes/{sb}/exec");
+    let big = "x".repeat(70_000);
+    refused(
+        create,
+        json!({"runtime": "door:v1", "user_id": "u", "context": big}),
+        &["context", "65536"],
+    );
+    refused(
+        create,
+        json!({"runtime": "door:v1", "user_id": "u", "env": {"A=B": "1"}}),
+        &["\"A=B\""],
+    );
+    refused(
+        create,
+        json!({"runtime": "door:v1", "user_id": "u", "env": {"A": "a\u{0}"}}),
+        &["env.A", "NUL"],
+    );
+    refused(
+        &exec,
+        json!({"cmd": ["echo", "a\u{0}b"]}),
+        &["cmd[1]", "NUL"],
+    );
+    refused(
+        &exec,
+        json!({"cmd": vec!["x".repeat(1000); 300]}),
+        &["cmd", "262144"],
+    );
+    refused(
+        &exec,
+        json!({"cmd": ["echo", "x".repeat(200_000)]}),
+        &["cmd[1]", "131071"],
+    );
+    refused(
+        &exec,
+        json!({"cmd": ["true"], "env": {"A": "x".repeat(200_000)}}),
+        &["env.A", "131071"],
+    );
+    // The sandbox still works.
+    assert_eq!(node.exec(&sb, &["true"]).exit_code, Some(0));
+
+    // A NUL in meta.json's env is refused at push, naming the key, not at every exec.
+    let dir = node.work.path().join("nul");
+    let files: LayerEntries = vec![("bin/", b"", 0o755)];
+    write_pack(
+        &dir,
+        "nul",
+        &[("base", files)],
+        json!({"env": {"LANG": "C\u{0}"}}),
+    );
+    let out = cli(&[
+        "push",
+        dir.to_str().expect("utf-8"),
+        "--name",
+        "nul:v1",
+        "--to",
+        &node.origin.url,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("env.LANG") && err.contains("NUL"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -208,3 +208,148 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn walkdir_count(dir: &Path) -> usize {
     walk(dir).len()
 }
+
+/// A raw connection to the origin, with a generous read timeout so a broken server fails the
+/// test instead of hanging it.
+fn raw_connection(origin: &Origin) -> std::net::TcpStream {
+    let addr = origin.url.trim_start_matches("http://");
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    s
+}
+
+/// Reads until the server closes the connection; what it sent.
+fn read_until_closed(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the server kept the connection: {e}"),
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn a_client_stalling_in_its_headers_is_cut_off_and_the_connection_cap_holds() {
+    use std::io::Read;
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(
+        &work.path().join("data"),
+        &[
+            "--http-header-timeout-ms",
+            "300",
+            "--http-max-connections",
+            "2",
+        ],
+    );
+    // Half a request line, then nothing: disconnected after the header timeout.
+    let mut half = raw_connection(&origin);
+    half.write_all(b"GET /heal").unwrap();
+    let said = read_until_closed(&mut half);
+    assert!(
+        said.is_empty() || said.starts_with("HTTP/1.1 408"),
+        "{said}"
+    );
+
+    // Two requests in flight (headers sent, body awaited) hold both connections: a third is
+    // not served until one of them closes; then it is, and the origin answers as before.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = raw_connection(&origin);
+            s.write_all(
+                b"POST /v1/blocks/missing HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let mut third = raw_connection(&origin);
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_millis(1000)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = third.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "served past the cap: {early:?}"
+    );
+    drop(held);
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let answer = read_until_closed(&mut third);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let r = http()
+        .get(format!("{}/healthz", origin.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn names_no_host_can_create_are_refused_at_push_and_at_the_origin_naming_the_path() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    let long_name = format!("lib/{}", "n".repeat(300));
+    let deep = vec!["d".repeat(250); 20].join("/") + "/f";
+    for (label, path, limit) in [("component", &long_name, "255"), ("path", &deep, "4095")] {
+        let pack = work.path().join(label);
+        let files: prewarm_tests::LayerEntries = vec![(path.as_str(), b"x", 0o644)];
+        prewarm_tests::write_pack(&pack, "long", &[("base", files)], serde_json::json!({}));
+        let out = cli(&[
+            "push",
+            pack.to_str().unwrap(),
+            "--name",
+            "long:v1",
+            "--to",
+            &origin.url,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{label}: push must fail");
+        assert!(
+            stderr.contains(&path[..40]) && stderr.contains(limit),
+            "{label}: error must name the path and the limit: {stderr}"
+        );
+    }
+    // A hand-made manifest with such a path is refused by the origin too.
+    let manifest = format!(
+        r#"{{"schema":"prewarm.snapshot.v1","entries":[{{"type":"dir","path":"{}","mode":493}}]}}"#,
+        "z".repeat(300)
+    );
+    let digest = prewarm_shared::Digest::of(manifest.as_bytes());
+    let r = http()
+        .put(format!("{}/v1/manifests/{digest}", origin.url))
+        .body(manifest)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    assert!((400..500).contains(&status), "{status}: {body}");
+    assert!(body.contains("255"), "{body}");
+}
+
+#[test]
+fn a_connection_with_nothing_in_flight_is_closed_after_the_idle_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = Origin::start(
+        &work.path().join("data"),
+        &["--http-idle-timeout-secs", "1"],
+    );
+    // An HTTP/2 (h2c) connection opened and then left silent: no header timeout applies to
+    // it, only the idle timeout.
+    let mut h2 = raw_connection(&origin);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    read_until_closed(&mut h2);
+    // The origin still serves.
+    let r = http()
+        .get(format!("{}/healthz", origin.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

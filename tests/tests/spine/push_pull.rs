@@ -267,3 +267,132 @@ fn cache_prune_frees_only_what_no_pulled_tree_links_to() {
     );
     assert_eq!(again["bytes_downloaded"], first["bytes_downloaded"]);
 }
+
+/// Starts `prewarm pull tree:v1` into `into` and returns it once its staging tree exists
+/// (materialising has begun), with the staging tree's path. The caller kills and waits for it.
+#[allow(clippy::zombie_processes)]
+fn pull_caught_materialising(
+    origin: &Origin,
+    into: &Path,
+    cache: &Path,
+) -> (std::process::Child, std::path::PathBuf) {
+    let mut child = std::process::Command::new(prewarm_tests::prewarm_bin())
+        .args(["pull", "tree:v1", "--from", &origin.url, "--into"])
+        .args([into, Path::new("--cache-dir"), cache])
+        .env("PREWARM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let parent = into.parent().unwrap();
+    loop {
+        let staging = std::fs::read_dir(parent)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains(".prewarm-tmp-"));
+        if let Some(s) = staging {
+            return (child, s);
+        }
+        if into.exists() {
+            let _ = child.wait();
+            panic!("the pull finished before it could be caught");
+        }
+    }
+}
+
+fn staging_trees(parent: &Path) -> Vec<String> {
+    std::fs::read_dir(parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".prewarm-"))
+        .collect()
+}
+
+#[test]
+fn a_pull_killed_or_stopped_mid_materialise_leaves_no_tree_pinning_the_cache() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    // Many files, so that materialising takes long enough to be caught in the middle.
+    for d in 0..8 {
+        let dir = src.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            std::fs::write(dir.join(format!("f{f:03}")), format!("{d} {f}\n")).unwrap();
+        }
+    }
+    let origin = Origin::start(&work.path().join("data"), &[]);
+    push_json(&src, "tree:v1", &origin.url);
+    let cache = work.path().join("cache");
+    let parent = work.path().join("trees");
+    std::fs::create_dir(&parent).unwrap();
+    let into = parent.join("rt");
+    // Everything cached first, so each pull below goes straight to materialising.
+    pull_json(
+        "tree:v1",
+        &origin.url,
+        &work.path().join("warm"),
+        &cache,
+        &[],
+    );
+    std::fs::remove_dir_all(work.path().join("warm")).unwrap();
+
+    // SIGTERM (and Ctrl-C alike): the pull removes its staging tree and exits 128 + 15.
+    let (mut child, staging) = pull_caught_materialising(&origin, &into, &cache);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(!staging.exists() && !into.exists());
+    assert_eq!(staging_trees(&parent), Vec::<String>::new());
+
+    // kill -9 leaves it behind, pinning cache files; `cache prune` removes it and frees them.
+    let (mut child, staging) = pull_caught_materialising(&origin, &into, &cache);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(staging.exists(), "nothing can clean up after kill -9");
+    let out = cli(&[
+        "cache",
+        "prune",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !staging.exists(),
+        "prune removes a dead pull's staging tree"
+    );
+    assert_eq!(pruned["files_removed"], 8 * 500, "{pruned}");
+
+    // Killed again: the next pull into the same parent sweeps it, and succeeds.
+    pull_json(
+        "tree:v1",
+        &origin.url,
+        &work.path().join("warm"),
+        &cache,
+        &[],
+    );
+    let (mut child, staging) = pull_caught_materialising(&origin, &into, &cache);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(staging.exists());
+    pull_json("tree:v1", &origin.url, &into, &cache, &[]);
+    assert!(
+        !staging.exists(),
+        "the next pull sweeps a dead pull's staging tree"
+    );
+    assert_eq!(staging_trees(&parent), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(into.join("d07/f123")).unwrap(),
+        "7 123\n"
+    );
+}

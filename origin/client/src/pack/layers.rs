@@ -120,6 +120,9 @@ fn apply_layer(
     {
         let decoded: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut hr),
+            // Read to its end by `read_archive`, so every member's trailer (CRC and length) is
+            // checked and a stream cut before one is an error, not a short layer. Several
+            // members (`cat a.gz b.gz`, bgzip) are one stream, as for gzip(1).
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut hr)),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(&mut hr)

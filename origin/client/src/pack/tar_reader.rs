@@ -17,6 +17,11 @@ use super::{Budget, PackError};
 const MAX_LONG_NAME: u64 = 64 << 10;
 /// Largest PAX extended header accepted.
 const MAX_PAX: u64 = 1 << 20;
+/// Most bytes accepted after the end-of-archive marker: zero padding to the record size
+/// (`tar -b 2048` makes 1 MiB records). Read through, so a compressed layer's trailer is checked.
+const MAX_PADDING: u64 = 1 << 20;
+/// What errors say in place of an entry when the archive broke before its first one.
+const NO_ENTRY_YET: &[u8] = b"(start of archive)";
 
 /// Extension records that describe the next member.
 #[derive(Default)]
@@ -66,14 +71,28 @@ impl<'a> LayerReader<'a> {
         }
     }
 
+    /// Applies every member, then checks the archive is whole: its end-of-archive marker (two
+    /// zero blocks) is there and the stream ends cleanly after it (for a compressed layer, its
+    /// trailer and checksum). A layer cut short, even between two members, is refused, naming
+    /// the last entry read.
     pub(crate) fn read_archive(&mut self, decoded: Box<dyn Read + '_>) -> Result<(), PackError> {
-        let tar_err = |origin: &str| PackError::io(format!("{origin}: reading tar"));
         let mut archive = tar::Archive::new(decoded);
-        let entries = archive.entries().map_err(tar_err(self.origin))?.raw(true);
+        let mut last = NO_ENTRY_YET.to_vec();
+        let broken = |this: &Self, last: &[u8], e: std::io::Error| {
+            this.entry_err(
+                last,
+                format!("archive is truncated or corrupt after this entry: {e}"),
+            )
+        };
+        let entries = archive
+            .entries()
+            .map_err(|e| broken(self, &last, e))?
+            .raw(true);
         let mut pending = Pending::default();
         for entry in entries {
-            let mut entry = entry.map_err(tar_err(self.origin))?;
+            let mut entry = entry.map_err(|e| broken(self, &last, e))?;
             let header_name = entry.header().path_bytes().into_owned();
+            last.clone_from(&header_name);
             if let Err(hit) = self.budget.entry() {
                 return Err(self.limit_err(&header_name, hit));
             }
@@ -113,6 +132,7 @@ impl<'a> LayerReader<'a> {
                 .pax_link
                 .or(p.long_link.map(trim_nul))
                 .or_else(|| entry.header().link_name_bytes().map(|c| c.into_owned()));
+            last.clone_from(&name);
             self.member(&mut entry, ty, &name, link)?;
         }
         if pending.long_name.is_some() || pending.pax_path.is_some() {
@@ -121,7 +141,59 @@ impl<'a> LayerReader<'a> {
                 self.origin
             )));
         }
-        Ok(())
+        self.check_end(archive.into_inner(), &last)
+    }
+
+    /// The tar crate stops at the first zero block or at the end of the stream alike: the
+    /// second zero block must follow, then nothing but zero padding to the end of the stream.
+    fn check_end(&self, mut rest: Box<dyn Read + '_>, last: &[u8]) -> Result<(), PackError> {
+        let cut = |why: String| {
+            self.entry_err(
+                last,
+                format!("archive ends after this entry {why}: truncated (a partial upload?)"),
+            )
+        };
+        let mut block = [0u8; 512];
+        let mut got = 0;
+        while got < block.len() {
+            match rest.read(&mut block[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(cut(format!("with a broken stream ({e})"))),
+            }
+        }
+        if got < block.len() || block.iter().any(|b| *b != 0) {
+            return Err(cut(
+                "without its end-of-archive marker (two zero blocks)".into()
+            ));
+        }
+        let mut padding = rest.take(MAX_PADDING + 1);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut seen = 0u64;
+        loop {
+            match padding.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    seen += n as u64;
+                    if seen > MAX_PADDING || buf[..n].iter().any(|b| *b != 0) {
+                        return Err(self.entry_err(
+                            last,
+                            format!(
+                                "more than the end-of-archive marker and up to {MAX_PADDING} \
+                                 bytes of zero padding follow the last entry"
+                            ),
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(cut(format!(
+                        "and its marker, with a broken or truncated stream ({e})"
+                    )))
+                }
+            }
+        }
     }
 
     fn read_ext(
@@ -228,7 +300,17 @@ impl<'a> LayerReader<'a> {
                 self.tree
                     .check_parents(&path)
                     .map_err(|r| self.entry_err(raw, r))?;
-                let (digest, size) = self.stash.put(entry)?;
+                let expected = entry.size();
+                let (digest, size) = self
+                    .stash
+                    .put(entry)
+                    .map_err(|e| self.entry_err(raw, format!("reading its contents: {e}")))?;
+                if size != expected {
+                    return Err(self.entry_err(
+                        raw,
+                        format!("has {size} of its {expected} bytes: the archive is truncated"),
+                    ));
+                }
                 Node::File {
                     mode,
                     size,

@@ -17,6 +17,8 @@ pub use verify::{Damaged, Problem, VerifyReport};
 /// Versioned name of the files bucket; bump it if the naming or mode rule ever changes.
 const FILES_DIR: &str = "files-v1";
 const TMP_DIR: &str = "tmp";
+/// Symlinks to the staging trees pulls are building from this cache.
+const STAGING_DIR: &str = "staging";
 /// Scratch directories older than this belong to a pull that crashed; `open` removes them.
 const STALE_SCRATCH: Duration = Duration::from_secs(24 * 3600);
 
@@ -35,9 +37,13 @@ pub struct CacheLock(#[allow(dead_code)] fs::File);
 /// │   │   ├── 3fa9…e1.555          <sha256 hex of content>.<octal cache mode>, read-only
 /// │   │   └── 3fa9…e1.444          same bytes, other mode: another inode
 /// │   └── …                        256 fan-out dirs (first byte of the digest), made on demand
-/// └── tmp/
-///     └── <pid>-<rand>/            one per running fetch: files being assembled, removed at the
-///                                  end; a crashed pull's leftovers are swept after 24 h
+/// ├── tmp/
+/// │   └── <pid>-<rand>/            one per running fetch: files being assembled, removed at the
+/// │                                end; a crashed pull's leftovers are swept after 24 h
+/// └── staging/
+///     └── <rand> -> /…/.NAME.prewarm-tmp-<rand>   one per tree being materialised (beside its
+///                                  destination, anywhere); a killed pull's tree is removed by
+///                                  the next prune, as it pins cache files
 /// ```
 ///
 /// The cache mode is `(entry mode & 0o555) | 0o400`: write bits are always cleared, so nothing
@@ -131,6 +137,8 @@ impl FileCache {
     /// [`super::materialise`]: the files such a fetch just assembled are not linked yet.
     pub fn prune_unlinked(&self) -> io::Result<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
+        // A killed pull's staging tree links to cache files: removed first, they are free.
+        self.sweep_registered_staging();
         let (mut files, mut bytes) = (0u64, 0u64);
         let fans = match fs::read_dir(&self.files) {
             Ok(rd) => rd,
@@ -201,6 +209,40 @@ impl FileCache {
         let tmp = scratch.file(digest, mode);
         fs::copy(&src, &tmp).map_err(io_err("copying cached file", &src))?;
         self.insert(&tmp, digest, mode)
+    }
+
+    /// Records a staging tree being built from this cache, so that [`FileCache::prune_unlinked`]
+    /// finds it if its pull dies. Returns the record, to remove once the tree is gone or placed.
+    pub(crate) fn register_staging(&self, tree: &Path) -> io::Result<PathBuf> {
+        let dir = self.root.join(STAGING_DIR);
+        fs::create_dir_all(&dir)?;
+        let link = dir.join(format!("{:016x}", rand::random::<u64>()));
+        // The tree may not be there yet (recorded before it is): its parent is.
+        let name = tree
+            .file_name()
+            .ok_or_else(|| io::Error::other("no file name"))?;
+        let parent = match tree.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::os::unix::fs::symlink(fs::canonicalize(parent)?.join(name), &link)?;
+        Ok(link)
+    }
+
+    /// Removes the registered staging trees no live pull holds, and their records.
+    fn sweep_registered_staging(&self) {
+        let Ok(dir) = fs::read_dir(self.root.join(STAGING_DIR)) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let gone = match fs::read_link(e.path()) {
+                Ok(tree) => super::materialise::remove_if_stale(&tree),
+                Err(_) => true,
+            };
+            if gone {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     fn sweep_stale_scratch(&self) {

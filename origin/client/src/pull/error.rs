@@ -67,6 +67,9 @@ pub enum PullError {
     DestNotDir(PathBuf),
     #[error("destination {0} has no final path component")]
     BadDest(PathBuf),
+    /// A signal (Ctrl-C, SIGTERM) stopped the pull; the partial tree was removed.
+    #[error("interrupted; the partial tree was removed")]
+    Interrupted,
     #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
@@ -96,6 +99,7 @@ impl PullError {
             PullError::LinkImpossible { .. } => "link_impossible",
             PullError::DestExists(_) | PullError::DestNotDir(_) => "dest_exists",
             PullError::BadDest(_) => "bad_dest",
+            PullError::Interrupted => "interrupted",
             PullError::Io { .. } => "io",
         }
     }

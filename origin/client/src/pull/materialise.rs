@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 use prewarm_shared::{Entry, Manifest};
 use rustix::fs::{renameat_with, RenameFlags, CWD};
 use rustix::io::Errno;
+use tokio_util::sync::CancellationToken;
 
 use super::cache::FileCache;
 use super::error::{io_err, PullError};
 use super::link::{set_mode, LinkStats, Linker};
 use super::LinkMode;
+
+/// What a staging tree's name carries after `.NAME.`; the sweepers look for nothing else.
+const STAGING: &str = "prewarm-tmp";
 
 /// Mode of the tree's root directory (the manifest records no entry for it).
 const ROOT_MODE: u32 = 0o755;
@@ -62,7 +66,10 @@ impl MaterialiseProgress {
 /// If `dest` exists: without `replace` this is [`PullError::DestExists`]; with it, the new tree
 /// and the old directory are exchanged atomically (`renameat2(RENAME_EXCHANGE)`), then the old
 /// tree is removed. On kernels or filesystems without `renameat2` the swap falls back to two
-/// renames, with a moment when `dest` is absent. On any error the staging tree is removed.
+/// renames, with a moment when `dest` is absent. On any error the staging tree is removed, and
+/// when `cancel` fires ([`PullError::Interrupted`], checked before each entry). One whose
+/// process died (kill -9, power loss) is removed by the next materialisation into the same
+/// parent, or by [`FileCache::prune_unlinked`]: the staging tree is flocked while it is built.
 ///
 /// # Errors
 /// Besides I/O: [`PullError::NotCached`] if a file was not fetched, and
@@ -73,6 +80,7 @@ pub fn materialise(
     dest: &Path,
     mode: LinkMode,
     replace: bool,
+    cancel: &CancellationToken,
     progress: &dyn Fn(MaterialiseProgress),
 ) -> Result<LinkStats, PullError> {
     // A hand-built manifest could put a file under a symlink; a validated one cannot.
@@ -89,10 +97,18 @@ pub fn materialise(
     };
     fs::create_dir_all(parent).map_err(io_err("creating the parent directory", parent))?;
     check_dest(dest, replace)?;
-    let staging = Staging::create(parent, name)?;
+    sweep_stale_staging(parent);
+    let staging = Staging::create(parent, name, cache)?;
     let mut linker = Linker::new(mode);
     let mut tally = Tally::new(manifest, progress);
-    build(manifest, cache, &staging.path, &mut linker, &mut tally)?;
+    build(
+        manifest,
+        cache,
+        &staging.path,
+        &mut linker,
+        &mut tally,
+        cancel,
+    )?;
     install(staging, dest, replace)?;
     tally.finish();
     Ok(linker.stats)
@@ -114,9 +130,13 @@ fn build(
     root: &Path,
     linker: &mut Linker,
     tally: &mut Tally<'_>,
+    cancel: &CancellationToken,
 ) -> Result<(), PullError> {
     let mut dirs = Vec::new();
     for entry in &manifest.entries {
+        if cancel.is_cancelled() {
+            return Err(PullError::Interrupted);
+        }
         let at = root.join(entry.path().as_str());
         let mut bytes = 0;
         match entry {
@@ -259,20 +279,53 @@ fn staging_path(parent: &Path, name: &OsStr, what: &str) -> PathBuf {
     parent.join(n)
 }
 
-/// The staging directory; removed with everything in it on drop unless disarmed.
+/// The staging directory; removed with everything in it on drop unless disarmed. It is
+/// flocked while it lives, so a sweeper tells the tree of a pull that died from one being built.
 struct Staging {
     path: PathBuf,
     armed: bool,
+    /// The flock, released when the process ends however it ends.
+    _lock: fs::File,
+    /// Its record in the cache (see [`FileCache::register_staging`]).
+    record: Option<PathBuf>,
 }
 
 impl Staging {
-    fn create(parent: &Path, name: &OsStr) -> Result<Self, PullError> {
-        let path = staging_path(parent, name, "prewarm-tmp");
+    fn create(parent: &Path, name: &OsStr, cache: &FileCache) -> Result<Self, PullError> {
+        // Made and locked under a name no sweeper looks at, then renamed (the lock stays with
+        // the inode): a sweeper never sees a staging tree unlocked while its pull lives.
+        let init = staging_path(parent, name, "prewarm-init");
         DirBuilder::new()
             .mode(0o700)
-            .create(&path)
-            .map_err(io_err("creating staging directory", &path))?;
-        Ok(Self { path, armed: true })
+            .create(&init)
+            .map_err(io_err("creating staging directory", &init))?;
+        let path = staging_path(parent, name, STAGING);
+        // Recorded before it appears under its name, so a pull killed at any moment after
+        // leaves nothing the next prune cannot find.
+        let record = match cache.register_staging(&path) {
+            Ok(r) => Some(r),
+            Err(err) => {
+                tracing::warn!(cache = %cache.dir().display(), %err, "could not record a staging tree in the cache");
+                None
+            }
+        };
+        let locked = lock_dir(&init).and_then(|lock| fs::rename(&init, &path).map(|()| lock));
+        let lock = match locked {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = fs::remove_dir(&init);
+                if let Some(r) = &record {
+                    let _ = fs::remove_file(r);
+                }
+                return Err(PullError::io("creating staging directory", &path, e));
+            }
+        };
+        Ok(Self {
+            path,
+            armed: true,
+            _lock: lock,
+            record,
+        })
     }
 
     fn disarm(mut self) {
@@ -284,6 +337,51 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if self.armed {
             remove_tree(&self.path);
+        }
+        if let Some(r) = &self.record {
+            let _ = fs::remove_file(r);
+        }
+    }
+}
+
+/// An exclusive flock on the directory `path`, or `WouldBlock` if someone holds it.
+fn lock_dir(path: &Path) -> io::Result<fs::File> {
+    use rustix::fs::{flock, FlockOperation};
+    let dir = fs::File::open(path)?;
+    flock(&dir, FlockOperation::NonBlockingLockExclusive)?;
+    Ok(dir)
+}
+
+/// Removes the staging tree at `path` unless a live pull holds its lock; true if it is gone.
+/// Anything not named like a staging tree is left alone.
+pub(crate) fn remove_if_stale(path: &Path) -> bool {
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.contains(&format!(".{STAGING}-")));
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+        Ok(m) if named && m.is_dir() => {}
+        _ => return false,
+    }
+    match lock_dir(path) {
+        Ok(_lock) => {
+            tracing::info!(path = %path.display(), "removing the staging tree of a pull that died");
+            remove_tree(path);
+            true
+        }
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
+/// Removes the staging trees in `parent` whose pulls died.
+fn sweep_stale_staging(parent: &Path) {
+    let Ok(dir) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in dir.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_if_stale(&e.path());
         }
     }
 }

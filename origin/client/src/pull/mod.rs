@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use prewarm_shared::{Digest, RuntimeRef};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 pub use cache::{hash_file, CacheLock, Damaged, FileCache, Problem, VerifyReport};
 pub use error::PullError;
@@ -91,6 +92,9 @@ pub struct PullOptions {
     pub replace: bool,
     /// Who hears how far the pull got; `None` for nobody.
     pub progress: Option<Arc<dyn PullProgress>>,
+    /// Fired to stop the pull (`prewarm pull` on SIGINT/SIGTERM): it ends with
+    /// [`PullError::Interrupted`] and leaves nothing behind at or beside `into`.
+    pub cancel: CancellationToken,
 }
 
 impl PullOptions {
@@ -103,6 +107,7 @@ impl PullOptions {
             link_mode: LinkMode::Auto,
             replace: false,
             progress: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -175,7 +180,10 @@ pub async fn pull(
             );
         }
     };
-    let fetched = fetch_missing(source, &manifest, &cache, opts.concurrency, &on_progress).await;
+    let fetched = tokio::select! {
+        f = fetch_missing(source, &manifest, &cache, opts.concurrency, &on_progress) => f,
+        () = opts.cancel.cancelled() => Err(PullError::Interrupted),
+    };
     if let Some(bar) = &bar {
         bar.finish(Stage::Download);
     }
@@ -184,6 +192,7 @@ pub async fn pull(
     let files = manifest.files().count() as u64;
     let bytes_total = manifest.bytes_total();
     let (into, mode, replace) = (opts.into.clone(), opts.link_mode, opts.replace);
+    let cancel = opts.cancel.clone();
     let bar = opts.progress.clone();
     let links = tokio::task::spawn_blocking(move || {
         let on_progress = |p: MaterialiseProgress| {
@@ -197,6 +206,7 @@ pub async fn pull(
             Path::new(&into),
             mode,
             replace,
+            &cancel,
             &on_progress,
         );
         if let Some(bar) = &bar {

@@ -61,15 +61,31 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// `prlimit LIMITS… -- bwrap ARGS… -- setpriv TO-USER… -- argv…`, ready to spawn (prlimit
-    /// execs bwrap: one process). Its own process group, so a timeout can kill everything it
-    /// started.
-    pub fn command(&self, argv: &[String]) -> tokio::process::Command {
+    /// `prlimit LIMITS… -- bwrap MOUNTS… --args FD -- setpriv TO-USER… -- argv…`, ready to
+    /// spawn (prlimit execs bwrap: one process). bwrap reads the environment (`--setenv`
+    /// pairs) from FD, an unlinked file: a command line is readable by every process on the
+    /// host (`ps`), and the context and a client's env are no one else's business. The mounts
+    /// stay on the command line, where a restarted node finds bwraps it left behind (see
+    /// `NodeLayout`). Its own process group, so a timeout can kill everything it started.
+    ///
+    /// # Errors
+    /// Writing the options file failed.
+    pub fn command(&self, argv: &[String]) -> std::io::Result<JailCommand> {
+        use std::io::{Seek, Write};
+        use std::os::fd::AsRawFd;
+        let mut options = tempfile::tempfile()?;
+        for a in self.env_args() {
+            options.write_all(a.as_bytes())?;
+            options.write_all(b"\0")?;
+        }
+        options.rewind()?;
         let mut c = tokio::process::Command::new(&self.tools.prlimit);
         c.args(self.limits.prlimit_args())
             .arg("--")
             .arg(&self.tools.bwrap)
             .args(self.args())
+            .arg("--args")
+            .arg(options.as_raw_fd().to_string())
             .arg("--")
             .args(setpriv_args(&self.tools.setpriv, self.tools.user))
             .args(argv);
@@ -79,7 +95,7 @@ impl Jail {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        c
+        Ok(JailCommand { cmd: c, options })
     }
 
     fn args(&self) -> Vec<String> {
@@ -152,6 +168,12 @@ impl Jail {
             }
             None => push(&["--chdir", "/tmp"]),
         }
+        a
+    }
+
+    /// `--setenv KEY VALUE` for the whole environment: `env`, with `PATH` and `HOME` when it
+    /// has none (after `--clearenv`, nothing else is set).
+    fn env_args(&self) -> Vec<String> {
         let home = if self.workspace.is_some() {
             WORKSPACE_DIR
         } else {
@@ -161,22 +183,35 @@ impl Jail {
         env.entry("PATH".into())
             .or_insert_with(|| DEFAULT_PATH.into());
         env.entry("HOME".into()).or_insert_with(|| home.into());
-        for (k, v) in &env {
-            push(&["--setenv", k, v]);
-        }
-        a
+        env.into_iter()
+            .flat_map(|(k, v)| ["--setenv".to_string(), k, v])
+            .collect()
     }
 }
 
-/// Checks an environment map before it reaches a command line: keys non-empty without `=`
-/// or NUL, values without NUL. Returns the offending key.
-pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
-    match env
-        .iter()
-        .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
-    {
-        Some((k, _)) => Err(k.clone()),
-        None => Ok(()),
+/// A jailed command and the file bwrap reads its options from (see [`Jail::command`]).
+pub struct JailCommand {
+    cmd: tokio::process::Command,
+    options: std::fs::File,
+}
+
+/// Held while the options file of one command is inheritable, so no other jail's process
+/// (the origin starts no others) can inherit it.
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl JailCommand {
+    /// Starts the command, handing the options file down to bwrap (which closes it once read).
+    pub fn spawn(mut self) -> std::io::Result<tokio::process::Child> {
+        let _only_one = SPAWNING.lock().unwrap_or_else(|p| p.into_inner());
+        rustix::io::fcntl_setfd(&self.options, rustix::io::FdFlags::empty())?;
+        let child = self.cmd.spawn();
+        drop(self.options);
+        child
+    }
+
+    /// The command line, as `ps` shows it.
+    pub fn as_std(&self) -> &std::process::Command {
+        self.cmd.as_std()
     }
 }
 
@@ -254,7 +289,9 @@ mod tests {
     fn prlimit_sets_the_limits_then_runs_bwrap_then_the_command() {
         let mut jail = jail_of(false, false);
         jail.limits.cpu_secs = 7;
-        let cmd = jail.command(&["python3".into(), "-c".into(), "1".into()]);
+        let cmd = jail
+            .command(&["python3".into(), "-c".into(), "1".into()])
+            .unwrap();
         let std = cmd.as_std();
         assert_eq!(std.get_program(), "prlimit");
         let args: Vec<String> = std
@@ -262,6 +299,7 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let bwrap = find(&args, &["--", "bwrap"]).expect("bwrap after prlimit's --");
+        assert!(find(&args[bwrap..], &["--args"]).is_some(), "{args:?}");
         assert!(find(&args[..bwrap], &["--cpu=7:9"]).is_some(), "{args:?}");
         assert!(find(&args[..bwrap], &["--core=0"]).is_some(), "{args:?}");
         assert_eq!(args[args.len() - 4..], ["--", "python3", "-c", "1"]);
@@ -324,6 +362,36 @@ mod tests {
         assert!(find(&warm, &["--bind", "/node/runtimes/abc", "/opt/rt"]).is_some());
         assert!(find(&exec, &["--cap-drop", "ALL"]).is_some());
         assert!(find(&exec, &["--chdir", "/workspace"]).is_some());
-        assert!(find(&exec, &["--setenv", "A", "1"]).is_some());
+        let env = jail_of(false, false).env_args();
+        assert!(find(&env, &["--setenv", "A", "1"]).is_some());
+        assert!(find(&env, &["--setenv", "HOME", "/workspace"]).is_some());
+    }
+
+    #[test]
+    fn the_environment_is_not_on_a_command_line() {
+        use std::io::Read;
+        let mut j = jail_of(false, false);
+        j.env.insert("PREWARM_CONTEXT".into(), "secret".into());
+        let cmd = j.command(&["env".into()]).unwrap();
+        let line: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !line.iter().any(|a| a.contains("secret") || a == "--setenv"),
+            "{line:?}"
+        );
+        // bwrap reads them from the file whose descriptor follows `--args`.
+        let mut options = String::new();
+        cmd.options
+            .try_clone()
+            .unwrap()
+            .read_to_string(&mut options)
+            .unwrap();
+        assert!(
+            options.contains("--setenv\0PREWARM_CONTEXT\0secret\0"),
+            "{options:?}"
+        );
     }
 }

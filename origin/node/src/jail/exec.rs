@@ -34,7 +34,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// but `timed_out` stays false. `signal` names the signal the command died of; `limit` is left
 /// for the caller, who knows the limits.
 pub async fn run(
-    mut cmd: tokio::process::Command,
+    cmd: super::bwrap::JailCommand,
     timeout: Duration,
     cap: usize,
     live: Option<LiveOutput>,

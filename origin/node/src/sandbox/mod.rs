@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use prewarm_shared::limits::LimitError;
 use prewarm_shared::sandbox::{
-    CreateSandbox, ExecRequest, ExecResult, SandboxInfo, Status, WarmState, CONTEXT_ENV,
-    CONTEXT_FILE,
+    CreateSandbox, ExecRequest, ExecResult, InputError, SandboxInfo, Status, WarmState,
+    CONTEXT_ENV, CONTEXT_FILE,
 };
 use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::watch;
@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::jail::identity::SandboxUser;
-use crate::jail::{bwrap, exec, Jail, JailTools, ResourceLimits};
+use crate::jail::{exec, Jail, JailTools, ResourceLimits};
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 
@@ -54,6 +54,9 @@ pub enum SandboxError {
     Invalid(String),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A field no command could be started with (size over the kernel's limits, NUL, `=`).
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error("sandbox {id} is {status:?}, not ready")]
     NotReady { id: String, status: Status },
     #[error(transparent)]
@@ -189,19 +192,11 @@ impl SandboxService {
 
     /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
     pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
-        bwrap::check_env(&req.env)
-            .map_err(|k| SandboxError::Invalid(format!("env key {k:?} or its value is invalid")))?;
+        req.check()?;
         if req.user_id.is_empty() || req.user_id.len() > 256 {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
         }
-        let context = match &req.context {
-            None => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(v) => Some(v.to_string()),
-        };
-        if context.as_ref().is_some_and(|c| c.contains('\0')) {
-            return Err(SandboxError::Invalid("context cannot contain NUL".into()));
-        }
+        let context = req.context_text();
         let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
         let (hot, state) = match ensured {
@@ -308,13 +303,7 @@ impl SandboxService {
             Busy(sb.clone())
         };
         let sb = &busy.0;
-        if req.cmd.is_empty() || req.cmd.iter().any(|a| a.contains('\0')) {
-            return Err(SandboxError::Invalid(
-                "cmd must be a non-empty list of strings without NUL".into(),
-            ));
-        }
-        bwrap::check_env(&req.env)
-            .map_err(|k| SandboxError::Invalid(format!("env key {k:?} or its value is invalid")))?;
+        req.check()?;
         let limits = sb.limits.narrow(&req.limits)?;
         let status = sb.state.borrow().status;
         let rec = match status {
@@ -346,13 +335,14 @@ impl SandboxService {
             .map(Duration::from_millis)
             .unwrap_or(self.cfg.default_exec_timeout)
             .min(self.cfg.max_exec_timeout);
-        let cmd = jail.command(&req.cmd);
+        let start_failed = |e| SandboxError::Io {
+            action: "starting bubblewrap",
+            source: e,
+        };
+        let cmd = jail.command(&req.cmd).map_err(start_failed)?;
         let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop))
             .await
-            .map_err(|e| SandboxError::Io {
-                action: "starting bubblewrap",
-                source: e,
-            })?;
+            .map_err(start_failed)?;
         if !res.timed_out {
             res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
         }

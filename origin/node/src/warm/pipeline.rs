@@ -79,8 +79,17 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         // By entries of the merged tree: they record no layer, so there is no layer to name.
         let on_progress =
             |p: MaterialiseProgress| reporter.progress(Step::Materialise, p.fraction());
-        materialise(&m, &cache, &dir, LinkMode::Auto, false, &on_progress)
-            .map_err(|e| pull_failure(Step::Materialise, &e))
+        let never = tokio_util::sync::CancellationToken::new();
+        materialise(
+            &m,
+            &cache,
+            &dir,
+            LinkMode::Auto,
+            false,
+            &never,
+            &on_progress,
+        )
+        .map_err(|e| pull_failure(Step::Materialise, &e))
     })
     .await?;
     job.progress(Step::Materialise, 1.0);
@@ -190,8 +199,11 @@ async fn run_warm_command(
         step: Step::Warm,
         reason,
     };
+    let cmd = jail
+        .command(argv)
+        .map_err(|e| fail(format!("could not start bubblewrap: {e}")))?;
     let res = exec::run(
-        jail.command(argv),
+        cmd,
         inner.cfg.warm_command_timeout,
         STDERR_TAIL * 4,
         None,

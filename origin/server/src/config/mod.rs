@@ -4,6 +4,11 @@
 //! listen = "0.0.0.0:7070"
 //! data_dir = "/var/lib/prewarm"
 //!
+//! [http]
+//! header_timeout_ms = 10000           # to send a request's headers
+//! idle_timeout_secs = 120             # nothing in flight, no byte moved → closed
+//! max_connections = 4096              # more wait in the listen backlog
+//!
 //! [local]
 //! enabled = true                      # keep the local disk tier (false: stateless origin)
 //!
@@ -45,6 +50,12 @@ pub mod overrides {
     pub const S3_REGION_ENV: &str = "PREWARM_S3_REGION";
     pub const S3_PREFIX: &str = "s3-prefix";
     pub const S3_PREFIX_ENV: &str = "PREWARM_S3_PREFIX";
+    pub const HEADER_TIMEOUT_MS: &str = "http-header-timeout-ms";
+    pub const HEADER_TIMEOUT_MS_ENV: &str = "PREWARM_HTTP_HEADER_TIMEOUT_MS";
+    pub const IDLE_TIMEOUT_SECS: &str = "http-idle-timeout-secs";
+    pub const IDLE_TIMEOUT_SECS_ENV: &str = "PREWARM_HTTP_IDLE_TIMEOUT_SECS";
+    pub const MAX_CONNECTIONS: &str = "http-max-connections";
+    pub const MAX_CONNECTIONS_ENV: &str = "PREWARM_HTTP_MAX_CONNECTIONS";
     /// The standard AWS variables, read as the SDKs do.
     pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
     pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
@@ -73,6 +84,9 @@ pub struct Config {
     /// identity always. Bodies that shrink less than 10 % go out as they are. Default 1.
     #[serde(default = "default_compression_level")]
     pub compression_level: i32,
+    /// Connections: how long a client may take, and how many may be open.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The local disk tier.
     #[serde(default)]
     pub local: LocalConfig,
@@ -89,6 +103,36 @@ pub struct Config {
     /// Sandboxes: whether they are served, their timeouts and resource limits.
     #[serde(default)]
     pub sandbox: SandboxSettings,
+}
+
+/// `[http]`: what one client may hold of the origin. Without them, a client that sends half a
+/// request line keeps its connection (and a task) forever.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time to send a request's headers, in milliseconds, from when the connection is ready
+    /// for one (for HTTP/1, also the longest wait for the next request on a kept-alive
+    /// connection). `--http-header-timeout-ms`. Default 10 000.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// A connection with no request in flight that sends and receives nothing for this many
+    /// seconds is closed. `--http-idle-timeout-secs`. Default 120.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; the next one waits in the listen backlog until one closes.
+    /// `--http-max-connections`. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: default_header_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
 }
 
 /// `[local]`: the hottest tier, on this machine's disk.
@@ -227,6 +271,7 @@ impl Default for Config {
             data_dir: None,
             token_file: None,
             compression_level: default_compression_level(),
+            http: HttpConfig::default(),
             local: LocalConfig::default(),
             memory: MemoryConfig::default(),
             redis: None,
@@ -242,6 +287,15 @@ fn default_compression_level() -> i32 {
 }
 fn yes() -> bool {
     true
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
+fn default_max_connections() -> usize {
+    4096
 }
 fn default_memory_max() -> u64 {
     prewarm_store::RamCacheDefaults::MAX_BYTES
@@ -282,6 +336,9 @@ pub struct Overrides {
     pub s3_bucket: Option<String>,
     pub s3_region: Option<String>,
     pub s3_prefix: Option<String>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 /// Why a configuration was refused.
@@ -331,6 +388,19 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         use overrides as k;
+        let h = &mut self.http;
+        h.header_timeout_ms = o.header_timeout_ms.unwrap_or(h.header_timeout_ms);
+        h.idle_timeout_secs = o.idle_timeout_secs.unwrap_or(h.idle_timeout_secs);
+        h.max_connections = o.max_connections.unwrap_or(h.max_connections);
+        for (value, key) in [
+            (h.header_timeout_ms, "header_timeout_ms"),
+            (h.idle_timeout_secs, "idle_timeout_secs"),
+            (h.max_connections as u64, "max_connections"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("http: {key} must be above 0")));
+            }
+        }
         if let Some(url) = o.redis_url {
             match &mut self.redis {
                 Some(r) => r.url = url,

@@ -195,3 +195,33 @@ fn nothing_durable_is_refused() {
     );
     assert!(c.unwrap_err().to_string().contains("bucket"));
 }
+
+#[test]
+fn connection_limits_come_from_file_flags_or_defaults_and_are_checked() {
+    let c = Config::parse("")
+        .unwrap()
+        .resolve(Overrides::default(), |_| None)
+        .unwrap();
+    assert_eq!(
+        (
+            c.http.header_timeout_ms,
+            c.http.idle_timeout_secs,
+            c.http.max_connections
+        ),
+        (10_000, 120, 4096)
+    );
+    let file = "[http]\nheader_timeout_ms = 500\nmax_connections = 8\n";
+    let c = Config::parse(file).unwrap();
+    let o = Overrides {
+        max_connections: Some(2),
+        ..Default::default()
+    };
+    let c = c.resolve(o, |_| None).unwrap();
+    assert_eq!((c.http.header_timeout_ms, c.http.max_connections), (500, 2));
+    let e = Config::parse("[http]\nmax_connections = 0\n")
+        .unwrap()
+        .resolve(Overrides::default(), |_| None)
+        .unwrap_err();
+    assert!(e.to_string().contains("max_connections"), "{e}");
+    assert!(Config::parse("[http]\nheader_timeout = 1\n").is_err());
+}

@@ -1,7 +1,9 @@
 //! HTTP handlers of `/v1/sandboxes` and `/v1/warm`, progress over WebSocket or SSE.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,20 +21,25 @@ use prewarm_node::warm::Ensured;
 
 use super::SandboxState;
 use crate::error::{ApiError, ErrorCode};
+use crate::{body_bytes, MAX_SANDBOX_BODY, MAX_SMALL_BODY};
 
 /// The sandbox and warm routes on their own state, merged into [`crate::app`].
 pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S> {
     Router::new()
-        .route("/v1/sandboxes", post(create))
+        .route("/v1/sandboxes", post(create).layer(sandbox_limit()))
         .route("/v1/sandboxes/{id}", get(status).delete(remove))
         .route("/v1/sandboxes/{id}/events", get(events))
         .route(
             "/v1/sandboxes/{id}/exec",
-            post(exec).get(super::live::exec_ws),
+            post(exec).layer(sandbox_limit()).get(super::live::exec_ws),
         )
         .route("/v1/warm", post(warm))
         .route("/v1/warm/stats", get(stats))
         .with_state(state)
+}
+
+fn sandbox_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_SANDBOX_BODY as usize)
 }
 
 pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError> {
@@ -42,12 +49,20 @@ pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError>
         .ok_or_else(|| ApiError::NotFound("sandboxes are not enabled on this origin".into()))
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(ErrorCode::BadRequest, e))
+/// The body as `T`: 413 over `limit` (the route's), 400 if it is not `T`.
+fn parse<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: u64,
+) -> Result<T, ApiError> {
+    let body = body_bytes(body, limit)?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(ErrorCode::BadRequest, e))
 }
 
-async fn create(State(state): State<SandboxState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: CreateSandbox = parse(&body)?;
+async fn create(
+    State(state): State<SandboxState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CreateSandbox = parse(body, MAX_SANDBOX_BODY)?;
     let info = service(&state)?.create(req).await?;
     let code = if info.hot {
         StatusCode::CREATED
@@ -75,14 +90,17 @@ async fn remove(
 async fn exec(
     State(state): State<SandboxState>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: ExecRequest = parse(&body)?;
+    let req: ExecRequest = parse(body, MAX_SANDBOX_BODY)?;
     Ok(Json(service(&state)?.exec(&id, req).await?).into_response())
 }
 
-async fn warm(State(state): State<SandboxState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: WarmRequest = parse(&body)?;
+async fn warm(
+    State(state): State<SandboxState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: WarmRequest = parse(body, MAX_SMALL_BODY)?;
     let svc = service(&state)?;
     let (digest, ensured) = svc
         .warmer()

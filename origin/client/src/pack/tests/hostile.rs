@@ -3,7 +3,7 @@
 use tar::EntryType;
 
 use super::super::{pack, PackError, PackLimits};
-use super::{gz, pack_err, runtime, runtime_tars, tar_bytes, T};
+use super::{gz, pack_err, runtime, runtime_tars, tar_bytes, zst, T};
 
 /// Asserts an entry error naming `layer` and `entry`, whose reason mentions `why`.
 fn assert_refused(e: &PackError, layer: &str, entry: &str, why: &str) {
@@ -293,4 +293,91 @@ fn bad_meta_and_missing_layers_are_named() {
             .contains("layer \"base\": none of layers/base.tar"),
         "{e}"
     );
+}
+
+#[test]
+fn truncated_or_corrupt_layers_are_refused_naming_layer_and_entry() {
+    let whole = tar_bytes(&[
+        T::Dir("bin/", 0o755),
+        T::File("bin/tool", &[7u8; 3000], 0o755),
+        T::File("lib/last", b"the last file\n", 0o644),
+    ]);
+    assert!(whole.len() >= 1024 && whole[whole.len() - 1024..].iter().all(|b| *b == 0));
+    let end_of_last = whole.len() - 1024; // the tar crate writes exactly two zero blocks
+    let refused = |ext: &str, bytes: Vec<u8>, entry: &str, why: &str| {
+        let src = runtime(&[("base", ext, bytes)]);
+        let e = pack_err(src.path());
+        let msg = e.to_string();
+        assert!(msg.contains("layer base"), "{msg}");
+        assert!(msg.contains(entry), "{ext}: should name {entry:?}: {msg}");
+        assert!(msg.contains(why), "{ext}: should say {why:?}: {msg}");
+    };
+    // Cut exactly at a member boundary: no end-of-archive marker.
+    refused(
+        "tar",
+        whole[..end_of_last].to_vec(),
+        "lib/last",
+        "end-of-archive marker",
+    );
+    // Only one of the two zero blocks.
+    refused(
+        "tar",
+        whole[..end_of_last + 512].to_vec(),
+        "lib/last",
+        "end-of-archive marker",
+    );
+    // Cut inside a file's contents.
+    refused(
+        "tar",
+        whole[..512 * 3 + 1000].to_vec(),
+        "bin/tool",
+        "truncated",
+    );
+    // Garbage after the marker.
+    let mut trailing = whole.clone();
+    trailing.extend_from_slice(b"not padding");
+    refused("tar", trailing, "lib/last", "padding");
+
+    // gzip: the whole tar, but the stream's trailer (CRC, length) cut off.
+    let z = gz(&whole);
+    refused("tar.gz", z[..z.len() - 8].to_vec(), "lib/last", "truncated");
+    // A wrong CRC.
+    let mut bad_crc = z.clone();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0xff;
+    refused("tar.gz", bad_crc, "lib/last", "");
+    // Cut in the middle of the deflate stream.
+    refused("tar.gz", z[..z.len() / 2].to_vec(), "", "truncated");
+    // zstd cut short.
+    let zs = zst(&whole);
+    refused("tar.zst", zs[..zs.len() - 4].to_vec(), "", "truncated");
+
+    // A gzip stream of several members, the tar split across them, is one layer.
+    let mut members = gz(&whole[..2048]);
+    members.extend_from_slice(&gz(&whole[2048..]));
+    let src = runtime(&[("base", "tar.gz", members.clone())]);
+    assert_eq!(
+        super::file_bytes(&super::pack_ok(src.path()), "lib/last"),
+        b"the last file\n"
+    );
+    // Cut at the boundary between the two members: the tar is short of its end.
+    let first = gz(&whole[..2048]).len();
+    refused("tar.gz", members[..first].to_vec(), "bin/tool", "truncated");
+
+    // Whole archives, with GNU tar's padding to a 10 KiB record, are fine.
+    let mut padded = whole.clone();
+    padded.resize(whole.len().div_ceil(10240) * 10240, 0);
+    for (ext, bytes) in [
+        ("tar", padded.clone()),
+        ("tar.gz", gz(&padded)),
+        ("tar.zst", zst(&padded)),
+    ] {
+        let src = runtime(&[("base", ext, bytes)]);
+        let p = super::pack_ok(src.path());
+        assert_eq!(
+            super::file_bytes(&p, "lib/last"),
+            b"the last file\n",
+            "{ext}"
+        );
+    }
 }

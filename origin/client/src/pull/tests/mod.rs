@@ -55,7 +55,12 @@ fn options(dir: &Path, cache: &Path, link_mode: LinkMode) -> PullOptions {
         link_mode,
         replace: false,
         progress: None,
+        cancel: Default::default(),
     }
+}
+
+fn never() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
 }
 
 fn tagged(tag: &str) -> RuntimeRef {
@@ -206,10 +211,27 @@ async fn fetch_and_materialise_work_as_separate_steps() {
     );
 
     let dest = dir.path().join("rt");
-    let links = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false, &|_| {}).unwrap();
+    let links = materialise(
+        &manifest,
+        &cache,
+        &dest,
+        LinkMode::Hardlink,
+        false,
+        &never(),
+        &|_| {},
+    )
+    .unwrap();
     assert_eq!(links.hardlink, 7);
     assert_eq!(read_tree(&dest), expected_tree(&v1_nodes(), false));
-    let again = materialise(&manifest, &cache, &dest, LinkMode::Hardlink, false, &|_| {});
+    let again = materialise(
+        &manifest,
+        &cache,
+        &dest,
+        LinkMode::Hardlink,
+        false,
+        &never(),
+        &|_| {},
+    );
     assert!(matches!(again, Err(PullError::DestExists(_))), "{again:?}");
 
     // Nothing fetched for this one: materialising it names the file that is missing.
@@ -220,10 +242,105 @@ async fn fetch_and_materialise_work_as_separate_steps() {
         &dir.path().join("x"),
         LinkMode::Auto,
         false,
+        &never(),
         &|_| {},
     );
     assert!(matches!(&err, Err(PullError::NotCached { path, .. }) if path.as_str() == "x"));
     assert_eq!(others_in(dir.path(), &["rt"]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn staging_trees_of_dead_pulls_are_swept_and_an_interrupted_one_leaves_nothing() {
+    let (source, v1, _) = published();
+    let (dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cache = FileCache::open(cache_dir.path()).unwrap();
+    let (_, manifest) = fetch_manifest(&source, &RuntimeRef::Digest(v1.digest))
+        .await
+        .unwrap();
+    fetch_missing(&source, &manifest, &cache, 2, &|_| {})
+        .await
+        .unwrap();
+
+    // Cancelled: nothing at or beside the destination, and the cache does not record it.
+    let cancelled = never();
+    cancelled.cancel();
+    let dest = dir.path().join("rt");
+    let err = materialise(
+        &manifest,
+        &cache,
+        &dest,
+        LinkMode::Auto,
+        false,
+        &cancelled,
+        &|_| {},
+    );
+    assert!(matches!(err, Err(PullError::Interrupted)), "{err:?}");
+    assert_eq!(others_in(dir.path(), &[]), Vec::<String>::new());
+    assert_eq!(
+        fs::read_dir(cache_dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // What a pull killed mid-materialise leaves: an unlocked staging tree pinning cache files,
+    // recorded in the cache. A live pull's tree is locked and stays.
+    materialise(
+        &manifest,
+        &cache,
+        &dest,
+        LinkMode::Hardlink,
+        false,
+        &never(),
+        &|_| {},
+    )
+    .unwrap();
+    let dead = dir.path().join(".rt.prewarm-tmp-0000000000000001");
+    let live = dir.path().join(".rt.prewarm-tmp-0000000000000002");
+    for d in [&dead, &live] {
+        fs::create_dir(d).unwrap();
+        fs::hard_link(dest.join("lib/a.py"), d.join("c.py")).unwrap();
+    }
+    let live_lock = fs::File::open(&live).unwrap();
+    rustix::fs::flock(&live_lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    // The next pull into the same parent sweeps the dead one, not the live one.
+    let next = dir.path().join("rt2");
+    materialise(
+        &manifest,
+        &cache,
+        &next,
+        LinkMode::Auto,
+        false,
+        &never(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        others_in(dir.path(), &["rt", "rt2"]),
+        [live.file_name().unwrap().to_str().unwrap()]
+    );
+
+    // Elsewhere, only the cache knows it: prune removes it and frees what it pinned.
+    let away = tempfile::tempdir().unwrap();
+    let dead = away.path().join(".rt.prewarm-tmp-0000000000000003");
+    fs::create_dir(&dead).unwrap();
+    let pinned = dead.join("c.py");
+    fs::hard_link(dest.join("lib/a.py"), &pinned).unwrap();
+    cache.register_staging(&dead).unwrap();
+    for tree in [&dest, &next] {
+        super::materialise::remove_tree(tree);
+    }
+    let (files, _) = cache.prune_unlinked().unwrap();
+    assert!(!dead.exists(), "the dead pull's tree is removed");
+    // Every cache file is freed but `lib/a.py`'s, which the live pull's tree links to.
+    assert_eq!(files, v1.manifest.files().count() as u64 - 1);
+    assert!(live.exists(), "a live pull's tree is not touched");
+    assert_eq!(
+        fs::read_dir(cache_dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 /// A tree of `dirs` directories of `per_dir` small files each (distinct contents).
@@ -257,7 +374,16 @@ async fn materialise_reports_progress_that_only_grows_and_ends_at_the_totals() {
         let seen = Mutex::new(Vec::new());
         let record = |p: MaterialiseProgress| seen.lock().unwrap().push(p);
         let dest = dir.path().join(built.digest.hex());
-        materialise(manifest, &cache, &dest, LinkMode::Auto, false, &record).unwrap();
+        materialise(
+            manifest,
+            &cache,
+            &dest,
+            LinkMode::Auto,
+            false,
+            &never(),
+            &record,
+        )
+        .unwrap();
         let seen = seen.into_inner().unwrap();
 
         let totals = MaterialiseProgress {
@@ -298,6 +424,7 @@ async fn materialise_reports_progress_that_only_grows_and_ends_at_the_totals() {
         &dest,
         LinkMode::Auto,
         false,
+        &never(),
         &count,
     )
     .unwrap();
