@@ -11,3 +11,21 @@ pub mod pull;
 pub mod push;
 pub mod remote;
 pub mod transfer;
+
+/// Entry points for the fuzz targets in `tests/fuzz`, which reach code that is otherwise
+/// private. Not an API: nothing outside the fuzzers may call these.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes a zstd `body` fed to the pull path's bounded decoder in pieces of `piece` bytes,
+    /// refusing more than `limit` decoded bytes, exactly as a block or manifest GET does.
+    ///
+    /// # Errors
+    /// The decoder's message: not zstd, past `limit`, or ends mid-frame.
+    pub fn zstd_bounded(body: &[u8], limit: u64, piece: usize) -> Result<Vec<u8>, String> {
+        let mut d = crate::remote::decode::Bounded::new(limit)?;
+        for p in body.chunks(piece.max(1)) {
+            d.write(p)?;
+        }
+        d.finish().map(Vec::from)
+    }
+}

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode};
 use crate::transfer::{verify, Fetched, Sink, Source, TransferError};
 
 mod compress;
-mod decode;
+pub(crate) mod decode;
 
 pub use compress::Compress;
 

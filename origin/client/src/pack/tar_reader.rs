@@ -258,6 +258,12 @@ impl<'a> LayerReader<'a> {
         raw: &[u8],
         link: Option<Vec<u8>>,
     ) -> Result<(), PackError> {
+        // Every byte a header declares is decoded, kept (a regular file) or skipped (any other
+        // member, whiteouts included), so all of it counts: a directory claiming gigabytes
+        // behind a small .tar.gz must stop at the limit like a file would.
+        if let Err(hit) = self.budget.bytes(entry.size()) {
+            return Err(self.limit_err(raw, hit));
+        }
         let is_dir = ty == EntryType::Directory;
         let Some(path) = self.parse_name(raw, is_dir)? else {
             return if is_dir {
@@ -294,9 +300,6 @@ impl<'a> LayerReader<'a> {
                 self.tree
                     .check_parents(&path)
                     .map_err(|r| self.entry_err(raw, r))?;
-                if let Err(hit) = self.budget.bytes(entry.size()) {
-                    return Err(self.limit_err(raw, hit));
-                }
                 let expected = entry.size();
                 let (digest, size) = self
                     .stash

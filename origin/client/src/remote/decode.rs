@@ -48,7 +48,7 @@ pub(super) fn coding(headers: &reqwest::header::HeaderMap) -> Result<Coding, Str
 /// A streaming zstd decoder that refuses to produce more than `limit` bytes: a body that
 /// expands past what the object may be (a zstd bomb) is an error once it crosses the limit,
 /// never an allocation of what it claims.
-pub(super) struct Bounded {
+pub(crate) struct Bounded {
     decoder: Decoder<'static>,
     out: BytesMut,
     /// Scratch space zstd decodes into, reused across pieces.
@@ -56,10 +56,13 @@ pub(super) struct Bounded {
     limit: u64,
     /// At a frame boundary: the body may end here.
     frame_done: bool,
+    /// Some body byte was read. An empty body holds no frame, so it is not a zstd body
+    /// (RFC 8878: one or more frames); the origin never sends one.
+    started: bool,
 }
 
 impl Bounded {
-    pub(super) fn new(limit: u64) -> Result<Self, String> {
+    pub(crate) fn new(limit: u64) -> Result<Self, String> {
         let mut decoder = Decoder::new().map_err(|e| format!("zstd decoder: {e}"))?;
         decoder
             .set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
@@ -70,6 +73,7 @@ impl Bounded {
             step: vec![0u8; OUT_STEP].into_boxed_slice(),
             limit,
             frame_done: true,
+            started: false,
         })
     }
 
@@ -79,7 +83,7 @@ impl Bounded {
     /// made progress: asked again with nothing to read after a frame's last block filled the
     /// output exactly, it answers for the *next* frame ("give me a header") and would make a
     /// complete body look cut off. So the frame state changes only when bytes moved.
-    pub(super) fn write(&mut self, piece: &[u8]) -> Result<(), String> {
+    pub(crate) fn write(&mut self, piece: &[u8]) -> Result<(), String> {
         let mut input = InBuffer::around(piece);
         loop {
             let read_before = input.pos();
@@ -99,6 +103,7 @@ impl Bounded {
             if n > 0 || input.pos() > read_before {
                 self.frame_done = hint == 0;
             }
+            self.started |= input.pos() > read_before;
             // Done with this piece once all of it is read and zstd has nothing more to flush
             // (it fills the output whenever it holds more).
             if input.pos() == piece.len() && n < self.step.len() {
@@ -108,7 +113,10 @@ impl Bounded {
     }
 
     /// The decoded bytes, if the body ended at the end of a frame.
-    pub(super) fn finish(self) -> Result<Bytes, String> {
+    pub(crate) fn finish(self) -> Result<Bytes, String> {
+        if !self.started {
+            return Err("zstd body is empty (no frame)".into());
+        }
         if !self.frame_done {
             return Err("zstd body ends in the middle of a frame".into());
         }
@@ -238,6 +246,20 @@ mod tests {
         let err = decode(&encoded[..encoded.len() - 1], 1 << 20, 64).unwrap_err();
         assert!(err.contains("middle of a frame"), "{err}");
         assert!(decode(b"not zstd at all", 1 << 20, 64).is_err());
+    }
+
+    /// Found by the `zstd_bounded` fuzzer: an empty body decoded to zero bytes, where zstd
+    /// itself (and RFC 8878) says it is no frame at all. Whatever the limit, it is refused.
+    #[test]
+    fn an_empty_body_is_not_a_zstd_body() {
+        for limit in [0, 1 << 20] {
+            let err = decode(b"", limit, 5).unwrap_err();
+            assert!(err.contains("empty"), "{err}");
+            assert!(zstd::decode_all(&b""[..]).is_err());
+        }
+        // A frame of nothing is not an empty body: it decodes to zero bytes.
+        let empty_frame = zstd::bulk::compress(b"", 1).unwrap();
+        assert_eq!(decode(&empty_frame, 0, 5).unwrap().len(), 0);
     }
 
     #[test]

@@ -191,6 +191,52 @@ fn decompression_bombs_stop_at_the_limit() {
         "{e}"
     );
 
+    // Data behind a member that keeps none (a directory, symlink, hard link or whiteout
+    // claiming a size) is still decoded to be skipped: it counts too, or a small .tar.gz
+    // could make pack inflate gigabytes for nothing. (Found while writing the layer fuzzer.)
+    for ty in [EntryType::Directory, EntryType::Symlink, EntryType::Link] {
+        let name: &[u8] = if ty == EntryType::Directory {
+            b"d/"
+        } else {
+            b"s"
+        };
+        let bomb = gz(&tar_bytes(&[
+            T::File("t", b"x", 0o644),
+            T::Raw {
+                name,
+                ty,
+                data: &zeros,
+                link: b"t",
+                size: None,
+            },
+        ]));
+        let src = runtime(&[("bomb", "tar.gz", bomb)]);
+        let e = pack(src.path(), &limits).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                PackError::Limit {
+                    limit: "max_total_bytes",
+                    ..
+                }
+            ),
+            "{ty:?}: {e}"
+        );
+    }
+    let bomb = gz(&tar_bytes(&[T::File(".wh.gone", &zeros, 0o644)]));
+    let src = runtime(&[("bomb", "tar.gz", bomb)]);
+    let e = pack(src.path(), &limits).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            PackError::Limit {
+                limit: "max_total_bytes",
+                ..
+            }
+        ),
+        "whiteout: {e}"
+    );
+
     // A long-name record claiming a terabyte is refused before it is read.
     let src = runtime_tars(&[(
         "evil",
