@@ -7,7 +7,6 @@ pub mod blocks;
 pub mod edge;
 pub mod in_process;
 pub mod services;
-pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

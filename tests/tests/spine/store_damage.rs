@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use prewarm_shared::Digest;
-use prewarm_tests::tmpfs::Tmpfs;
+use prewarm_store::conformance::faults::Tmpfs;
 use prewarm_tests::{cli, http, pull_json, push_json, write_pack, Origin};
 
 /// Distinct, incompressible files of 600 kB: one block each, under the size the disk store

@@ -139,6 +139,22 @@ impl Tmpfs {
     pub fn sub(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// The mount point.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Grows (or shrinks) the filesystem in place, as freeing space would.
+    pub fn resize(&self, size: u64) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount")
+            .success();
+        assert!(ok, "remounting the tmpfs failed");
+    }
 }
 
 impl Drop for Tmpfs {
