@@ -241,7 +241,13 @@ impl NodeMetrics {
         fut: F,
     ) -> F::Output {
         tokio::pin!(fut);
-        let mut step = state.borrow_and_update().step;
+        // A worker runs the job now: until it reports otherwise, it is resolving the manifest.
+        // (The watch keeps the latest state only: a step shorter than the poll may be folded
+        // into the one before it.)
+        let mut step = match state.borrow_and_update().step {
+            Step::Queued => Step::Manifest,
+            s => s,
+        };
         let mut since = Instant::now();
         let mut open = true;
         loop {
@@ -256,7 +262,7 @@ impl NodeMetrics {
                         continue;
                     }
                     let now = state.borrow_and_update().step;
-                    if now != step {
+                    if now != step && now != Step::Queued {
                         self.step_took(step, since.elapsed());
                         step = now;
                         since = Instant::now();

@@ -21,6 +21,8 @@ pub(super) struct UiState {
     ready: Vec<ReadyPoint>,
     warm: Option<WarmStats>,
     tiers: Option<prewarm_store::MetricsSnapshot>,
+    /// Bytes each tier (and `memory`) served since start.
+    served_bytes: BTreeMap<String, u64>,
     /// Unix ms of this answer, so the chart's hour ends where the server's clock is.
     now_ms: u64,
 }
@@ -138,6 +140,14 @@ pub(super) async fn state(State(app): State<AppState>) -> Json<UiState> {
     // Warming first (the live part), then hot, then cold; by name within.
     let order: BTreeMap<&str, u8> = [("warming", 0), ("hot", 1), ("cold", 2)].into();
     runtimes.sort_by(|a, b| (order[a.state], &a.runtime).cmp(&(order[b.state], &b.runtime)));
+    let mut served_bytes = BTreeMap::new();
+    if let Some(t) = &app.tiers {
+        let names = t.metrics().tiers.into_iter().map(|t| t.name);
+        for name in names.chain([prewarm_store::MEMORY_TIER.to_owned()]) {
+            let n = t.read_metrics().served_bytes(&name);
+            served_bytes.insert(name, n);
+        }
+    }
     Json(UiState {
         sandboxes_enabled: app.sandboxes.is_some(),
         runtimes,
@@ -146,6 +156,7 @@ pub(super) async fn state(State(app): State<AppState>) -> Json<UiState> {
         ready,
         warm,
         tiers: app.tiers.as_ref().map(|t| t.metrics()),
+        served_bytes,
         now_ms: prewarm_node::warm::index::now_ms(),
     })
 }

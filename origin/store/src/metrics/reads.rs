@@ -67,6 +67,15 @@ impl ReadMetrics {
         );
     }
 
+    /// Bytes `tier` has served so far (for `/ui`).
+    pub fn served_bytes(&self, tier: &str) -> u64 {
+        self.served
+            .get_or_create(&TierLabel {
+                tier: tier.to_owned(),
+            })
+            .get()
+    }
+
     /// Records one read of `tier` that began at `since`.
     pub(crate) fn read(&self, tier: &str, result: ReadResult, since: Instant) {
         let result = match result {

@@ -142,6 +142,7 @@ function drawTiers(s) {
       el("td", {}, "memory"), el("td", { class: "ok" }, "ok"),
       el("td", { class: "num" }, n ? pct(m.hits / n) : "–"),
       el("td", { class: "num" }, m.hits), el("td", { class: "num" }, m.misses),
+      el("td", { class: "num served" }, bytes(s.served_bytes.memory || 0)),
       el("td", { class: "num" }, 0), el("td", { class: "num" }, 0)));
   }
   for (const tier of (t ? t.tiers : [])) {
@@ -152,6 +153,7 @@ function drawTiers(s) {
       el("td", { class: h === "ok" ? "ok" : "error" }, h),
       el("td", { class: "num" }, n ? pct(tier.hits / n) : "–"),
       el("td", { class: "num" }, tier.hits), el("td", { class: "num" }, tier.misses),
+      el("td", { class: "num served" }, bytes(s.served_bytes[tier.name] || 0)),
       el("td", { class: "num" }, tier.integrity_failures + tier.quarantined),
       el("td", { class: "num" }, tier.errors)));
   }
