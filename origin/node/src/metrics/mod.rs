@@ -252,10 +252,8 @@ impl NodeMetrics {
         let mut open = true;
         loop {
             tokio::select! {
-                out = &mut fut => {
-                    self.step_took(step, since.elapsed());
-                    return out;
-                }
+                // State changes first, so a step the warm reported before it yielded is seen.
+                biased;
                 changed = state.changed(), if open => {
                     if changed.is_err() {
                         open = false;
@@ -267,6 +265,16 @@ impl NodeMetrics {
                         step = now;
                         since = Instant::now();
                     }
+                }
+                out = &mut fut => {
+                    // A last step the loop had not seen yet: the time goes to it from here.
+                    let last = state.borrow_and_update().step;
+                    if last != step && last != Step::Queued && last != Step::Done {
+                        self.step_took(step, since.elapsed());
+                        (step, since) = (last, Instant::now());
+                    }
+                    self.step_took(step, since.elapsed());
+                    return out;
                 }
             }
         }
@@ -300,6 +308,18 @@ impl NodeMetrics {
     pub fn recent_ready(&self) -> Vec<ReadyPoint> {
         self.inner.history.recent()
     }
+}
+
+/// The span a warm runs in: every log line of its steps carries the runtime and the manifest
+/// digest, and the sandboxes waiting for it (each create logs its sandbox id with the same
+/// digest, see [`create_span`]).
+pub fn warm_span(job: &crate::warm::Job) -> tracing::Span {
+    tracing::info_span!("warm", runtime = %job.runtime, digest = %job.digest)
+}
+
+/// The span of one sandbox create; `sandbox` is recorded once the id is chosen.
+pub fn create_span(runtime: &RuntimeRef) -> tracing::Span {
+    tracing::info_span!("sandbox_create", %runtime, sandbox = tracing::field::Empty, digest = tracing::field::Empty)
 }
 
 /// The label of a step that does work (`queued` and `done` take no worker time).

@@ -92,10 +92,11 @@ async fn steps_and_a_cold_time_to_ready_are_recorded() {
             tx.send(state(s, Status::Warming)).unwrap();
             tokio::task::yield_now().await;
         }
-        tx.send(state(Step::Done, Status::Ready)).unwrap();
         7
     };
     assert_eq!(m.time_steps(rx, warm).await, 7);
+    // As `Inner::finish` does, after the pipeline returned.
+    tx.send(state(Step::Done, Status::Ready)).unwrap();
     m.inner.watches.close();
     m.inner.watches.wait().await;
     let text = render(&m);

@@ -22,6 +22,7 @@ use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::identity::SandboxUser;
@@ -198,7 +199,9 @@ impl SandboxService {
     /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
     pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
         let (started, runtime) = (Instant::now(), req.runtime.clone());
-        let created = self.create_inner(req, started).await;
+        let created = (self.create_inner(req, started))
+            .instrument(crate::metrics::create_span(&runtime))
+            .await;
         if created.is_err() {
             self.warmer
                 .metrics()
@@ -230,6 +233,9 @@ impl SandboxService {
             Ensured::Warming(job) => (false, job.subscribe(), Outcome::Joined),
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
+        tracing::Span::current()
+            .record("sandbox", &id)
+            .record("digest", tracing::field::display(&digest));
         let dir = self.warmer.layout().sandboxes.join(&id);
         let user = self.cfg.jail.user;
         if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
@@ -273,6 +279,7 @@ impl SandboxService {
         let watch = (!hot).then(|| sb.state.clone());
         self.lock().insert(id, sb);
         (self.warmer.metrics()).created(&info.runtime, outcome, started, watch);
+        tracing::info!(outcome = outcome.as_str(), "sandbox created");
         Ok(info)
     }
 

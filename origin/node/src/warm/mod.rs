@@ -28,6 +28,7 @@ use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecord};
 pub use job::Job;
@@ -313,7 +314,8 @@ impl Warmer {
                     step: job.state().step,
                     reason: "the origin is shutting down".into(),
                 }),
-                r = self.inner.metrics.time_steps(job.subscribe(), pipeline::run(&self.inner, &job)) => r,
+                r = self.inner.metrics.time_steps(job.subscribe(), pipeline::run(&self.inner, &job))
+                    .instrument(crate::metrics::warm_span(&job)) => r,
             };
             self.inner.finish(&job, outcome);
         }
