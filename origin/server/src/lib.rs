@@ -133,9 +133,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY as usize))
         .layer(middleware::from_fn(log_errors))
-        .layer(middleware::from_fn_with_state(http_metrics, metrics::http::track))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        // Outside the timeout and panic layers, so a 504 or a 500 they make is counted too.
+        .layer(middleware::from_fn_with_state(http_metrics, metrics::http::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
             tracing::info_span!("http", method = %req.method(), uri = %req.uri(), route = route.as_deref().unwrap_or("-"))
