@@ -53,6 +53,23 @@ struct SandboxRow {
     status: prewarm_shared::sandbox::Status,
 }
 
+impl RuntimeRow {
+    fn new(runtime: String, name: String, state: &'static str) -> Self {
+        Self {
+            runtime,
+            name,
+            state,
+            digest: None,
+            size_bytes: None,
+            last_used_ms: None,
+            progress: None,
+            step: None,
+            eta_ms: None,
+            queue_position: None,
+        }
+    }
+}
+
 fn name_of(r: &RuntimeRef) -> String {
     match r {
         RuntimeRef::Tagged(n, _) => n.as_str().to_owned(),
@@ -72,16 +89,10 @@ pub(super) async fn state(State(app): State<AppState>) -> Json<UiState> {
             let name = rec.runtime.split(':').next().unwrap_or_default().to_owned();
             seen.insert(name.clone());
             runtimes.push(RuntimeRow {
-                runtime: rec.runtime.clone(),
-                name,
-                state: "hot",
                 digest: Some(rec.digest.to_string()),
                 size_bytes: Some(rec.size_bytes),
                 last_used_ms: Some(rec.last_used_ms),
-                progress: None,
-                step: None,
-                eta_ms: None,
-                queue_position: None,
+                ..RuntimeRow::new(rec.runtime.clone(), name, "hot")
             });
         }
         for job in w.jobs() {
@@ -89,33 +100,22 @@ pub(super) async fn state(State(app): State<AppState>) -> Json<UiState> {
             let name = name_of(&job.runtime);
             seen.insert(name.clone());
             runtimes.push(RuntimeRow {
-                runtime: job.runtime.to_string(),
-                name,
-                state: "warming",
                 digest: Some(job.digest.to_string()),
-                size_bytes: None,
-                last_used_ms: None,
                 progress: Some(st.progress),
                 step: Some(st.step),
                 eta_ms: st.estimated_ms,
                 queue_position: st.queue_position,
+                ..RuntimeRow::new(job.runtime.to_string(), name, "warming")
             });
         }
         starts = m.starts();
         for s in &starts {
             if s.runtime != OTHER_LABEL && s.runtime != DIGEST_LABEL && !seen.contains(&s.runtime) {
-                runtimes.push(RuntimeRow {
-                    runtime: s.runtime.clone(),
-                    name: s.runtime.clone(),
-                    state: "cold",
-                    digest: None,
-                    size_bytes: None,
-                    last_used_ms: None,
-                    progress: None,
-                    step: None,
-                    eta_ms: None,
-                    queue_position: None,
-                });
+                runtimes.push(RuntimeRow::new(
+                    s.runtime.clone(),
+                    s.runtime.clone(),
+                    "cold",
+                ));
             }
         }
         let mut list = svc.list();
