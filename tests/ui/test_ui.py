@@ -1,7 +1,7 @@
 """`/ui` in a real headless browser (Debian's chromium through its chromedriver; nothing is
 downloaded): the token prompt, a cold create whose progress bar moves step by step and reaches
 ready, the hot-start rate after a hot create, the time-to-ready chart, and a screenshot for the
-docs (docs/ui.png).
+docs (docs/ui.png, and docs/ui-warming.png mid-warm).
 
 The runtime's warm commands wait for gate files the test creates one at a time, so every move of
 the bar is caused by the test, never by timing. Run by scripts/ui-test (from scripts/test).
@@ -157,6 +157,8 @@ def test_live_view(origin, browser):
         if n < GATES - 1:
             seen.append(wait_for(browser, f"the bar to pass {before} after gate {n}",
                                  lambda: (p := progress(browser)) and p[0] > before and p))
+            if n == 0:
+                browser.save_screenshot(str(ROOT / "docs" / "ui-warming.png"))
     assert all(0 < v < 1 for v, _ in seen[1:]), seen
     assert "warm" in seen[-1][1] and "ETA" in seen[-1][1], seen
     wait_for(browser, "the runtime to be hot", lambda: js(
