@@ -7,5 +7,6 @@
 //! routes requests to [`sandbox::SandboxService`].
 
 pub mod jail;
+pub mod metrics;
 pub mod sandbox;
 pub mod warm;

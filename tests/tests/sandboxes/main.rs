@@ -5,6 +5,7 @@ mod failures;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod policy;
 mod registry;
 mod shared_cache;

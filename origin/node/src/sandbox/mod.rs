@@ -22,10 +22,12 @@ use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::identity::SandboxUser;
 use crate::jail::{exec, Jail, JailTools, ResourceLimits};
+use crate::metrics::Outcome;
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 
@@ -196,6 +198,23 @@ impl SandboxService {
 
     /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
     pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
+        let (started, runtime) = (Instant::now(), req.runtime.clone());
+        let created = (self.create_inner(req, started))
+            .instrument(crate::metrics::create_span(&runtime))
+            .await;
+        if created.is_err() {
+            self.warmer
+                .metrics()
+                .created(&runtime, Outcome::Failed, started, None);
+        }
+        created
+    }
+
+    async fn create_inner(
+        &self,
+        req: CreateSandbox,
+        started: Instant,
+    ) -> Result<SandboxInfo, SandboxError> {
         req.check()?;
         if req.user_id.is_empty() || req.user_id.len() > 256 {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
@@ -208,11 +227,15 @@ impl SandboxService {
         }
         let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
-        let (hot, state) = match ensured {
-            Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
-            Ensured::Warming(job) => (false, job.subscribe()),
+        let (hot, state, outcome) = match ensured {
+            Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1, Outcome::Hot),
+            Ensured::Warming(job) if job.claim() => (false, job.subscribe(), Outcome::Cold),
+            Ensured::Warming(job) => (false, job.subscribe(), Outcome::Joined),
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
+        tracing::Span::current()
+            .record("sandbox", &id)
+            .record("digest", tracing::field::display(&digest));
         let dir = self.warmer.layout().sandboxes.join(&id);
         let user = self.cfg.jail.user;
         if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
@@ -253,7 +276,10 @@ impl SandboxService {
             ended: tokio::sync::Notify::new(),
         });
         let info = sb.info();
+        let watch = (!hot).then(|| sb.state.clone());
         self.lock().insert(id, sb);
+        (self.warmer.metrics()).created(&info.runtime, outcome, started, watch);
+        tracing::info!(outcome = outcome.as_str(), "sandbox created");
         Ok(info)
     }
 
@@ -302,6 +328,11 @@ impl SandboxService {
 
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Every live sandbox (for `/ui` and the live-sandbox gauge).
+    pub fn list(&self) -> Vec<SandboxInfo> {
+        self.lock().values().map(|s| s.info()).collect()
     }
 
     /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
@@ -370,10 +401,11 @@ impl SandboxService {
             _ => None,
         };
         let cmd = jail.command(&req.cmd).map_err(start_failed)?;
-        let ooms = sb.cgroup.oom_kills();
+        let (ooms, exec_started) = (sb.cgroup.oom_kills(), Instant::now());
         let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop), net)
             .await
             .map_err(start_failed)?;
+        (self.warmer.metrics()).exec_done(&sb.runtime, exec_started.elapsed());
         if !res.timed_out {
             res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
             // SIGKILL is anyone's, but with the OOM killer busy in this sandbox meanwhile, it

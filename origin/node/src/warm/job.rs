@@ -48,6 +48,8 @@ pub struct Job {
     started: Mutex<Option<Instant>>,
     /// Expected total duration in ms; refined once the manifest's size is known.
     estimate_ms: AtomicU64,
+    /// No sandbox create has claimed this warm as its own yet (see [`Job::claim`]).
+    fresh: std::sync::atomic::AtomicBool,
     /// Every state [`Job::progress`] sent to subscribers, in order: what a fast enough
     /// subscriber would have seen, readable by tests without racing the warm.
     #[cfg(test)]
@@ -78,6 +80,7 @@ impl Job {
             tx,
             started: Mutex::new(None),
             estimate_ms: AtomicU64::new(estimate_ms),
+            fresh: std::sync::atomic::AtomicBool::new(true),
             #[cfg(test)]
             sent: Mutex::default(),
         }
@@ -85,6 +88,11 @@ impl Job {
 
     pub fn subscribe(&self) -> watch::Receiver<WarmState> {
         self.tx.subscribe()
+    }
+
+    /// True for the first caller only: the create that started this warm (a later one joined it).
+    pub fn claim(&self) -> bool {
+        self.fresh.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn state(&self) -> WarmState {

@@ -28,11 +28,13 @@ use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecord};
 pub use job::Job;
 
 use crate::jail::{JailTools, ResourceLimits};
+use crate::metrics::NodeMetrics;
 use estimate::Estimator;
 use index::RuntimeIndex;
 use layout::NodeLayout;
@@ -100,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) cache_gate: tokio::sync::RwLock<()>,
     /// Runtimes were evicted since the cache was last pruned.
     prune_pending: AtomicBool,
+    /// The node's Prometheus series; the server registers them.
+    metrics: NodeMetrics,
 }
 
 #[derive(Default)]
@@ -174,6 +178,7 @@ impl Warmer {
                 cache_gate: tokio::sync::RwLock::new(()),
                 // True at start: a crash may have left files of half-built runtimes behind.
                 prune_pending: AtomicBool::new(true),
+                metrics: NodeMetrics::default(),
             }),
         })
     }
@@ -191,6 +196,21 @@ impl Warmer {
 
     pub fn layout(&self) -> &NodeLayout {
         &self.inner.layout
+    }
+
+    /// The node's series (creates, time to ready, warm steps, execs), for the server to register.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.inner.metrics
+    }
+
+    /// The warm runtimes, least recently used first (for `/ui`).
+    pub fn runtimes(&self) -> Vec<RuntimeRecord> {
+        self.inner.lock_index().by_age()
+    }
+
+    /// The warms queued or running now (for `/ui`).
+    pub fn jobs(&self) -> Vec<Arc<Job>> {
+        self.inner.lock_state().jobs.values().cloned().collect()
     }
 
     /// Resolves `what`, then: warm → `Hot` (and marks it used); warming → the running job;
@@ -225,6 +245,7 @@ impl Warmer {
         }
         if let Some(job) = st.jobs.get(&digest) {
             job.raise(priority);
+            self.inner.metrics.joined_warm();
             let job = job.clone();
             self.inner.publish_positions(&st);
             return Ok((digest, Ensured::Warming(job)));
@@ -293,7 +314,8 @@ impl Warmer {
                     step: job.state().step,
                     reason: "the origin is shutting down".into(),
                 }),
-                r = pipeline::run(&self.inner, &job) => r,
+                r = self.inner.metrics.time_steps(job.subscribe(), pipeline::run(&self.inner, &job))
+                    .instrument(crate::metrics::warm_span(&job)) => r,
             };
             self.inner.finish(&job, outcome);
         }
