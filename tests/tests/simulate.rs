@@ -1,29 +1,7 @@
 //! `prewarm simulate` from outside: generate, replay (native CSV and Azure Functions 2019 files), sweep, and bad input.
 
+use prewarm_predict::trace::format_azure_day;
 use prewarm_tests::{cli, cli_json};
-
-/// One function's row: owner, app, (minute, invocations).
-type Row<'a> = (&'a str, &'a str, &'a [(usize, u64)]);
-
-fn azure_day(rows: &[Row]) -> String {
-    let mut s = String::from("HashOwner,HashApp,HashFunction,Trigger");
-    for m in 1..=1440 {
-        s.push_str(&format!(",{m}"));
-    }
-    s.push('\n');
-    for (owner, app, counts) in rows {
-        let mut minutes = vec![0u64; 1440];
-        for (m, n) in *counts {
-            minutes[m - 1] = *n;
-        }
-        s.push_str(&format!("{owner},{app},f,http"));
-        for n in minutes {
-            s.push_str(&format!(",{n}"));
-        }
-        s.push('\n');
-    }
-    s
-}
 
 #[test]
 fn generate_then_simulate_reports_hot_rates_as_fractions() {
@@ -84,13 +62,13 @@ fn azure_functions_day_files_replay_owner_as_user_and_app_as_runtime() {
     let d2 = dir.path().join("d02.csv");
     std::fs::write(
         &d1,
-        azure_day(&[
+        format_azure_day(&[
             ("o1", "appA", &[(540, 3), (541, 1)]),
             ("o2", "appB", &[(600, 2)]),
         ]),
     )
     .unwrap();
-    std::fs::write(&d2, azure_day(&[("o1", "appA", &[(540, 2)])])).unwrap();
+    std::fs::write(&d2, format_azure_day(&[("o1", "appA", &[(540, 2)])])).unwrap();
     let r = cli_json(&[
         "simulate",
         "--trace",
@@ -150,7 +128,7 @@ fn sweep_writes_a_plot_and_a_table_for_every_policy() {
     let md = std::fs::read_to_string(&table).unwrap();
     assert_eq!(
         md.lines()
-            .filter(|l| l.starts_with("| ") && l.contains(" GiB"))
+            .filter(|l| l.starts_with("| ") && l.contains(" GiB ("))
             .count(),
         12
     );

@@ -72,3 +72,28 @@ pub fn read_azure(path: &Path, day: u64, trace: &mut Trace) -> Result<(), Predic
     }
     Ok(())
 }
+
+/// One function's row of a day file: owner, app, and (minute 1..=1440, invocations) pairs.
+pub type AzureRow<'a> = (&'a str, &'a str, &'a [(usize, u64)]);
+
+/// A day file in the published layout (function `f`, trigger `http`; minutes not given are 0):
+/// for tests and for turning other counts into this format.
+pub fn format_azure_day(rows: &[AzureRow]) -> String {
+    let mut s = String::from("HashOwner,HashApp,HashFunction,Trigger");
+    for m in 1..=MINUTES {
+        s.push_str(&format!(",{m}"));
+    }
+    s.push('\n');
+    for (owner, app, counts) in rows {
+        let mut minutes = vec![0u64; MINUTES];
+        for (m, n) in *counts {
+            minutes[m - 1] = *n;
+        }
+        s.push_str(&format!("{owner},{app},f,http"));
+        for n in minutes {
+            s.push_str(&format!(",{n}"));
+        }
+        s.push('\n');
+    }
+    s
+}

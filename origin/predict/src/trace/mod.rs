@@ -9,7 +9,7 @@ mod csv;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use azure::read_azure;
+pub use azure::{format_azure_day, read_azure, AzureRow};
 pub use csv::{read_csv, write_csv};
 
 use crate::{PredictError, RuntimeId, Secs, UserId};

@@ -31,29 +31,6 @@ fn csv_errors_name_the_line_and_the_field() {
     assert!(e.contains("line 1") && e.contains("header"), "{e}");
 }
 
-/// One function's row: owner, app, (minute, invocations).
-type Row<'a> = (&'a str, &'a str, &'a [(usize, u64)]);
-
-fn azure_file(rows: &[Row]) -> String {
-    let mut s = String::from("HashOwner,HashApp,HashFunction,Trigger");
-    for m in 1..=1440 {
-        s.push_str(&format!(",{m}"));
-    }
-    s.push('\n');
-    for (owner, app, counts) in rows {
-        let mut minutes = vec![0u64; 1440];
-        for (m, n) in *counts {
-            minutes[m - 1] = *n;
-        }
-        s.push_str(&format!("{owner},{app},f1,http"));
-        for n in minutes {
-            s.push_str(&format!(",{n}"));
-        }
-        s.push('\n');
-    }
-    s
-}
-
 #[test]
 fn azure_day_files_map_owner_to_user_and_app_to_runtime() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,13 +38,13 @@ fn azure_day_files_map_owner_to_user_and_app_to_runtime() {
     let d2 = dir.path().join("invocations_per_function_md.anon.d02.csv");
     std::fs::write(
         &d1,
-        azure_file(&[
+        format_azure_day(&[
             ("o1", "appA", &[(1, 2), (540, 1)]),
             ("o2", "appB", &[(2, 1)]),
         ]),
     )
     .unwrap();
-    std::fs::write(&d2, azure_file(&[("o1", "appA", &[(1, 1)])])).unwrap();
+    std::fs::write(&d2, format_azure_day(&[("o1", "appA", &[(1, 1)])])).unwrap();
     let t = Trace::read(&[&d1, &d2]).unwrap();
     let got: Vec<(u64, &str, &str)> = t
         .events
@@ -96,7 +73,7 @@ fn azure_day_files_map_owner_to_user_and_app_to_runtime() {
 fn azure_rows_of_the_wrong_width_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("d.csv");
-    let mut text = azure_file(&[]);
+    let mut text = format_azure_day(&[]);
     text.push_str("o1,appA,f,http,1,2\n");
     std::fs::write(&p, text).unwrap();
     let e = Trace::read(&[&p]).unwrap_err().to_string();
