@@ -19,6 +19,8 @@ mod pull_cmd;
 #[cfg(feature = "server")]
 mod serve_cmd;
 #[cfg(feature = "server")]
+mod simulate_cmd;
+#[cfg(feature = "server")]
 mod store_cmd;
 
 #[derive(Parser)]
@@ -46,6 +48,9 @@ enum Command {
     /// Maintain the origin's own store (`prewarm serve`'s data directory).
     #[cfg(feature = "server")]
     Store(store_cmd::StoreArgs),
+    /// Replay a usage trace through a warming policy on a virtual clock (or sweep, or generate one).
+    #[cfg(feature = "server")]
+    Simulate(Box<simulate_cmd::SimulateArgs>),
 }
 
 #[derive(Args)]
@@ -132,6 +137,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(a) => cache_cmd::run(a).await,
         #[cfg(feature = "server")]
         Command::Store(a) => store_cmd::run(a).await,
+        #[cfg(feature = "server")]
+        Command::Simulate(a) => simulate_cmd::run(*a).await,
     }
 }
 
