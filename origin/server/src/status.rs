@@ -47,9 +47,64 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         for (name, v) in [("compressed", compressed), ("reused", reused)] {
             prometheus_metric(&mut text, &format!("zstd_{name}_total"), "counter", v);
         }
+        if let Some(svc) = &state.sandboxes {
+            warmed_prometheus(&mut text, svc);
+        }
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
     }
     let mut body = serde_json::to_value(&snapshot).unwrap_or_default();
     body["zstd"] = serde_json::json!({"compressed": compressed, "reused": reused});
+    if let Some(svc) = &state.sandboxes {
+        let s = svc.warmer().stats();
+        body["warmed"] = serde_json::json!({
+            "warm_commands_run": s.warm_commands_run,
+            "fetched": s.warmed_fetched,
+            "published": s.warmed_published,
+            "runtimes": warm_runtimes(svc),
+        });
+    }
     Json(body).into_response()
+}
+
+/// Warmed-runtime counters, and one `prewarm_warm_runtime` line per warm runtime labelled
+/// with how it came to be warm.
+fn warmed_prometheus(text: &mut String, svc: &prewarm_node::sandbox::SandboxService) {
+    let s = svc.warmer().stats();
+    for (name, v) in [
+        ("warm_commands_run_total", s.warm_commands_run),
+        ("warmed_fetched_total", s.warmed_fetched),
+        ("warmed_published_total", s.warmed_published),
+    ] {
+        prometheus_metric(text, name, "counter", v);
+    }
+    text.push_str("# TYPE prewarm_warm_runtime gauge\n");
+    for r in svc.warmer().runtimes() {
+        let how = serde_json::to_value(r.warmed).unwrap_or_default();
+        let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+        text.push_str(&format!(
+            "prewarm_warm_runtime{{runtime=\"{}\",digest=\"{}\",warmed=\"{}\"}} 1\n",
+            label(&r.runtime),
+            r.digest,
+            how.as_str().unwrap_or_default()
+        ));
+    }
+}
+
+/// Per warm runtime: how it came to be warm (`warmed_here`, `fetched_warmed`,
+/// `warmed_and_published`).
+pub(crate) fn warm_runtimes(svc: &prewarm_node::sandbox::SandboxService) -> serde_json::Value {
+    let list: Vec<_> = svc
+        .warmer()
+        .runtimes()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "runtime": r.runtime,
+                "digest": r.digest,
+                "warmed": r.warmed,
+                "warmed_manifest": r.warmed_manifest,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
 }
