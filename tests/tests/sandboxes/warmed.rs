@@ -12,7 +12,7 @@ use crate::support::Node;
 /// The shared tiers of one test's fleet: a private moto and Redis, and the config naming them.
 struct Fleet {
     _moto: Moto,
-    _redis: Redis,
+    redis: Redis,
     conf: tempfile::NamedTempFile,
 }
 
@@ -30,7 +30,7 @@ impl Fleet {
         std::fs::write(conf.path(), toml).expect("config");
         Fleet {
             _moto: moto,
-            _redis: redis,
+            redis,
             conf,
         }
     }
@@ -194,7 +194,7 @@ fn nodes_asked_at_once_warm_once_and_a_dead_warmers_lease_is_taken_over() {
     let body = json!({"runtime": "once:v1", "user_id": "u"});
     let (ca, sa) = a.create(body.clone());
     let (cb, sb) = b.create(body.clone());
-    assert_eq!((ca, cb), (201, 201));
+    assert_eq!((ca, cb), (202, 202));
     // Whichever node took the lease has the build dir; open its gate.
     let builder = a.until("a build dir on one node", || {
         [&a, &b].into_iter().find(|n| {
@@ -218,10 +218,16 @@ fn nodes_asked_at_once_warm_once_and_a_dead_warmers_lease_is_taken_over() {
     // The warmer is killed mid-warm: the other takes over once its lease expires.
     let hex = push_python(&a, "dies", gated_compileall("dies"), &[]);
     let (ca, _) = a.create(json!({"runtime": "dies:v1", "user_id": "u"}));
-    assert_eq!(ca, 201);
+    assert_eq!(ca, 202);
     a.build_dir(&hex);
+    // A holds the key's lease while it warms.
+    let holder = fleet
+        .redis
+        .cli(&["--scan", "--pattern", "prewarm:warmed-lease:*"]);
+    let holder = fleet.redis.cli(&["GET", holder.trim()]);
+    assert!(holder.starts_with("node-a/"), "lease held by {holder:?}");
     let (cb, sb) = b.create(json!({"runtime": "dies:v1", "user_id": "u"}));
-    assert_eq!(cb, 201);
+    assert_eq!(cb, 202);
     let before = b.stats();
     let pid = a.origin.pid();
     Command::new("kill")
