@@ -13,6 +13,7 @@ pub mod pack;
 pub mod path;
 pub mod range;
 pub mod sandbox;
+pub mod warmed;
 pub mod wire;
 
 pub use digest::{Digest, DigestError, Hasher};

@@ -41,5 +41,33 @@ pub(crate) fn metrics_json(state: &AppState) -> Response {
     );
     let mut body = serde_json::to_value(&snapshot).unwrap_or_default();
     body["zstd"] = serde_json::json!({"compressed": compressed, "reused": reused});
+    if let Some(svc) = &state.sandboxes {
+        let s = svc.warmer().stats();
+        body["warmed"] = serde_json::json!({
+            "warm_commands_run": s.warm_commands_run,
+            "fetched": s.warmed_fetched,
+            "published": s.warmed_published,
+            "runtimes": warm_runtimes(svc),
+        });
+    }
     Json(body).into_response()
+}
+
+/// Per warm runtime: how it came to be warm (`warmed_here`, `fetched_warmed`,
+/// `warmed_and_published`).
+pub(crate) fn warm_runtimes(svc: &prewarm_node::sandbox::SandboxService) -> serde_json::Value {
+    let list: Vec<_> = svc
+        .warmer()
+        .runtimes()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "runtime": r.runtime,
+                "digest": r.digest,
+                "warmed": r.warmed,
+                "warmed_manifest": r.warmed_manifest,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
 }

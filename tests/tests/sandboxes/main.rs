@@ -1,4 +1,4 @@
-//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache.
+//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache, warmed runtimes across nodes.
 
 mod ceilings;
 mod failures;
@@ -10,3 +10,4 @@ mod policy;
 mod registry;
 mod shared_cache;
 mod support;
+mod warmed;

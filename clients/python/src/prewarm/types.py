@@ -56,7 +56,8 @@ class WarmProgress:
     """Where a warm stands, as ``on_progress`` callbacks receive it.
 
     ``status`` is ``warming``, ``ready`` or ``failed``; ``step`` one of ``queued``, ``manifest``,
-    ``fetch``, ``materialise``, ``warm``, ``seal``, ``done``; ``progress`` goes from 0.0 to 1.0 and
+    ``fetch`` (or ``fetch_warmed``: another node's warmed runtime, no warm commands),
+    ``materialise``, ``warm``, ``seal``, ``done``; ``progress`` goes from 0.0 to 1.0 and
     never back; ``estimated_ms`` is the server's estimate of the time left (``None`` once done);
     ``queue_position`` the jobs ahead in the warm queue (``None`` once running); ``error`` is set
     when ``status`` is ``failed``.

@@ -25,6 +25,12 @@ pub struct RuntimeRecord {
     pub warm_ms: u64,
     /// Unix milliseconds of the last create or exec that used it.
     pub last_used_ms: u64,
+    /// Warmed here, fetched warmed from another node, or warmed here and published.
+    #[serde(default)]
+    pub warmed: super::warmed::WarmedHow,
+    /// The warmed manifest fetched or published, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmed_manifest: Option<Digest>,
 }
 
 #[derive(Default, Serialize, Deserialize)]

@@ -13,7 +13,8 @@ pub(crate) fn weight(step: Step) -> f64 {
     match step {
         Step::Queued | Step::Done => 0.0,
         Step::Manifest => 0.05,
-        Step::Fetch => 0.50,
+        // One or the other: a fetched warmed runtime skips the warm commands.
+        Step::Fetch | Step::FetchWarmed => 0.50,
         Step::Materialise => 0.15,
         Step::Warm => 0.25,
         Step::Seal => 0.05,
@@ -22,6 +23,11 @@ pub(crate) fn weight(step: Step) -> f64 {
 
 /// Progress at the start of `step`.
 fn base(step: Step) -> f64 {
+    let step = if step == Step::FetchWarmed {
+        Step::Fetch
+    } else {
+        step
+    };
     [
         Step::Manifest,
         Step::Fetch,

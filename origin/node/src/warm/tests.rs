@@ -167,6 +167,8 @@ fn install(w: &Warmer, name: &str, size: u64, last_used_ms: u64) -> Digest {
         files: 1,
         warm_ms: 1,
         last_used_ms,
+        warmed: Default::default(),
+        warmed_manifest: None,
     });
     d
 }

@@ -93,6 +93,8 @@ pub const SETTINGS: &[Setting] = &[
     s("node.warm_command_timeout_secs", "warm-command-timeout-secs", "PREWARM_WARM_COMMAND_TIMEOUT_SECS", I, "Longest one meta.warm command may run. Default 600"),
     s("node.bwrap", "bwrap", "PREWARM_BWRAP", T, "The bubblewrap binary. Default: bwrap on PATH"),
     s("node.prlimit", "prlimit", "PREWARM_PRLIMIT", T, "util-linux prlimit. Default: prlimit on PATH"),
+    s("node.warmed", "warmed", "PREWARM_WARMED", T, "Warmed runtimes shared across the fleet: use (fetch others', publish ours), publish-only, or ignore. Default use"),
+    s("node.warmed_lease_ms", "warmed-lease-ms", "PREWARM_WARMED_LEASE_MS", I, "TTL of the Redis lease held while warming a runtime others wait for. Default 30000"),
     s("node.setpriv", "setpriv", "PREWARM_SETPRIV", T, "util-linux setpriv, which switches jailed commands to the sandbox uid. Default: setpriv on PATH"),
     s("sandbox.enabled", "no-sandboxes", "PREWARM_NO_SANDBOXES", Off, "Disable /v1/sandboxes and /v1/warm on this origin"),
     s("sandbox.idle_timeout_secs", "sandbox-idle-timeout-secs", "PREWARM_SANDBOX_IDLE_TIMEOUT_SECS", I, "Sandboxes unused for this long are removed. Default 1800"),

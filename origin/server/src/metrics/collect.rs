@@ -185,6 +185,38 @@ impl Collector for Scrape {
                 "Warm runtimes evicted to stay in the disk budget",
                 w.evictions,
             )?;
+            counter(
+                &mut enc,
+                "warm_commands_run",
+                "Warm commands this node ran (zero on a node that only fetched warmed runtimes)",
+                w.warm_commands_run,
+            )?;
+            counter(
+                &mut enc,
+                "warmed_fetched",
+                "Runtimes made warm by fetching another node's warmed manifest",
+                w.warmed_fetched,
+            )?;
+            counter(
+                &mut enc,
+                "warmed_published",
+                "Warmed manifests this node published for other nodes",
+                w.warmed_published,
+            )?;
+            // Per runtime (name and digest) is in `GET /v1/warm/stats`: no digest labels here.
+            let how = Labelled::<Gauge>::default();
+            for r in s.warmer().runtimes() {
+                let label = serde_json::to_value(r.warmed).unwrap_or_default();
+                how.get_or_create(&vec![("source", label.as_str().unwrap_or("").to_owned())])
+                    .inc();
+            }
+            emit(
+                &mut enc,
+                "warm_runtimes_by_source",
+                "Warm runtimes by how they became warm: warmed_here, fetched_warmed, warmed_and_published",
+                MetricType::Gauge,
+                &how,
+            )?;
             let live = Labelled::<Gauge>::default();
             let m = s.warmer().metrics();
             for sb in s.list() {

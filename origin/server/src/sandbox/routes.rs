@@ -124,7 +124,9 @@ async fn stats(State(state): State<SandboxState>) -> Result<Response, ApiError> 
     let svc = service(&state)?;
     let mut s = svc.warmer().stats();
     s.sandboxes = svc.count() as u64;
-    Ok(Json(s).into_response())
+    let mut body = serde_json::to_value(s).unwrap_or_default();
+    body["runtimes"] = crate::status::warm_runtimes(svc);
+    Ok(Json(body).into_response())
 }
 
 /// Streams the sandbox's warm state: the current state first, then every change, ending after
