@@ -29,8 +29,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Counters as JSON, or in Prometheus text format when the client asks for `text/plain`.
 pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let pool = state.sandboxes.as_ref();
     let Some(tiers) = &state.tiers else {
-        return Json(serde_json::json!({"tiers": []})).into_response();
+        let mut body = serde_json::json!({"tiers": []});
+        crate::sandbox::pool_metrics::extend_json(pool, &mut body);
+        return Json(body).into_response();
     };
     let snapshot = tiers.metrics();
     let zstd = state.encoded.counters();
@@ -47,9 +50,11 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         for (name, v) in [("compressed", compressed), ("reused", reused)] {
             prometheus_metric(&mut text, &format!("zstd_{name}_total"), "counter", v);
         }
+        crate::sandbox::pool_metrics::extend_text(pool, &mut text);
         return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
     }
     let mut body = serde_json::to_value(&snapshot).unwrap_or_default();
     body["zstd"] = serde_json::json!({"compressed": compressed, "reused": reused});
+    crate::sandbox::pool_metrics::extend_json(pool, &mut body);
     Json(body).into_response()
 }

@@ -1,4 +1,4 @@
-//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache.
+//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache, code run in pooled interpreters.
 
 mod ceilings;
 mod failures;
@@ -7,5 +7,6 @@ mod lifecycle;
 mod limits;
 mod policy;
 mod registry;
+mod run_code;
 mod shared_cache;
 mod support;

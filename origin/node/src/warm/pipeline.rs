@@ -191,6 +191,7 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         runtime: job.runtime.to_string(),
         prefix: meta.prefix,
         env: meta.env,
+        interpreters: meta.interpreters,
         size_bytes: sealed.bytes,
         files: sealed.files,
         warm_ms,
@@ -285,6 +286,7 @@ fn plain_meta(r: &RuntimeRef) -> Meta {
         prefix: "/runtime".into(),
         env: Default::default(),
         warm: Vec::new(),
+        interpreters: Default::default(),
     }
 }
 
