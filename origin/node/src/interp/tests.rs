@@ -52,7 +52,7 @@ fn notebook_semantics_state_output_and_errors() {
     let done: Vec<&Value> = msgs.iter().filter_map(|m| m.get("done")).collect();
     assert_eq!(done.len(), 5, "{msgs:?}");
     assert_eq!(done[0]["result"], "42");
-    assert_eq!(done[1]["result"], "43", "state persists");
+    assert_eq!(done[1]["result"], "7", "state persists");
     let e = &done[2]["error"];
     assert_eq!(e["name"], "ZeroDivisionError");
     assert_eq!(e["value"], "division by zero");
