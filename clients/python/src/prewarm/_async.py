@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from . import _core, errors
 from ._core import Command, OutputCallback, ProgressCallback
-from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["AsyncClient", "AsyncSandbox"]
 
@@ -186,6 +186,37 @@ class AsyncClient:
             await _call(on_stderr, result.stderr)
         return result
 
+    async def run_code(
+        self,
+        sandbox_id: str,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """Runs code in a sandbox's interpreter; see :meth:`Sandbox.run_code`."""
+        body = _core.run_body(code, language=language, timeout=timeout)
+        wait = _core.exec_wait(timeout)
+        if on_stdout is not None or on_stderr is not None:
+            try:
+                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
+            except _NoStream:
+                ws = None
+            if ws is not None:
+                try:
+                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr, RunResult.from_json)
+                finally:
+                    await ws.close()
+        resp = await self._request("POST", _core.sandbox_path(sandbox_id, "/run"), body=body, timeout=wait)
+        result = RunResult.from_json(self._json(resp))
+        if on_stdout is not None and result.stdout:
+            await _call(on_stdout, result.stdout)
+        if on_stderr is not None and result.stderr:
+            await _call(on_stderr, result.stderr)
+        return result
+
     async def _exec_stream(
         self,
         ws: ClientConnection,
@@ -193,7 +224,8 @@ class AsyncClient:
         wait: float,
         on_stdout: Optional[OutputCallback],
         on_stderr: Optional[OutputCallback],
-    ) -> ExecResult:
+        parse: Any = ExecResult.from_json,
+    ) -> Any:
         deadline = time.monotonic() + wait
         try:
             await ws.send(json.dumps(body))
@@ -211,7 +243,7 @@ class AsyncClient:
                     if cb is not None:
                         await _call(cb, data)
                 elif "result" in msg:
-                    return ExecResult.from_json(msg["result"])
+                    return parse(msg["result"])
                 else:
                     raise _core.ws_error(msg)
         except asyncio.TimeoutError as e:
@@ -429,6 +461,21 @@ class AsyncSandbox:
             limits=limits,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
+        )
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """See :meth:`prewarm.Sandbox.run_code`; the callbacks may be coroutine functions."""
+        self._alive()
+        return await self.client.run_code(
+            self.id, code, language=language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
         )
 
     async def kill(self) -> bool:

@@ -13,7 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from . import _core, errors
 from ._core import Command, OutputCallback, ProgressCallback
-from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["Client", "Sandbox"]
 
@@ -180,6 +180,35 @@ class Client:
             on_stderr(result.stderr)
         return result
 
+    def run_code(
+        self,
+        sandbox_id: str,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """Runs code in a sandbox's interpreter; see :meth:`Sandbox.run_code`."""
+        body = _core.run_body(code, language=language, timeout=timeout)
+        wait = _core.exec_wait(timeout)
+        if on_stdout is not None or on_stderr is not None:
+            try:
+                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
+            except _NoStream:
+                ws = None
+            if ws is not None:
+                with ws:
+                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr, RunResult.from_json)
+        resp = self._request("POST", _core.sandbox_path(sandbox_id, "/run"), body=body, timeout=wait)
+        result = RunResult.from_json(self._json(resp))
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout)
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr)
+        return result
+
     def _exec_stream(
         self,
         ws: ClientConnection,
@@ -187,7 +216,8 @@ class Client:
         wait: float,
         on_stdout: Optional[OutputCallback],
         on_stderr: Optional[OutputCallback],
-    ) -> ExecResult:
+        parse: Any = ExecResult.from_json,
+    ) -> Any:
         deadline = time.monotonic() + wait
         try:
             ws.send(json.dumps(body))
@@ -205,7 +235,7 @@ class Client:
                     if cb is not None:
                         cb(data)
                 elif "result" in msg:
-                    return ExecResult.from_json(msg["result"])
+                    return parse(msg["result"])
                 else:
                     raise _core.ws_error(msg)
         except TimeoutError as e:
@@ -461,6 +491,25 @@ class Sandbox:
             limits=limits,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
+        )
+
+    def run_code(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """Runs ``code`` in the sandbox's long-lived interpreter of ``language`` (the runtime's
+        ``meta.json`` declares it): state persists between calls, as in a notebook, and the
+        last expression's ``repr()`` is the result's ``result``. An exception, a timeout
+        (``timeout`` seconds) and the interpreter dying are results, not exceptions. With
+        ``on_stdout`` / ``on_stderr`` the output streams to them as it comes."""
+        self._alive()
+        return self.client.run_code(
+            self.id, code, language=language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
         )
 
     def kill(self) -> bool:
