@@ -9,7 +9,7 @@ import inspect
 import json
 import time
 from types import TracebackType
-from typing import Any, AsyncGenerator, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, AsyncGenerator, Callable, Dict, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -22,6 +22,7 @@ from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, W
 __all__ = ["AsyncClient", "AsyncSandbox"]
 
 _C = TypeVar("_C", bound="AsyncClient")
+_R = TypeVar("_R")
 _S = TypeVar("_S", bound="AsyncSandbox")
 
 
@@ -175,7 +176,7 @@ class AsyncClient:
                 ws = None
             if ws is not None:
                 try:
-                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr)
+                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr, ExecResult.from_json)
                 finally:
                     await ws.close()
         resp = await self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
@@ -224,8 +225,8 @@ class AsyncClient:
         wait: float,
         on_stdout: Optional[OutputCallback],
         on_stderr: Optional[OutputCallback],
-        parse: Any = ExecResult.from_json,
-    ) -> Any:
+        parse: Callable[[Any], _R],
+    ) -> _R:
         deadline = time.monotonic() + wait
         try:
             await ws.send(json.dumps(body))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from types import TracebackType
-from typing import Any, Dict, Generator, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Generator, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -18,6 +18,7 @@ from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, W
 __all__ = ["Client", "Sandbox"]
 
 _C = TypeVar("_C", bound="Client")
+_R = TypeVar("_R")
 _S = TypeVar("_S", bound="Sandbox")
 
 
@@ -170,7 +171,7 @@ class Client:
                 ws = None
             if ws is not None:
                 with ws:
-                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr)
+                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr, ExecResult.from_json)
         resp = self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
         result = ExecResult.from_json(self._json(resp))
         # No live stream (the WebSocket was refused on the way): the output, all at once.
@@ -216,8 +217,8 @@ class Client:
         wait: float,
         on_stdout: Optional[OutputCallback],
         on_stderr: Optional[OutputCallback],
-        parse: Any = ExecResult.from_json,
-    ) -> Any:
+        parse: Callable[[Any], _R],
+    ) -> _R:
         deadline = time.monotonic() + wait
         try:
             ws.send(json.dumps(body))
