@@ -168,24 +168,7 @@ class AsyncClient:
         on_stderr: Optional[OutputCallback] = None,
     ) -> ExecResult:
         body = _core.exec_body(cmd, env=env, timeout=timeout, limits=limits)
-        wait = _core.exec_wait(timeout)
-        if on_stdout is not None or on_stderr is not None:
-            try:
-                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
-            except _NoStream:
-                ws = None
-            if ws is not None:
-                try:
-                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr, ExecResult.from_json)
-                finally:
-                    await ws.close()
-        resp = await self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
-        result = ExecResult.from_json(self._json(resp))
-        if on_stdout is not None and result.stdout:
-            await _call(on_stdout, result.stdout)
-        if on_stderr is not None and result.stderr:
-            await _call(on_stderr, result.stderr)
-        return result
+        return await self._live(sandbox_id, "/exec", body, timeout, on_stdout, on_stderr, ExecResult.from_json)
 
     async def run_code(
         self,
@@ -199,6 +182,20 @@ class AsyncClient:
     ) -> RunResult:
         """Runs code in a sandbox's interpreter; see :meth:`Sandbox.run_code`."""
         body = _core.run_body(code, language=language, timeout=timeout)
+        return await self._live(sandbox_id, "/run", body, timeout, on_stdout, on_stderr, RunResult.from_json)
+
+    async def _live(
+        self,
+        sandbox_id: str,
+        route: str,
+        body: Dict[str, Any],
+        timeout: Optional[float],
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+        parse: Callable[[Any], _R],
+    ) -> _R:
+        """``POST`` to ``route`` (``/exec``, ``/run``), or with a callback the exec WebSocket,
+        which streams output and takes either request."""
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
@@ -207,15 +204,17 @@ class AsyncClient:
                 ws = None
             if ws is not None:
                 try:
-                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr, RunResult.from_json)
+                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr, parse)
                 finally:
                     await ws.close()
-        resp = await self._request("POST", _core.sandbox_path(sandbox_id, "/run"), body=body, timeout=wait)
-        result = RunResult.from_json(self._json(resp))
-        if on_stdout is not None and result.stdout:
-            await _call(on_stdout, result.stdout)
-        if on_stderr is not None and result.stderr:
-            await _call(on_stderr, result.stderr)
+        resp = await self._request("POST", _core.sandbox_path(sandbox_id, route), body=body, timeout=wait)
+        result = parse(self._json(resp))
+        # No live stream (the WebSocket was refused on the way): the output, all at once.
+        out = (getattr(result, "stdout", ""), getattr(result, "stderr", ""))
+        if on_stdout is not None and out[0]:
+            await _call(on_stdout, out[0])
+        if on_stderr is not None and out[1]:
+            await _call(on_stderr, out[1])
         return result
 
     async def _exec_stream(

@@ -163,23 +163,7 @@ class Client:
     ) -> ExecResult:
         """Runs a command in a sandbox; see :meth:`Sandbox.exec`."""
         body = _core.exec_body(cmd, env=env, timeout=timeout, limits=limits)
-        wait = _core.exec_wait(timeout)
-        if on_stdout is not None or on_stderr is not None:
-            try:
-                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
-            except _NoStream:
-                ws = None
-            if ws is not None:
-                with ws:
-                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr, ExecResult.from_json)
-        resp = self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
-        result = ExecResult.from_json(self._json(resp))
-        # No live stream (the WebSocket was refused on the way): the output, all at once.
-        if on_stdout is not None and result.stdout:
-            on_stdout(result.stdout)
-        if on_stderr is not None and result.stderr:
-            on_stderr(result.stderr)
-        return result
+        return self._live(sandbox_id, "/exec", body, timeout, on_stdout, on_stderr, ExecResult.from_json)
 
     def run_code(
         self,
@@ -193,6 +177,20 @@ class Client:
     ) -> RunResult:
         """Runs code in a sandbox's interpreter; see :meth:`Sandbox.run_code`."""
         body = _core.run_body(code, language=language, timeout=timeout)
+        return self._live(sandbox_id, "/run", body, timeout, on_stdout, on_stderr, RunResult.from_json)
+
+    def _live(
+        self,
+        sandbox_id: str,
+        route: str,
+        body: Dict[str, Any],
+        timeout: Optional[float],
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+        parse: Callable[[Any], _R],
+    ) -> _R:
+        """``POST`` to ``route`` (``/exec``, ``/run``), or with a callback the exec WebSocket,
+        which streams output and takes either request."""
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
@@ -201,13 +199,15 @@ class Client:
                 ws = None
             if ws is not None:
                 with ws:
-                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr, RunResult.from_json)
-        resp = self._request("POST", _core.sandbox_path(sandbox_id, "/run"), body=body, timeout=wait)
-        result = RunResult.from_json(self._json(resp))
-        if on_stdout is not None and result.stdout:
-            on_stdout(result.stdout)
-        if on_stderr is not None and result.stderr:
-            on_stderr(result.stderr)
+                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr, parse)
+        resp = self._request("POST", _core.sandbox_path(sandbox_id, route), body=body, timeout=wait)
+        result = parse(self._json(resp))
+        # No live stream (the WebSocket was refused on the way): the output, all at once.
+        out = (getattr(result, "stdout", ""), getattr(result, "stderr", ""))
+        if on_stdout is not None and out[0]:
+            on_stdout(out[0])
+        if on_stderr is not None and out[1]:
+            on_stderr(out[1])
         return result
 
     def _exec_stream(
