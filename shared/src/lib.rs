@@ -12,6 +12,7 @@ pub mod name;
 pub mod pack;
 pub mod path;
 pub mod range;
+pub mod run;
 pub mod sandbox;
 pub mod warmed;
 pub mod wire;

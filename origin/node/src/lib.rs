@@ -6,6 +6,7 @@
 //! private workspace, commands run in the jail). Nothing here speaks HTTP; `prewarm-server`
 //! routes requests to [`sandbox::SandboxService`].
 
+pub mod interp;
 pub mod jail;
 pub mod metrics;
 pub mod sandbox;

@@ -30,8 +30,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 /// The tier and zstd counters as JSON (`GET /metrics` without `Accept: text/plain`; the
 /// Prometheus text is `crate::metrics`).
 pub(crate) fn metrics_json(state: &AppState) -> Response {
+    let pool = state.sandboxes.as_ref();
     let Some(tiers) = &state.tiers else {
-        return Json(serde_json::json!({"tiers": []})).into_response();
+        let mut body = serde_json::json!({"tiers": []});
+        crate::sandbox::pool_metrics::extend_json(pool, &mut body);
+        return Json(body).into_response();
     };
     let snapshot = tiers.metrics();
     let zstd = state.encoded.counters();
@@ -50,6 +53,7 @@ pub(crate) fn metrics_json(state: &AppState) -> Response {
             "runtimes": warm_runtimes(svc),
         });
     }
+    crate::sandbox::pool_metrics::extend_json(pool, &mut body);
     Json(body).into_response()
 }
 

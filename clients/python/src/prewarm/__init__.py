@@ -19,6 +19,8 @@ from .errors import (
 from .types import (
     ExecResult,
     LimitHit,
+    RunError,
+    RunResult,
     SandboxInfo,
     WarmFailure,
     WarmInfo,
@@ -35,6 +37,8 @@ __all__ = [
     "AsyncSandbox",
     "ExecResult",
     "LimitHit",
+    "RunError",
+    "RunResult",
     "SandboxInfo",
     "WarmFailure",
     "WarmInfo",

@@ -327,6 +327,7 @@ fn step_name(step: Step) -> Option<&'static str> {
     Some(match step {
         Step::Manifest => "manifest",
         Step::Fetch => "fetch",
+        Step::FetchWarmed => "fetch_warmed",
         Step::Materialise => "materialise",
         Step::Warm => "warm",
         Step::Seal => "seal",

@@ -5,6 +5,8 @@
 //! on a warm runtime is a map insert and a directory: no copy, whatever the runtime's size.
 
 pub mod node;
+pub mod pool;
+mod run;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
@@ -46,6 +48,8 @@ pub struct SandboxConfig {
     pub jail: JailTools,
     /// The server's resource limits: the defaults and the ceiling of every sandbox's.
     pub limits: ResourceLimits,
+    /// Sandboxes kept ready with their interpreter started (see [`pool`]).
+    pub pool: pool::PoolConfig,
 }
 
 /// What went wrong with a sandbox request; mapped to HTTP by `prewarm-server`.
@@ -102,6 +106,9 @@ struct Sandbox {
     stop: CancellationToken,
     /// Notified whenever a command of this sandbox ends (`busy` went down).
     ended: tokio::sync::Notify,
+    /// The sandbox's long-lived interpreter (see [`run`]); held for the length of a call, so
+    /// calls run one at a time.
+    interp: tokio::sync::Mutex<Option<crate::interp::Interp>>,
 }
 
 impl Sandbox {
@@ -151,6 +158,7 @@ pub struct SandboxService {
     sandboxes: Arc<Mutex<HashMap<String, Arc<Sandbox>>>>,
     cancel: CancellationToken,
     tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    pool: Arc<pool::Pool>,
 }
 
 impl SandboxService {
@@ -158,6 +166,7 @@ impl SandboxService {
     pub fn start(warmer: Warmer, cfg: SandboxConfig) -> Self {
         let cancel = CancellationToken::new();
         let svc = Self {
+            pool: Arc::new(pool::Pool::new(cfg.pool)),
             warmer,
             cfg,
             sandboxes: Arc::default(),
@@ -172,6 +181,8 @@ impl SandboxService {
             svc.warmer.spawn(&mut tasks, &cancel);
             let s = svc.clone();
             tasks.spawn(async move { s.reap_idle().await });
+            let s = svc.clone();
+            tasks.spawn(async move { s.fill_pool().await });
         }
         svc
     }
@@ -181,6 +192,7 @@ impl SandboxService {
         self.cancel.cancel();
         let mut tasks = self.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
+        self.drain_pool().await;
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
             let _ = self.delete(&id).await;
@@ -227,6 +239,17 @@ impl SandboxService {
         }
         let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
+        if let (Ensured::Hot(rec), false, true) = (&ensured, req.network, req.limits.is_empty()) {
+            if let Some(spec) = rec.interpreters.get(pool::POOLED_LANGUAGE) {
+                if let Some(p) = self.pool.take(digest, spec) {
+                    // The pooled sandbox holds the runtime already.
+                    self.warmer.release(&digest);
+                    let info = self.hand_out(req, digest, context, limits, p).await?;
+                    (self.warmer.metrics()).created(&info.runtime, Outcome::Hot, started, None);
+                    return Ok(info);
+                }
+            }
+        }
         let (hot, state, outcome) = match ensured {
             Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1, Outcome::Hot),
             Ensured::Warming(job) if job.claim() => (false, job.subscribe(), Outcome::Cold),
@@ -274,6 +297,7 @@ impl SandboxService {
             busy: AtomicUsize::new(0),
             stop: CancellationToken::new(),
             ended: tokio::sync::Notify::new(),
+            interp: Default::default(),
         });
         let info = sb.info();
         let watch = (!hot).then(|| sb.state.clone());
@@ -474,16 +498,26 @@ fn make_workspace(
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
     lchown(&ws, Some(user.uid), Some(user.gid))?;
+    write_context(&ws, context, user)
+}
+
+/// Writes the context to [`CONTEXT_FILE`] in the workspace `ws`, as JSON, owned by `user`.
+fn write_context(
+    ws: &std::path::Path,
+    context: Option<&serde_json::Value>,
+    user: SandboxUser,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::lchown;
     if let Some(c) = context {
         let file = ws.join(CONTEXT_FILE);
         let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-        std::fs::create_dir_all(file.parent().unwrap_or(ws.as_path()))?;
+        std::fs::create_dir_all(file.parent().unwrap_or(ws))?;
         std::fs::write(&file, bytes)?;
         // The context file and the directories made for it, up to the workspace.
         let mut at = file.as_path();
-        while at != ws.as_path() {
+        while at != ws {
             lchown(at, Some(user.uid), Some(user.gid))?;
-            at = at.parent().unwrap_or(ws.as_path());
+            at = at.parent().unwrap_or(ws);
         }
     }
     Ok(())

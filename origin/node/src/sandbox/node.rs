@@ -117,6 +117,13 @@ pub struct SandboxSettings {
     /// A sandbox's CPU share under contention, relative to other sandboxes (1-10000; 100 is an
     /// even share), and the most a create request may ask for. Default 100.
     pub cpu_weight: u64,
+    /// Sandboxes kept ready, interpreter started and preloads imported, per warm runtime whose
+    /// `meta.json` declares a `python` interpreter (once a create asked for it); 0 turns the
+    /// pool off. Default 2.
+    pub pool_size: usize,
+    /// Resident memory all idle pooled interpreters together may use; the pool stays below
+    /// it. Default 1 GiB.
+    pub pool_memory_bytes: u64,
 }
 
 impl Default for SandboxSettings {
@@ -137,6 +144,8 @@ impl Default for SandboxSettings {
             pids: ResourceLimits::DEFAULT.pids,
             total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
             cpu_weight: ResourceLimits::DEFAULT.cpu_weight,
+            pool_size: 2,
+            pool_memory_bytes: 1 << 30,
         }
     }
 }
@@ -293,6 +302,10 @@ pub async fn start(
             output_cap: sandbox.output_cap_bytes,
             jail,
             limits,
+            pool: super::pool::PoolConfig {
+                size: sandbox.pool_size,
+                memory_budget: sandbox.pool_memory_bytes,
+            },
         },
     )))
 }

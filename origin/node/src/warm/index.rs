@@ -18,6 +18,9 @@ pub struct RuntimeRecord {
     /// Where sandboxes mount it.
     pub prefix: String,
     pub env: BTreeMap<String, String>,
+    /// `meta.json`'s `interpreters` (empty in records written before they existed).
+    #[serde(default)]
+    pub interpreters: BTreeMap<String, prewarm_shared::pack::Interpreter>,
     /// Apparent bytes of its files (hard links to the cache count in full).
     pub size_bytes: u64,
     pub files: u64,

@@ -227,7 +227,8 @@ impl Warmer {
         &self.inner.metrics
     }
 
-    /// The warm runtimes, least recently used first (for `/ui`).
+    /// The warm runtimes on this node (the index), least recently used first: each says
+    /// whether it was warmed here, fetched warmed, or warmed here and published.
     pub fn runtimes(&self) -> Vec<RuntimeRecord> {
         self.inner.lock_index().by_age()
     }
@@ -311,12 +312,6 @@ impl Warmer {
 
     pub fn runtime_dir(&self, digest: &Digest) -> PathBuf {
         self.inner.layout.runtime_dir(digest)
-    }
-
-    /// The warm runtimes on this node (the index), least recently used first: each says
-    /// whether it was warmed here, fetched warmed, or warmed here and published.
-    pub fn runtimes(&self) -> Vec<RuntimeRecord> {
-        self.inner.lock_index().by_age()
     }
 
     pub fn stats(&self) -> WarmStats {

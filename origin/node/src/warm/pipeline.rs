@@ -327,6 +327,7 @@ async fn build(
         runtime: job.runtime.to_string(),
         prefix: meta.prefix,
         env: meta.env,
+        interpreters: meta.interpreters,
         size_bytes: sealed.bytes,
         files: sealed.files,
         warm_ms,
@@ -423,6 +424,7 @@ fn plain_meta(r: &RuntimeRef) -> Meta {
         prefix: "/runtime".into(),
         env: Default::default(),
         warm: Vec::new(),
+        interpreters: Default::default(),
     }
 }
 

@@ -111,6 +111,8 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.pids", "sandbox-pids", "PREWARM_SANDBOX_PIDS", I, "Processes and threads of one sandbox at once (its cgroup), and the most a create may ask for. Default 512"),
     s("sandbox.total_memory_bytes", "sandbox-total-memory-bytes", "PREWARM_SANDBOX_TOTAL_MEMORY_BYTES", I, "Memory of all of one sandbox's processes together (its cgroup), and the most a create may ask for. Default 4 GiB"),
     s("sandbox.cpu_weight", "sandbox-cpu-weight", "PREWARM_SANDBOX_CPU_WEIGHT", I, "A sandbox's CPU share under contention (1-10000, 100 = even), and the most a create may ask for. Default 100"),
+    s("sandbox.pool_size", "sandbox-pool-size", "PREWARM_SANDBOX_POOL_SIZE", I, "Sandboxes kept ready with their interpreter started and preloaded, per warm runtime declaring a python interpreter; 0 = no pool. Default 2"),
+    s("sandbox.pool_memory_bytes", "sandbox-pool-memory-bytes", "PREWARM_SANDBOX_POOL_MEMORY_BYTES", I, "Resident memory all idle pooled interpreters together may use. Default 1 GiB"),
 ];
 
 /// A setting given on the command line or in the environment, as text.

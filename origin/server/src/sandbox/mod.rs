@@ -1,7 +1,9 @@
 //! `/v1/sandboxes` and `/v1/warm`: the node's sandbox service over HTTP, as a router with its own state.
 
 mod live;
+pub mod pool_metrics;
 mod routes;
+mod run;
 
 pub use routes::router;
 

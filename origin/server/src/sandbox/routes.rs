@@ -33,6 +33,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S
             "/v1/sandboxes/{id}/exec",
             post(exec).layer(sandbox_limit()).get(super::live::exec_ws),
         )
+        .route(
+            "/v1/sandboxes/{id}/run",
+            post(super::run::run)
+                .layer(sandbox_limit())
+                .get(super::live::exec_ws),
+        )
         .route("/v1/warm", post(warm))
         .route("/v1/warm/stats", get(stats))
         .with_state(state)
@@ -50,7 +56,7 @@ pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError>
 }
 
 /// The body as `T`: 413 over `limit` (the route's), 400 if it is not `T`.
-fn parse<T: DeserializeOwned>(
+pub(super) fn parse<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: u64,
 ) -> Result<T, ApiError> {
