@@ -1,4 +1,4 @@
-//! The `prewarm` CLI: `serve` the origin, `push` a runtime, `pull` one onto this host.
+//! The `prewarm` CLI: `serve` the origin, `push` a runtime or `import` an image, `pull` one onto this host.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 mod cache_cmd;
 mod cli_output;
+mod import_cmd;
 mod progress;
 mod pull_cmd;
 #[cfg(feature = "server")]
@@ -41,6 +42,8 @@ enum Command {
     Serve(Box<serve_cmd::ServeArgs>),
     /// Pack a directory or runtime pack and publish it as NAME:TAG.
     Push(PushArgs),
+    /// Import a container image (OCI layout, OCI archive, `docker save`) as runtime NAME:TAG.
+    Import(Box<import_cmd::ImportArgs>),
     /// Fetch a runtime and materialise it by hard links from the local cache.
     Pull(pull_cmd::PullArgs),
     /// Maintain the local file cache that pulls link from.
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "server")]
         Command::Serve(a) => serve_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Import(a) => import_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Pull(a) => pull_cmd::run(a).await,
         Command::Cache(a) => cache_cmd::run(a).await,
         #[cfg(feature = "server")]

@@ -63,9 +63,22 @@ pub async fn push(
     let started = Instant::now();
     let src = src.to_path_buf();
     let limits = opts.limits;
-    let packed: Arc<Packed> =
-        Arc::new(tokio::task::spawn_blocking(move || pack::pack(&src, &limits)).await??);
+    let packed = tokio::task::spawn_blocking(move || pack::pack(&src, &limits)).await??;
+    push_packed(packed, name, tag, sink, opts, started).await
+}
 
+/// Publishes an already packed runtime (an imported image, say) as `name:tag`: uploads the
+/// blocks `sink` lacks, then the manifest, then the tag. `started` is when the work began,
+/// for the report's duration.
+pub async fn push_packed(
+    packed: Packed,
+    name: &RuntimeName,
+    tag: &Tag,
+    sink: &dyn Sink,
+    opts: PushOptions,
+    started: Instant,
+) -> Result<PushReport, PushError> {
+    let packed = Arc::new(packed);
     let all: Vec<Digest> = packed.blocks.iter().map(|b| b.digest).collect();
     let missing: std::collections::HashSet<Digest> =
         sink.missing_blocks(&all).await?.into_iter().collect();

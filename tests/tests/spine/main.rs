@@ -4,5 +4,6 @@ mod api;
 mod cache_verify;
 mod compression;
 mod hostile;
+mod import;
 mod push_pull;
 mod store_damage;

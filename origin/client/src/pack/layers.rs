@@ -21,8 +21,9 @@ pub(crate) struct RuntimePack {
     pub(crate) stash: Stash,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Compression {
+/// How a layer archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
     None,
     Gzip,
     Zstd,
@@ -46,7 +47,10 @@ pub(crate) fn read_runtime_pack(src: &Path, budget: &mut Budget) -> Result<Runti
     for (i, name) in meta.layers.iter().enumerate() {
         let (path, compression) = find_layer(src, name)?;
         tree.set_layer(i + 1);
-        let d = apply_layer(&mut tree, &stash, budget, name, &path, compression)?;
+        let origin = format!("layer {name}");
+        let file =
+            File::open(&path).map_err(PackError::io(format!("{origin}: {}", path.display())))?;
+        let (d, _) = apply_layer(&mut tree, &stash, budget, &origin, file, compression, false)?;
         digests.push(d);
     }
     Ok(RuntimePack {
@@ -89,34 +93,38 @@ fn find_layer(src: &Path, name: &str) -> Result<(PathBuf, Compression), PackErro
 }
 
 /// Passes bytes through while hashing them: the layer digest is of the archive as stored.
+/// (`None`: passes them through unhashed.)
 struct HashRead<R> {
     inner: R,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
 }
 
 impl<R: Read> Read for HashRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
 
-/// Applies one layer archive to `tree`; returns the SHA-256 of the archive file.
-fn apply_layer(
+/// Applies one layer archive (`origin` names it in errors) to `tree`; returns the SHA-256 of
+/// the archive as stored and, with `hash_tar`, of the uncompressed tar (an image's `diff_id`).
+pub(crate) fn apply_layer(
     tree: &mut Tree,
     stash: &Stash,
     budget: &mut Budget,
-    name: &str,
-    path: &Path,
+    origin: &str,
+    archive: impl Read,
     compression: Compression,
-) -> Result<Digest, PackError> {
-    let origin = format!("layer {name}");
-    let file = File::open(path).map_err(PackError::io(format!("{origin}: {}", path.display())))?;
+    hash_tar: bool,
+) -> Result<(Digest, Option<Digest>), PackError> {
     let mut hr = HashRead {
-        inner: BufReader::with_capacity(256 << 10, file),
-        hasher: Hasher::new(),
+        inner: BufReader::with_capacity(256 << 10, archive),
+        hasher: Some(Hasher::new()),
     };
+    let tar_digest;
     {
         let decoded: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut hr),
@@ -129,13 +137,18 @@ fn apply_layer(
                     .map_err(PackError::io(format!("{origin}: opening zstd stream")))?,
             ),
         };
-        let mut reader = LayerReader::new(tree, stash, budget, &origin);
-        reader.read_archive(decoded)?;
+        // `read_archive` reads the decoded stream to its end, so this hashes all of it.
+        let mut decoded = HashRead {
+            inner: decoded,
+            hasher: hash_tar.then(Hasher::new),
+        };
+        let mut reader = LayerReader::new(tree, stash, budget, origin);
+        reader.read_archive(Box::new(&mut decoded))?;
+        tar_digest = decoded.hasher.map(Hasher::finish);
     }
     // Trailing bytes after the end-of-archive marker are part of the stored file's digest.
-    std::io::copy(&mut hr, &mut std::io::sink()).map_err(PackError::io(format!(
-        "{origin}: reading {}",
-        path.display()
-    )))?;
-    Ok(hr.hasher.finish())
+    std::io::copy(&mut hr, &mut std::io::sink())
+        .map_err(PackError::io(format!("{origin}: reading the archive")))?;
+    // Always `Some` for the stored bytes.
+    Ok((hr.hasher.unwrap_or_default().finish(), tar_digest))
 }

@@ -8,6 +8,7 @@
 //! blocks are cut the way they are.
 
 mod chunk;
+mod layered;
 mod layers;
 mod source_dir;
 mod stash;
@@ -26,6 +27,9 @@ use bytes::{Bytes, BytesMut};
 use prewarm_shared::{Digest, Manifest};
 
 pub(crate) use chunk::ChunkParams;
+pub use layered::{pack_layers, LayerInput, LayeredPack, LayeredSource};
+pub use layers::Compression;
+pub use tree::Outside;
 
 /// Limits against decompression bombs and runaway trees.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +81,15 @@ pub enum PackError {
         limit: &'static str,
         max: u64,
     },
+    /// A layer's bytes are not the ones its source declared (an image's manifest or config).
+    #[error("{origin}: {what} has digest {actual}, not the {expected} declared for it")]
+    DigestMismatch {
+        origin: String,
+        /// `archive` or `uncompressed tar (diff_id)`.
+        what: &'static str,
+        expected: Digest,
+        actual: Digest,
+    },
     /// Bytes re-read for a block no longer hash to it: the source changed after packing.
     #[error("block {digest} no longer matches its source ({reason}); was the source modified during push?")]
     Changed { digest: Digest, reason: String },
@@ -92,6 +105,7 @@ impl PackError {
             PackError::Entry { .. } => "bad_entry",
             PackError::Limit { .. } => "limit_exceeded",
             PackError::Changed { .. } => "source_changed",
+            PackError::DigestMismatch { .. } => "digest_mismatch",
         }
     }
 
@@ -214,6 +228,18 @@ pub(crate) fn pack_with(
             None,
         )
     };
+    finish(tree, meta, lock, pack_key, stash, params)
+}
+
+/// Chunks a finished tree into blocks and a validated manifest.
+pub(crate) fn finish(
+    tree: tree::Tree,
+    meta: Option<prewarm_shared::Meta>,
+    lock: Option<prewarm_shared::LockFile>,
+    pack_key: Option<String>,
+    stash: Option<stash::Stash>,
+    params: &ChunkParams,
+) -> Result<Packed, PackError> {
     let (mut entries, files) = tree.into_parts();
     let mut chunker = chunk::Chunker::new(params.clone());
     for f in files {

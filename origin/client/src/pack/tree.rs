@@ -46,6 +46,15 @@ struct Slot {
     layer: usize,
 }
 
+/// What [`Tree::subtree`] left out: counted, and the top-level names it lay under (sorted).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outside {
+    pub entries: u64,
+    /// Bytes of regular files.
+    pub bytes: u64,
+    pub top: Vec<String>,
+}
+
 /// A regular file of the final tree, for the chunk planner.
 #[derive(Debug)]
 pub(crate) struct FileNode {
@@ -215,6 +224,48 @@ impl Tree {
         for k in doomed {
             self.nodes.remove(&k);
         }
+    }
+
+    /// The subtree at `root` as a tree of its own (paths relative to `root`), and what lay
+    /// outside it. `root` must be a directory of this tree.
+    pub(crate) fn subtree(self, root: &RelPath) -> Result<(Tree, Outside), String> {
+        match self.get(root) {
+            Some(Node::Dir { .. }) => {}
+            Some(Node::File { .. }) => {
+                return Err(format!("{:?} is a regular file", root.as_str()))
+            }
+            Some(Node::Symlink { target }) => {
+                return Err(format!(
+                    "{:?} is a symlink (→ {target:?}); name the directory it points to",
+                    root.as_str()
+                ))
+            }
+            None => return Err(format!("{:?} does not exist", root.as_str())),
+        }
+        let lo = format!("{}/", root.as_str());
+        let mut inner = Tree {
+            nodes: BTreeMap::new(),
+            layer: self.layer,
+        };
+        let mut outside = Outside::default();
+        for (k, slot) in self.nodes {
+            if let Some(rest) = k.strip_prefix(&lo) {
+                inner.nodes.insert(rest.to_string(), slot);
+                continue;
+            }
+            if k == root.as_str() || root.as_str().starts_with(&format!("{k}/")) {
+                continue;
+            }
+            outside.entries += 1;
+            if let Node::File { size, .. } = slot.node {
+                outside.bytes += size;
+            }
+            let top = k.split('/').next().unwrap_or(&k).to_string();
+            if !outside.top.contains(&top) {
+                outside.top.push(top);
+            }
+        }
+        Ok((inner, outside))
     }
 
     /// Splits the final tree into directory/symlink entries and regular files (path order).
