@@ -8,4 +8,5 @@
 
 pub mod jail;
 pub mod sandbox;
+pub mod snapshot;
 pub mod warm;

@@ -8,4 +8,5 @@ mod limits;
 mod policy;
 mod registry;
 mod shared_cache;
+mod snapshots;
 mod support;

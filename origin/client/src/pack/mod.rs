@@ -13,6 +13,7 @@ mod source_dir;
 mod stash;
 mod tar_reader;
 mod tree;
+mod workspace;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use bytes::{Bytes, BytesMut};
 use prewarm_shared::{Digest, Manifest};
 
 pub(crate) use chunk::ChunkParams;
+pub use workspace::WorkspacePlanner;
 
 /// Limits against decompression bombs and runaway trees.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +137,18 @@ impl Packed {
     /// [`PackError::Io`] if a piece cannot be read, [`PackError::Changed`] if the bytes no
     /// longer hash to the block's digest (a plain-directory source edited during push).
     pub fn read_block(&self, block: &PlannedBlock) -> Result<Bytes, PackError> {
+        block.read()
+    }
+}
+
+impl PlannedBlock {
+    /// Re-reads this block's bytes from the files it was planned from and verifies them
+    /// (see [`Packed::read_block`]; a workspace snapshot's blocks have no `Packed`).
+    ///
+    /// # Errors
+    /// As [`Packed::read_block`].
+    pub fn read(&self) -> Result<Bytes, PackError> {
+        let block = self;
         let size = usize::try_from(block.size)
             .map_err(|_| PackError::Invalid(format!("block {} is too large", block.digest)))?;
         let mut buf = BytesMut::zeroed(size);

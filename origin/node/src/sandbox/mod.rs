@@ -5,6 +5,9 @@
 //! on a warm runtime is a map insert and a directory: no copy, whatever the runtime's size.
 
 pub mod node;
+mod snapshots;
+
+pub use snapshots::SnapshotOutcome;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
@@ -100,6 +103,12 @@ struct Sandbox {
     stop: CancellationToken,
     /// Notified whenever a command of this sandbox ends (`busy` went down).
     ended: tokio::sync::Notify,
+    /// The limits the create request asked for (a copy of the sandbox asks for the same).
+    requested_limits: prewarm_shared::limits::Limits,
+    /// What the next snapshot builds on; also serialises snapshots of this sandbox.
+    snap: tokio::sync::Mutex<snapshots::SnapState>,
+    /// The snapshot base its workspace is a clone of, if it was made from a snapshot.
+    base: Option<crate::snapshot::Pinned>,
 }
 
 impl Sandbox {
@@ -147,6 +156,8 @@ pub struct SandboxService {
     warmer: Warmer,
     cfg: SandboxConfig,
     sandboxes: Arc<Mutex<HashMap<String, Arc<Sandbox>>>>,
+    /// Snapshot bases on this node; `None` if their directory could not be opened.
+    bases: Option<crate::snapshot::Bases>,
     cancel: CancellationToken,
     tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
 }
@@ -155,10 +166,14 @@ impl SandboxService {
     /// Starts the warm workers and the background loops (eviction, registry, idle sandboxes).
     pub fn start(warmer: Warmer, cfg: SandboxConfig) -> Self {
         let cancel = CancellationToken::new();
+        let bases = crate::snapshot::Bases::open(&warmer.layout().root)
+            .inspect_err(|e| tracing::warn!(error = %e, "snapshot bases unavailable"))
+            .ok();
         let svc = Self {
             warmer,
             cfg,
             sandboxes: Arc::default(),
+            bases,
             cancel: cancel.clone(),
             tasks: Arc::default(),
         };
@@ -196,7 +211,22 @@ impl SandboxService {
 
     /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
     pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
+        self.create_inner(req, None, None).await
+    }
+
+    /// [`Self::create`], with the workspace a clone of `base` when given.
+    async fn create_inner(
+        &self,
+        req: CreateSandbox,
+        base: Option<crate::snapshot::Pinned>,
+        id: Option<String>,
+    ) -> Result<SandboxInfo, SandboxError> {
         req.check()?;
+        if let Some(id) = &id {
+            if self.lock().contains_key(id) {
+                return Err(SandboxError::Invalid(format!("sandbox {id} is running")));
+            }
+        }
         if req.user_id.is_empty() || req.user_id.len() > 256 {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
         }
@@ -212,10 +242,24 @@ impl SandboxService {
             Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
             Ensured::Warming(job) => (false, job.subscribe()),
         };
-        let id = format!("sb-{:016x}", rand::random::<u64>());
+        let id = id.unwrap_or_else(|| format!("sb-{:016x}", rand::random::<u64>()));
         let dir = self.warmer.layout().sandboxes.join(&id);
         let user = self.cfg.jail.user;
-        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
+        let clone = |ws: &std::path::Path| match &base {
+            Some(b) => self.clone_workspace(b, ws),
+            None => Ok(()),
+        };
+        if let Err(e) = make_workspace(
+            &dir,
+            req.context.as_ref(),
+            user,
+            req.network,
+            base.is_some(),
+            clone,
+        ) {
+            if base.is_some() {
+                crate::snapshot::overlay::unmount_clone(&dir.join("workspace"));
+            }
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -227,6 +271,9 @@ impl SandboxService {
             Ok(c) => c,
             Err(e) => {
                 self.warmer.release(&digest);
+                if base.is_some() {
+                    crate::snapshot::overlay::unmount_clone(&dir.join("workspace"));
+                }
                 remove_tree(&dir);
                 return Err(SandboxError::Io {
                     action: "creating the sandbox's cgroup",
@@ -244,6 +291,12 @@ impl SandboxService {
             context,
             network: req.network,
             limits,
+            requested_limits: req.limits,
+            snap: tokio::sync::Mutex::new(snapshots::SnapState {
+                parent: base.as_ref().map(|b| b.digest),
+                cache: Default::default(),
+            }),
+            base,
             dir,
             cgroup,
             state,
@@ -297,7 +350,9 @@ impl SandboxService {
     fn discard(&self, sb: &Sandbox) {
         sb.cgroup.remove();
         self.warmer.release(&sb.digest);
+        self.release_clone(sb);
         remove_tree(&sb.dir);
+        self.unpin_clone(sb);
     }
 
     pub fn count(&self) -> usize {
@@ -432,6 +487,8 @@ fn make_workspace(
     context: Option<&serde_json::Value>,
     user: SandboxUser,
     network: bool,
+    cloned: bool,
+    clone: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::lchown;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
@@ -440,8 +497,13 @@ fn make_workspace(
         std::fs::write(dir.join(RESOLV_CONF), format!("nameserver {dns}\n"))?;
     }
     let ws = dir.join("workspace");
-    std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
-    lchown(&ws, Some(user.uid), Some(user.gid))?;
+    if cloned {
+        // A clone of a snapshot base (`snapshots::clone_workspace`): made, owned, mounted.
+        clone(dir)?;
+    } else {
+        std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
+        lchown(&ws, Some(user.uid), Some(user.gid))?;
+    }
     if let Some(c) = context {
         let file = ws.join(CONTEXT_FILE);
         let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;

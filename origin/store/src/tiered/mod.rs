@@ -412,6 +412,7 @@ impl Store for Tiered {
 mod read;
 use read::slice;
 
+mod records;
 mod tags;
 
 #[cfg(test)]
