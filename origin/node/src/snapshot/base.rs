@@ -108,7 +108,7 @@ impl Bases {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bases on this node now, and how many clones use each.
+    /// Bases on this node now.
     pub fn count(&self) -> usize {
         self.lock().len()
     }
@@ -136,7 +136,8 @@ impl Bases {
         );
         let dir = self.root.join(digest.hex());
         let _one = self.building.lock().await;
-        if !dir.join("ready").exists() {
+        let built = !dir.join("ready").exists();
+        if built {
             self.build(warmer, &digest, &manifest, &dir, user, modes.clone())
                 .await?;
         }
@@ -144,15 +145,27 @@ impl Bases {
             Ok("overlay") => CloneKind::Overlay,
             _ => CloneKind::Copy,
         };
-        let mut k = self.lock();
-        let e = k.entry(digest).or_insert(Known {
-            pins: 0,
-            last_used: Instant::now(),
-            bytes: 0,
-        });
-        e.pins += 1;
-        e.last_used = Instant::now();
-        e.bytes = manifest.bytes_total();
+        {
+            let mut k = self.lock();
+            let e = k.entry(digest).or_insert(Known {
+                pins: 0,
+                last_used: Instant::now(),
+                bytes: 0,
+            });
+            e.pins += 1;
+            e.last_used = Instant::now();
+            e.bytes = manifest.bytes_total();
+        }
+        if built {
+            // Under the node's disk budget (the warm runtimes' figure), never a pinned base.
+            let (me, budget) = (self.clone(), warmer.parts().cfg.disk_budget);
+            let evicted = tokio::task::spawn_blocking(move || me.evict(budget))
+                .await
+                .unwrap_or(0);
+            if evicted > 0 {
+                tracing::info!(evicted, "snapshot bases evicted, least recently used first");
+            }
+        }
         Ok(Pinned {
             digest,
             dir,
