@@ -201,37 +201,45 @@ impl SandboxService {
             SandboxError::Invalid("snapshots are not available on this node".into())
         })?;
         req.check()?;
-        let parts = self.warmer.parts();
-        let (_, manifest) = fetch_manifest(&*parts.source, &RuntimeRef::Digest(snapshot))
-            .await
-            .map_err(|e| match e {
-                PullError::Fetch { source, .. }
-                    if matches!(*source, TransferError::NotFound { .. }) =>
-                {
-                    SandboxError::NotFound(format!("snapshot {snapshot}"))
-                }
-                other => SandboxError::Io {
-                    action: "reading the snapshot manifest",
-                    source: std::io::Error::other(other),
-                },
-            })?;
-        let runtime = manifest.runtime.ok_or_else(|| {
-            SandboxError::Invalid(format!("{snapshot} is a runtime, not a sandbox snapshot"))
-        })?;
-        req.runtime = RuntimeRef::Digest(runtime);
         let started = Instant::now();
-        let pinned = bases
-            .ensure(
-                &self.warmer,
-                snapshot,
-                Arc::new(manifest),
-                self.cfg.jail.user,
-            )
-            .await
-            .map_err(|e| SandboxError::Io {
-                action: "making the snapshot's base on this node",
-                source: std::io::Error::other(e),
-            })?;
+        let (runtime, pinned) = match bases.pin_ready(&snapshot) {
+            Some(ready) => ready,
+            None => {
+                let parts = self.warmer.parts();
+                let (_, manifest) = fetch_manifest(&*parts.source, &RuntimeRef::Digest(snapshot))
+                    .await
+                    .map_err(|e| match e {
+                        PullError::Fetch { source, .. }
+                            if matches!(*source, TransferError::NotFound { .. }) =>
+                        {
+                            SandboxError::NotFound(format!("snapshot {snapshot}"))
+                        }
+                        other => SandboxError::Io {
+                            action: "reading the snapshot manifest",
+                            source: std::io::Error::other(other),
+                        },
+                    })?;
+                let runtime = manifest.runtime.ok_or_else(|| {
+                    SandboxError::Invalid(format!(
+                        "{snapshot} is a runtime, not a sandbox snapshot"
+                    ))
+                })?;
+                let pinned = bases
+                    .ensure(
+                        &self.warmer,
+                        snapshot,
+                        Arc::new(manifest),
+                        self.cfg.jail.user,
+                    )
+                    .await
+                    .map_err(|e| SandboxError::Io {
+                        action: "making the snapshot's base on this node",
+                        source: std::io::Error::other(e),
+                    })?;
+                (runtime, pinned)
+            }
+        };
+        req.runtime = RuntimeRef::Digest(runtime);
         let kind = pinned.kind;
         let digest = pinned.digest;
         match self.create_inner(req, Some(pinned), id).await {

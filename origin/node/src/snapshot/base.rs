@@ -30,6 +30,9 @@ struct Known {
     pins: usize,
     last_used: Instant,
     bytes: u64,
+    /// Once a clone has made or used it in this process: what the next clone needs without
+    /// reading the manifest again (its runtime, how clones are made, the modes).
+    ready: Option<(Digest, CloneKind, Arc<HashMap<PathBuf, u32>>)>,
 }
 
 /// The node's snapshot bases. Cheap to clone.
@@ -85,6 +88,7 @@ impl Bases {
                             pins: 0,
                             last_used: Instant::now(),
                             bytes: 0,
+                            ready: None,
                         },
                     );
                 }
@@ -151,10 +155,12 @@ impl Bases {
                 pins: 0,
                 last_used: Instant::now(),
                 bytes: 0,
+                ready: None,
             });
             e.pins += 1;
             e.last_used = Instant::now();
             e.bytes = manifest.bytes_total();
+            e.ready = manifest.runtime.map(|r| (r, kind, modes.clone()));
         }
         if built {
             // Under the node's disk budget (the warm runtimes' figure), never a pinned base.
@@ -234,6 +240,26 @@ impl Bases {
             remove_tree(&build);
         }
         res
+    }
+
+    /// Pins `digest`'s base if this process already made or used it: a clone then costs no
+    /// manifest read, only the mount. Returns the runtime it records.
+    pub fn pin_ready(&self, digest: &Digest) -> Option<(Digest, Pinned)> {
+        let dir = self.root.join(digest.hex());
+        let mut k = self.lock();
+        let e = k.get_mut(digest)?;
+        let (runtime, kind, modes) = e.ready.clone()?;
+        e.pins += 1;
+        e.last_used = Instant::now();
+        Some((
+            runtime,
+            Pinned {
+                digest: *digest,
+                dir,
+                kind,
+                modes,
+            },
+        ))
     }
 
     /// One clone stopped using `digest`'s base.
