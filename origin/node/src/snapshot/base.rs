@@ -26,13 +26,16 @@ use crate::warm::Warmer;
 /// Versioned name of the bases directory inside the node directory.
 pub const BASES_DIR: &str = "snapshots-v1";
 
+/// Each file's and directory's manifest mode, by path.
+type Modes = Arc<HashMap<PathBuf, u32>>;
+
 struct Known {
     pins: usize,
     last_used: Instant,
     bytes: u64,
     /// Once a clone has made or used it in this process: what the next clone needs without
     /// reading the manifest again (its runtime, how clones are made, the modes).
-    ready: Option<(Digest, CloneKind, Arc<HashMap<PathBuf, u32>>)>,
+    ready: Option<(Digest, CloneKind, Modes)>,
 }
 
 /// The node's snapshot bases. Cheap to clone.
