@@ -295,6 +295,7 @@ impl SandboxService {
             snap: tokio::sync::Mutex::new(snapshots::SnapState {
                 parent: base.as_ref().map(|b| b.digest),
                 cache: Default::default(),
+                entries: None,
             }),
             base,
             dir,

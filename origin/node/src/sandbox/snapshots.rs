@@ -29,6 +29,9 @@ pub(super) struct SnapState {
     pub(super) parent: Option<Digest>,
     /// Stats of the files in `parent` as this sandbox last saw them.
     pub(super) cache: StatCache,
+    /// The hash of `parent`'s entries when this sandbox took it: a snapshot of an unchanged
+    /// workspace answers `parent` again instead of a child with the same tree.
+    pub(super) entries: Option<Digest>,
 }
 
 /// What `POST /v1/sandboxes/{id}/snapshot` answers.
@@ -154,6 +157,26 @@ impl SandboxService {
         }
         drop(frozen);
         let mut manifest = Manifest::new(scanned.entries);
+        let entries = Digest::of(&serde_json::to_vec(&manifest.entries).unwrap_or_default());
+        if let (Some(prev), Some(e)) = (state.parent, state.entries) {
+            if e == entries && missing.is_empty() {
+                state.cache = scanned.cache;
+                return Ok(SnapshotOutcome {
+                    snapshot: prev,
+                    parent: None,
+                    runtime: sb.digest,
+                    files: manifest.files().count() as u64,
+                    bytes_total: manifest.bytes_total(),
+                    new_blocks: 0,
+                    reused_blocks: manifest.blocks().len() as u64,
+                    bytes_new: 0,
+                    files_read: scanned.files_read,
+                    files_reused: scanned.files_reused,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    skipped: scanned.skipped,
+                });
+            }
+        }
         manifest.parent = state.parent;
         manifest.runtime = Some(sb.digest);
         manifest.validate().map_err(|e| SandboxError::Io {
@@ -168,6 +191,7 @@ impl SandboxService {
         let parent = state.parent;
         state.parent = Some(digest);
         state.cache = scanned.cache;
+        state.entries = Some(entries);
         let blocks_total = manifest.blocks().len() as u64;
         let new_blocks = missing.len() as u64;
         let out = SnapshotOutcome {

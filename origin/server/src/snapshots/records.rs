@@ -127,6 +127,8 @@ impl SnapshotRecords {
         label: Option<String>,
     ) -> Result<SnapshotRecord, ApiError> {
         if let Some(old) = self.snapshot(&rec.snapshot).await? {
+            // The same snapshot again (an unchanged workspace): its ancestry stays as recorded.
+            rec.parent = old.parent.or(rec.parent);
             rec.owners = old.owners;
             rec.shared_with = old.shared_with;
         }
