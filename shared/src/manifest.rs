@@ -65,6 +65,10 @@ pub struct Manifest {
     /// The manifest this one was derived from (clones, new versions). Ancestry only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Digest>,
+    /// A sandbox workspace snapshot: the runtime manifest it ran on. Absent from runtime
+    /// manifests, so their bytes (and digests) are what they were before snapshots existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Meta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +123,7 @@ impl Manifest {
         Self {
             schema: SCHEMA.to_string(),
             parent: None,
+            runtime: None,
             meta: None,
             lock: None,
             pack_key: None,

@@ -10,4 +10,5 @@ pub mod interp;
 pub mod jail;
 pub mod metrics;
 pub mod sandbox;
+pub mod snapshot;
 pub mod warm;

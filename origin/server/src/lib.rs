@@ -10,6 +10,7 @@ pub mod metrics;
 mod objects;
 pub mod repo;
 pub mod sandbox;
+pub mod snapshots;
 mod startup;
 mod status;
 mod tags;
@@ -101,10 +102,22 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    // Snapshots need sandboxes and a tier stack whose durable tier keeps their records.
+    let snaps = match (&state.sandboxes, &state.tiers) {
+        (Some(service), Some(tiers)) => Some(snapshots::Snapshots {
+            service: service.clone(),
+            repo: state.repo.clone(),
+            records: snapshots::records::SnapshotRecords(Arc::new(tiers.clone())),
+            stats: Default::default(),
+        }),
+        _ => None,
+    };
     // Sandboxes run commands: every route needs the token when one is configured.
     let sandboxes = sandbox::router(sandbox::SandboxState {
         service: state.sandboxes.clone(),
+        snapshots: snaps.clone(),
     })
+    .merge(snapshots::router(snaps))
     .route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,

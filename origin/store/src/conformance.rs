@@ -171,3 +171,61 @@ pub async fn tags(store: &dyn TagStore) {
     store.set_tag(&name, &tag, &b).await.unwrap();
     assert_eq!(store.get_tag(&name, &tag).await.unwrap(), Some(b));
 }
+
+/// The [`crate::Records`] contract: miss, put, replace, list by prefix (strictly under, any
+/// depth, sorted; a sibling with the same leading characters is not under), delete, size limit.
+pub async fn records(store: &dyn crate::Records) {
+    use crate::RecordKey;
+    let root: RecordKey = format!("conf-{:08x}", rand::random::<u32>())
+        .parse()
+        .unwrap();
+    let a = root.join("a").unwrap();
+    let ab = a.join("b").unwrap();
+    let abc = ab.join("c").unwrap();
+    let sibling: RecordKey = format!("{root}/ab").parse().unwrap();
+    assert_eq!(store.get_record(&a).await.unwrap(), None);
+    assert!(store.list_records(&root).await.unwrap().is_empty());
+    store
+        .put_record(&a, Bytes::from_static(b"{\"v\":1}"))
+        .await
+        .unwrap();
+    store
+        .put_record(&a, Bytes::from_static(b"{\"v\":2}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_record(&a).await.unwrap().unwrap(),
+        &b"{\"v\":2}"[..]
+    );
+    store
+        .put_record(&abc, Bytes::from_static(b"deep"))
+        .await
+        .unwrap();
+    store
+        .put_record(&sibling, Bytes::from_static(b"sib"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_record(&ab).await.unwrap(),
+        None,
+        "a prefix is not a record"
+    );
+    assert_eq!(
+        store.list_records(&root).await.unwrap(),
+        vec![a.clone(), abc.clone(), sibling.clone()]
+    );
+    assert_eq!(store.list_records(&a).await.unwrap(), vec![abc.clone()]);
+    store.delete_record(&a).await.unwrap();
+    store.delete_record(&a).await.unwrap();
+    assert_eq!(store.get_record(&a).await.unwrap(), None);
+    assert_eq!(store.get_record(&abc).await.unwrap().unwrap(), &b"deep"[..]);
+    let big = Bytes::from(vec![b'x'; crate::MAX_RECORD_BYTES + 1]);
+    assert!(
+        store.put_record(&a, big).await.is_err(),
+        "over the size limit"
+    );
+    for k in [&abc, &sibling] {
+        store.delete_record(k).await.unwrap();
+    }
+    assert!(store.list_records(&root).await.unwrap().is_empty());
+}

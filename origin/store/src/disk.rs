@@ -35,6 +35,7 @@ use tokio_util::io::ReaderStream;
 use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
 
 mod quarantine;
+mod records;
 mod verify;
 mod write;
 

@@ -7,6 +7,7 @@ mod disk;
 mod memory;
 mod metrics;
 mod ram;
+mod records;
 mod redis;
 mod s3;
 mod secret;
@@ -27,6 +28,7 @@ pub use metrics::{
     Health, MetricsSnapshot, RamMetrics, ReadMetrics, TierHealth, TierMetrics, MEMORY_TIER,
 };
 pub use ram::{RamCache, RamCacheDefaults};
+pub use records::{BadRecordKey, RecordKey, Records, MAX_RECORD_BYTES};
 pub use redis::{RedisClientCert, RedisOptions, RedisStore, RedisTls};
 pub use s3::{S3Credentials, S3Options, S3Store};
 pub use secret::{Secret, SecretUrl};

@@ -14,6 +14,7 @@ use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
 pub struct MemoryStore {
     objects: RwLock<HashMap<(Kind, Digest), Bytes>>,
     tags: RwLock<HashMap<(RuntimeName, Tag), Digest>>,
+    pub(crate) records: RwLock<std::collections::BTreeMap<crate::RecordKey, Bytes>>,
 }
 
 impl MemoryStore {
@@ -22,11 +23,11 @@ impl MemoryStore {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -107,5 +108,6 @@ mod tests {
         let store = super::MemoryStore::new();
         crate::conformance::run_all(&store).await;
         crate::conformance::tags(&store).await;
+        crate::conformance::records(&store).await;
     }
 }

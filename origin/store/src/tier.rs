@@ -62,6 +62,8 @@ pub struct Tier {
     pub(crate) role: Role,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tags: Option<Arc<dyn TagStore>>,
+    /// Mutable records ([`crate::Records`]); the tiered stack uses the durable tier's only.
+    pub(crate) records: Option<Arc<dyn crate::Records>>,
     pub(crate) probe: Arc<dyn Probe>,
     /// Objects bigger than this are never put here.
     pub(crate) max_object_bytes: Option<u64>,
@@ -73,12 +75,13 @@ pub struct Tier {
 }
 
 impl Tier {
-    pub fn new<S: Store + TagStore + Probe>(role: Role, store: Arc<S>) -> Self {
+    pub fn new<S: Store + TagStore + crate::Records + Probe>(role: Role, store: Arc<S>) -> Self {
         Self {
             name: store.name().to_string(),
             role,
             store: store.clone(),
             tags: Some(store.clone()),
+            records: Some(store.clone()),
             probe: store,
             max_object_bytes: None,
             budget: None,
@@ -108,6 +111,7 @@ impl Tier {
             role,
             store,
             tags,
+            records: None,
             probe,
             max_object_bytes: None,
             budget: None,

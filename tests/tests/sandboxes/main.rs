@@ -10,5 +10,6 @@ mod policy;
 mod registry;
 mod run_code;
 mod shared_cache;
+mod snapshots;
 mod support;
 mod warmed;

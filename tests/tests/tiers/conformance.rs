@@ -4,15 +4,16 @@
 use std::sync::Arc;
 
 use prewarm_store::{
-    conformance, DiskStore, MemoryStore, RamCache, RedisOptions, RedisStore, RedisTls, Role,
-    S3Credentials, S3Options, S3Store, Secret, SecretUrl, Store, TagStore, Tier, Tiered,
+    conformance, DiskStore, MemoryStore, RamCache, Records, RedisOptions, RedisStore, RedisTls,
+    Role, S3Credentials, S3Options, S3Store, Secret, SecretUrl, Store, TagStore, Tier, Tiered,
 };
 use prewarm_tests::services::{Moto, Redis};
 
-/// Runs the object and tag suites against `store`.
-async fn suite<S: Store + TagStore>(store: &S) {
+/// Runs the object, tag and record suites against `store`.
+async fn suite<S: Store + TagStore + Records>(store: &S) {
     conformance::run_all(store).await;
     conformance::tags(store).await;
+    conformance::records(store).await;
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod source_dir;
 mod stash;
 mod tar_reader;
 mod tree;
+mod workspace;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ pub(crate) use chunk::ChunkParams;
 pub use layered::{pack_layers, LayerInput, LayeredPack, LayeredSource};
 pub use layers::Compression;
 pub use tree::Outside;
+pub use workspace::WorkspacePlanner;
 
 /// Limits against decompression bombs and runaway trees.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +151,18 @@ impl Packed {
     /// [`PackError::Io`] if a piece cannot be read, [`PackError::Changed`] if the bytes no
     /// longer hash to the block's digest (a plain-directory source edited during push).
     pub fn read_block(&self, block: &PlannedBlock) -> Result<Bytes, PackError> {
+        block.read()
+    }
+}
+
+impl PlannedBlock {
+    /// Re-reads this block's bytes from the files it was planned from and verifies them
+    /// (see [`Packed::read_block`]; a workspace snapshot's blocks have no `Packed`).
+    ///
+    /// # Errors
+    /// As [`Packed::read_block`].
+    pub fn read(&self) -> Result<Bytes, PackError> {
+        let block = self;
         let size = usize::try_from(block.size)
             .map_err(|_| PackError::Invalid(format!("block {} is too large", block.digest)))?;
         let mut buf = BytesMut::zeroed(size);

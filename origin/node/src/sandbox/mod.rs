@@ -7,6 +7,9 @@
 pub mod node;
 pub mod pool;
 mod run;
+mod snapshots;
+
+pub use snapshots::SnapshotOutcome;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
@@ -109,6 +112,12 @@ struct Sandbox {
     /// The sandbox's long-lived interpreter (see [`run`]); held for the length of a call, so
     /// calls run one at a time.
     interp: tokio::sync::Mutex<Option<crate::interp::Interp>>,
+    /// The limits the create request asked for (a copy of the sandbox asks for the same).
+    requested_limits: prewarm_shared::limits::Limits,
+    /// What the next snapshot builds on; also serialises snapshots of this sandbox.
+    snap: tokio::sync::Mutex<snapshots::SnapState>,
+    /// The snapshot base its workspace is a clone of, if it was made from a snapshot.
+    base: Option<crate::snapshot::Pinned>,
 }
 
 impl Sandbox {
@@ -156,6 +165,8 @@ pub struct SandboxService {
     warmer: Warmer,
     cfg: SandboxConfig,
     sandboxes: Arc<Mutex<HashMap<String, Arc<Sandbox>>>>,
+    /// Snapshot bases on this node; `None` if their directory could not be opened.
+    bases: Option<crate::snapshot::Bases>,
     cancel: CancellationToken,
     tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
     pool: Arc<pool::Pool>,
@@ -165,11 +176,15 @@ impl SandboxService {
     /// Starts the warm workers and the background loops (eviction, registry, idle sandboxes).
     pub fn start(warmer: Warmer, cfg: SandboxConfig) -> Self {
         let cancel = CancellationToken::new();
+        let bases = crate::snapshot::Bases::open(&warmer.layout().root)
+            .inspect_err(|e| tracing::warn!(error = %e, "snapshot bases unavailable"))
+            .ok();
         let svc = Self {
             pool: Arc::new(pool::Pool::new(cfg.pool)),
             warmer,
             cfg,
             sandboxes: Arc::default(),
+            bases,
             cancel: cancel.clone(),
             tasks: Arc::default(),
         };
@@ -210,8 +225,19 @@ impl SandboxService {
 
     /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
     pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
+        self.create_from(req, None, None).await
+    }
+
+    /// [`Self::create`], with the workspace a clone of `base` and the id `id` when given
+    /// (snapshots, resume); counted and traced like every create.
+    async fn create_from(
+        &self,
+        req: CreateSandbox,
+        base: Option<crate::snapshot::Pinned>,
+        id: Option<String>,
+    ) -> Result<SandboxInfo, SandboxError> {
         let (started, runtime) = (Instant::now(), req.runtime.clone());
-        let created = (self.create_inner(req, started))
+        let created = (self.create_inner(req, started, base, id))
             .instrument(crate::metrics::create_span(&runtime))
             .await;
         if created.is_err() {
@@ -226,8 +252,15 @@ impl SandboxService {
         &self,
         req: CreateSandbox,
         started: Instant,
+        base: Option<crate::snapshot::Pinned>,
+        id: Option<String>,
     ) -> Result<SandboxInfo, SandboxError> {
         req.check()?;
+        if let Some(id) = &id {
+            if self.lock().contains_key(id) {
+                return Err(SandboxError::Invalid(format!("sandbox {id} is running")));
+            }
+        }
         if req.user_id.is_empty() || req.user_id.len() > 256 {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
         }
@@ -239,7 +272,10 @@ impl SandboxService {
         }
         let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
-        if let (Ensured::Hot(rec), false, true) = (&ensured, req.network, req.limits.is_empty()) {
+        // A pooled sandbox has a fresh workspace and its own id: not for clones or resumes.
+        if let (Ensured::Hot(rec), false, true, None, None) =
+            (&ensured, req.network, req.limits.is_empty(), &base, &id)
+        {
             if let Some(spec) = rec.interpreters.get(pool::POOLED_LANGUAGE) {
                 if let Some(p) = self.pool.take(digest, spec) {
                     // The pooled sandbox holds the runtime already.
@@ -255,13 +291,27 @@ impl SandboxService {
             Ensured::Warming(job) if job.claim() => (false, job.subscribe(), Outcome::Cold),
             Ensured::Warming(job) => (false, job.subscribe(), Outcome::Joined),
         };
-        let id = format!("sb-{:016x}", rand::random::<u64>());
+        let id = id.unwrap_or_else(|| format!("sb-{:016x}", rand::random::<u64>()));
         tracing::Span::current()
             .record("sandbox", &id)
             .record("digest", tracing::field::display(&digest));
         let dir = self.warmer.layout().sandboxes.join(&id);
         let user = self.cfg.jail.user;
-        if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
+        let clone = |ws: &std::path::Path| match &base {
+            Some(b) => self.clone_workspace(b, ws),
+            None => Ok(()),
+        };
+        if let Err(e) = make_workspace(
+            &dir,
+            req.context.as_ref(),
+            user,
+            req.network,
+            base.is_some(),
+            clone,
+        ) {
+            if base.is_some() {
+                crate::snapshot::overlay::unmount_clone(&dir.join("workspace"));
+            }
             self.warmer.release(&digest);
             remove_tree(&dir);
             return Err(SandboxError::Io {
@@ -273,6 +323,9 @@ impl SandboxService {
             Ok(c) => c,
             Err(e) => {
                 self.warmer.release(&digest);
+                if base.is_some() {
+                    crate::snapshot::overlay::unmount_clone(&dir.join("workspace"));
+                }
                 remove_tree(&dir);
                 return Err(SandboxError::Io {
                     action: "creating the sandbox's cgroup",
@@ -290,6 +343,13 @@ impl SandboxService {
             context,
             network: req.network,
             limits,
+            requested_limits: req.limits,
+            snap: tokio::sync::Mutex::new(snapshots::SnapState {
+                parent: base.as_ref().map(|b| b.digest),
+                cache: Default::default(),
+                entries: None,
+            }),
+            base,
             dir,
             cgroup,
             state,
@@ -347,7 +407,9 @@ impl SandboxService {
     fn discard(&self, sb: &Sandbox) {
         sb.cgroup.remove();
         self.warmer.release(&sb.digest);
+        self.release_clone(sb);
         remove_tree(&sb.dir);
+        self.unpin_clone(sb);
     }
 
     pub fn count(&self) -> usize {
@@ -488,6 +550,8 @@ fn make_workspace(
     context: Option<&serde_json::Value>,
     user: SandboxUser,
     network: bool,
+    cloned: bool,
+    clone: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::lchown;
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
@@ -496,8 +560,13 @@ fn make_workspace(
         std::fs::write(dir.join(RESOLV_CONF), format!("nameserver {dns}\n"))?;
     }
     let ws = dir.join("workspace");
-    std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
-    lchown(&ws, Some(user.uid), Some(user.gid))?;
+    if cloned {
+        // A clone of a snapshot base (`snapshots::clone_workspace`): made, owned, mounted.
+        clone(dir)?;
+    } else {
+        std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
+        lchown(&ws, Some(user.uid), Some(user.gid))?;
+    }
     write_context(&ws, context, user)
 }
 

@@ -333,7 +333,7 @@ impl SandboxService {
             cpu_weight: self.cfg.limits.cpu_weight.min(FILL_CPU_WEIGHT),
             ..self.cfg.limits
         };
-        let made = make_workspace(&dir, None, self.cfg.jail.user, false)
+        let made = make_workspace(&dir, None, self.cfg.jail.user, false, false, |_| Ok(()))
             .and_then(|()| self.cfg.jail.cgroups.create(&id, &limits));
         let cgroup = match made {
             Ok(c) => c,
@@ -421,6 +421,13 @@ impl SandboxService {
             context,
             network: false,
             limits,
+            requested_limits: req.limits,
+            snap: tokio::sync::Mutex::new(super::snapshots::SnapState {
+                parent: None,
+                cache: Default::default(),
+                entries: None,
+            }),
+            base: None,
             dir: p.dir,
             cgroup: p.cgroup,
             state: watch::channel(WarmState::ready()).1,

@@ -92,6 +92,8 @@ impl NodeLayout {
     /// `keep` says whether a `runtimes/<name>` directory is a registered runtime.
     pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
         self.kill_leftover_sandboxes();
+        // Snapshot clones a killed origin left mounted, before their directories go.
+        crate::snapshot::overlay::sweep_mounts(&self.root);
         let mut kept = Vec::new();
         for (dir, all) in [(&self.runtimes, false), (&self.sandboxes, true)] {
             let Ok(rd) = fs::read_dir(dir) else { continue };

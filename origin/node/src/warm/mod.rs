@@ -238,6 +238,11 @@ impl Warmer {
         self.inner.lock_state().jobs.values().cloned().collect()
     }
 
+    /// The cache, source and cache gate, for snapshot bases (`crate::snapshot::base`).
+    pub(crate) fn parts(&self) -> &Inner {
+        &self.inner
+    }
+
     /// Resolves `what`, then: warm → `Hot` (and marks it used); warming → the running job;
     /// cold → a new queued job. With `hold`, the runtime counts as in use by one more sandbox
     /// (release with [`Warmer::release`]) from this moment, so it cannot be evicted.

@@ -219,19 +219,51 @@ impl Collector for Scrape {
             )?;
             let p = s.pool_stats();
             for (name, help, v) in [
-                ("pool_ready", "Pooled sandboxes ready, interpreter started and preloads imported", p.ready),
-                ("pool_idle_rss_bytes", "Resident memory of the idle pooled interpreters", p.idle_rss_bytes),
-                ("pool_memory_budget_bytes", "The pool's memory budget (sandbox.pool_memory_bytes)", p.memory_budget_bytes),
-                ("pool_size", "Ready sandboxes the pool keeps per runtime (sandbox.pool_size)", p.size as u64),
+                (
+                    "pool_ready",
+                    "Pooled sandboxes ready, interpreter started and preloads imported",
+                    p.ready,
+                ),
+                (
+                    "pool_idle_rss_bytes",
+                    "Resident memory of the idle pooled interpreters",
+                    p.idle_rss_bytes,
+                ),
+                (
+                    "pool_memory_budget_bytes",
+                    "The pool's memory budget (sandbox.pool_memory_bytes)",
+                    p.memory_budget_bytes,
+                ),
+                (
+                    "pool_size",
+                    "Ready sandboxes the pool keeps per runtime (sandbox.pool_size)",
+                    p.size as u64,
+                ),
             ] {
                 gauge(&mut enc, name, help, v)?;
             }
             for (name, help, v) in [
                 ("pool_taken", "Creates served from the pool", p.taken_total),
-                ("pool_misses", "Creates on a pooled runtime that found the pool empty", p.misses_total),
-                ("pool_started", "Pooled interpreters started", p.started_total),
-                ("pool_start_failures", "Pooled interpreters that failed to start", p.start_failures_total),
-                ("pool_over_budget", "Refills skipped because the pool was at its memory budget", p.over_budget_total),
+                (
+                    "pool_misses",
+                    "Creates on a pooled runtime that found the pool empty",
+                    p.misses_total,
+                ),
+                (
+                    "pool_started",
+                    "Pooled interpreters started",
+                    p.started_total,
+                ),
+                (
+                    "pool_start_failures",
+                    "Pooled interpreters that failed to start",
+                    p.start_failures_total,
+                ),
+                (
+                    "pool_over_budget",
+                    "Refills skipped because the pool was at its memory budget",
+                    p.over_budget_total,
+                ),
             ] {
                 counter(&mut enc, name, help, v)?;
             }

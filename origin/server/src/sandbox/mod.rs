@@ -14,4 +14,6 @@ use prewarm_node::sandbox::SandboxService;
 #[derive(Clone)]
 pub struct SandboxState {
     pub service: Option<SandboxService>,
+    /// Snapshot records and stats, for creates from a snapshot and paused sandboxes.
+    pub snapshots: Option<crate::snapshots::Snapshots>,
 }

@@ -68,7 +68,11 @@ async fn create(
     State(state): State<SandboxState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: CreateSandbox = parse(body, MAX_SANDBOX_BODY)?;
+    let body = body_bytes(body, MAX_SANDBOX_BODY)?;
+    if let Some(r) = crate::snapshots::create_hook(state.snapshots.as_ref(), &body).await? {
+        return Ok(r);
+    }
+    let req: CreateSandbox = parse(Ok(body), MAX_SANDBOX_BODY)?;
     let info = service(&state)?.create(req).await?;
     let code = if info.hot {
         StatusCode::CREATED
@@ -82,7 +86,16 @@ async fn status(
     State(state): State<SandboxState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(service(&state)?.get(&id)?).into_response())
+    match service(&state)?.get(&id) {
+        Err(SandboxError::NotFound(_)) => {
+            // A paused sandbox's id stays resolvable.
+            match crate::snapshots::paused_status(state.snapshots.as_ref(), &id).await {
+                Some(r) => Ok(r),
+                None => Err(SandboxError::NotFound(id).into()),
+            }
+        }
+        other => Ok(Json(other?).into_response()),
+    }
 }
 
 async fn remove(

@@ -17,6 +17,7 @@ async fn conformance_suite() {
     let store = DiskStore::open(dir.path()).await.unwrap();
     conformance::run_all(&store).await;
     conformance::tags(&store).await;
+    conformance::records(&store).await;
 }
 
 #[tokio::test]

@@ -332,6 +332,8 @@ impl TagStore for RedisStore {
     }
 }
 
+mod records;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +360,7 @@ mod tests {
             .expect("PREWARM_TEST_REDIS_URL answers PING");
         conformance::run_all(&store).await;
         conformance::tags(&store).await;
+        conformance::records(&store).await;
     }
 
     #[tokio::test]

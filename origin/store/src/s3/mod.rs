@@ -384,6 +384,8 @@ impl TagStore for S3Store {
 
 mod multipart;
 
+mod records;
+
 mod credentials;
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ async fn conformance_suite() {
     };
     conformance::run_all(&store).await;
     conformance::tags(&store).await;
+    conformance::records(&store).await;
     // Bigger than one part: a multipart upload, completed only because the digest matches.
     let big: Bytes = (0..PART_SIZE * 2 + 12345)
         .map(|i| (i % 253) as u8)

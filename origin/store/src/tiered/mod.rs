@@ -429,6 +429,7 @@ impl Store for Tiered {
 mod read;
 use read::slice;
 
+mod records;
 mod tags;
 
 #[cfg(test)]

@@ -117,6 +117,29 @@ impl TagStore for Raw {
 }
 
 #[async_trait::async_trait]
+impl crate::Records for Raw {
+    async fn get_record(&self, k: &crate::RecordKey) -> Result<Option<Bytes>, StoreError> {
+        self.check()?;
+        self.tags.get_record(k).await
+    }
+    async fn put_record(&self, k: &crate::RecordKey, doc: Bytes) -> Result<(), StoreError> {
+        self.check()?;
+        self.tags.put_record(k, doc).await
+    }
+    async fn delete_record(&self, k: &crate::RecordKey) -> Result<(), StoreError> {
+        self.check()?;
+        self.tags.delete_record(k).await
+    }
+    async fn list_records(
+        &self,
+        p: &crate::RecordKey,
+    ) -> Result<Vec<crate::RecordKey>, StoreError> {
+        self.check()?;
+        self.tags.list_records(p).await
+    }
+}
+
+#[async_trait::async_trait]
 impl Probe for Raw {
     async fn probe(&self) -> Result<(), StoreError> {
         self.check()
@@ -161,6 +184,7 @@ async fn conformance_suite() {
     let s = stack();
     conformance::run_all(&s.tiered).await;
     conformance::tags(&s.tiered).await;
+    conformance::records(&s.tiered).await;
     let only_disk = Tiered::new(
         Some(Tier::new(Role::Local, Arc::new(MemoryStore::new()))),
         None,
