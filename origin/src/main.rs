@@ -16,6 +16,7 @@ mod cache_cmd;
 mod cli_output;
 mod progress;
 mod pull_cmd;
+mod sandbox_cmd;
 #[cfg(feature = "server")]
 mod serve_cmd;
 #[cfg(feature = "server")]
@@ -46,6 +47,12 @@ enum Command {
     /// Maintain the origin's own store (`prewarm serve`'s data directory).
     #[cfg(feature = "server")]
     Store(store_cmd::StoreArgs),
+    /// Create sandboxes, run commands in them, copy files in and out.
+    Sandbox(sandbox_cmd::SandboxArgs),
+    /// Warm a runtime on the origin's node without a sandbox.
+    Warm(sandbox_cmd::WarmArgs),
+    /// The origin's tiers, warm runtimes, queue and sandboxes.
+    Status(sandbox_cmd::StatusArgs),
 }
 
 #[derive(Args)]
@@ -132,6 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(a) => cache_cmd::run(a).await,
         #[cfg(feature = "server")]
         Command::Store(a) => store_cmd::run(a).await,
+        Command::Sandbox(a) => sandbox_cmd::run(a).await,
+        Command::Warm(a) => sandbox_cmd::warm(a).await,
+        Command::Status(a) => sandbox_cmd::status(a).await,
     }
 }
 
