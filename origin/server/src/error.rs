@@ -219,12 +219,10 @@ impl From<FileError> for ApiError {
         let code = ErrorCode::Input(e.code());
         match e {
             FileError::NotFound(_) | FileError::Stopped => ApiError::NotFound(e.to_string()),
-            FileError::IsDir(_) | FileError::NotDir(_) | FileError::NotFile(_) => {
-                ApiError::State {
-                    code,
-                    message: e.to_string(),
-                }
-            }
+            FileError::IsDir(_) | FileError::NotDir(_) | FileError::NotFile(_) => ApiError::State {
+                code,
+                message: e.to_string(),
+            },
             FileError::TooLarge { limit, .. } => ApiError::TooLarge { limit },
             FileError::Io { .. } => ApiError::Internal(Box::new(e)),
             FileError::Path(_)

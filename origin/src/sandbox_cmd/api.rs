@@ -14,7 +14,12 @@ pub(crate) struct ApiArgs {
     #[arg(long, env = "PREWARM_URL", default_value = "http://127.0.0.1:7070")]
     pub(crate) url: String,
     /// Bearer token for the origin's sandbox API.
-    #[arg(long, env = "PREWARM_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    #[arg(
+        long,
+        env = "PREWARM_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     pub(crate) token: Option<String>,
     /// A file holding the bearer token (first line).
     #[arg(long, env = "PREWARM_TOKEN_FILE")]
@@ -103,8 +108,16 @@ pub(crate) async fn check(resp: Response, what: &str) -> anyhow::Result<Response
     }
     let text = resp.text().await.unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(b) => bail!("{what}: {} ({}, HTTP {})", b.error.message, b.error.code, status.as_u16()),
-        Err(_) => bail!("{what}: HTTP {status}: {}", text.chars().take(300).collect::<String>()),
+        Ok(b) => bail!(
+            "{what}: {} ({}, HTTP {})",
+            b.error.message,
+            b.error.code,
+            status.as_u16()
+        ),
+        Err(_) => bail!(
+            "{what}: HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        ),
     }
 }
 

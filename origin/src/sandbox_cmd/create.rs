@@ -182,7 +182,10 @@ impl Bar {
         bar.set_message(step.to_string());
         let progress = state["progress"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
         bar.set_position((progress * 100.0).round() as u64);
-        let eta = match (state["queue_position"].as_u64(), state["estimated_ms"].as_u64()) {
+        let eta = match (
+            state["queue_position"].as_u64(),
+            state["estimated_ms"].as_u64(),
+        ) {
             (Some(q), _) => format!("queued, {q} ahead"),
             (None, Some(ms)) => format!("eta {:.1}s", ms as f64 / 1000.0),
             (None, None) => String::new(),

@@ -48,7 +48,8 @@ pub(super) async fn run(a: ExecArgs) -> anyhow::Result<ExitCode> {
         let req = api
             .request(Method::POST, &sandbox_path(&a.id, "/exec"))
             .json(&body);
-        api.json(req, &format!("running a command in {}", a.id)).await?
+        api.json(req, &format!("running a command in {}", a.id))
+            .await?
     } else {
         stream(&api, &a.id, &body).await?
     };
@@ -84,7 +85,10 @@ async fn stream(api: &Api, id: &str, body: &Value) -> anyhow::Result<Value> {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                 .unwrap_or(text);
-            bail!("running a command in {id}: {msg} (HTTP {})", resp.status().as_u16());
+            bail!(
+                "running a command in {id}: {msg} (HTTP {})",
+                resp.status().as_u16()
+            );
         }
         Err(e) => return Err(e).with_context(|| format!("connecting to {}", api.base)),
     };

@@ -76,7 +76,10 @@ pub(super) async fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .flatten()
             .map(|e| {
-                let link = e["target"].as_str().map(|t| format!(" -> {t}")).unwrap_or_default();
+                let link = e["target"]
+                    .as_str()
+                    .map(|t| format!(" -> {t}"))
+                    .unwrap_or_default();
                 format!(
                     "{:<7} {:04o} {:>12} {}{link}",
                     e["type"].as_str().unwrap_or("?"),
@@ -96,7 +99,10 @@ pub(super) async fn rm(a: RmArgs) -> anyhow::Result<ExitCode> {
     let (id, path) = split_target(&a.target);
     match path {
         None => delete_sandbox(&api, id).await?,
-        Some("") => bail!("{}: give a path to remove, or just the id to delete the sandbox", a.target),
+        Some("") => bail!(
+            "{}: give a path to remove, or just the id to delete the sandbox",
+            a.target
+        ),
         Some(p) => {
             let req = api.request(Method::DELETE, &files_path(id, p));
             api.send(req, &format!("removing {id}:{p}")).await?;
@@ -115,7 +121,11 @@ pub(super) async fn cp(a: CpArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("cp copies between this host and a sandbox: one of SRC and DST must be ID:PATH, the other a local path"),
     };
     cli_output::result(&report, a.api.json, |r| {
-        format!("{} -> {}", r["from"].as_str().unwrap_or(""), r["to"].as_str().unwrap_or(""))
+        format!(
+            "{} -> {}",
+            r["from"].as_str().unwrap_or(""),
+            r["to"].as_str().unwrap_or("")
+        )
     });
     Ok(ExitCode::SUCCESS)
 }
@@ -171,11 +181,21 @@ async fn upload(api: &Api, src: &Path, id: &str, path: &str) -> anyhow::Result<V
             tar.finish()
         });
         let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(reader, PIPE_BYTES));
-        let url = format!("{}?dir={}", sandbox_path(id, "/files:upload"), encode(&dest));
-        let sent = api.json(api.request(Method::POST, &url).body(body), &what).await;
-        packing.await?.with_context(|| format!("reading {}", src.display()))?;
+        let url = format!(
+            "{}?dir={}",
+            sandbox_path(id, "/files:upload"),
+            encode(&dest)
+        );
+        let sent = api
+            .json(api.request(Method::POST, &url).body(body), &what)
+            .await;
+        packing
+            .await?
+            .with_context(|| format!("reading {}", src.display()))?;
         let r = sent?;
-        return Ok(serde_json::json!({"from": src, "to": format!("{id}:{dest}"), "entries": r["entries"]}));
+        return Ok(
+            serde_json::json!({"from": src, "to": format!("{id}:{dest}"), "entries": r["entries"]}),
+        );
     }
     let file = tokio::fs::File::open(src)
         .await
@@ -201,26 +221,51 @@ async fn download(api: &Api, id: &str, path: &str, dst: &Path) -> anyhow::Result
     let resp = if path.is_empty() {
         None
     } else {
-        let r = api.request(Method::GET, &files_path(id, path)).send().await?;
+        let r = api
+            .request(Method::GET, &files_path(id, path))
+            .send()
+            .await?;
         (r.status() != StatusCode::CONFLICT).then_some(r)
     };
     if let Some(resp) = resp {
         // A file: written beside its destination and renamed over it.
         let resp = check(resp, &what).await?;
-        let target = if into_dir { dst.join(&name) } else { dst.to_path_buf() };
-        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing into {}", dir.display()))?;
+        let target = if into_dir {
+            dst.join(&name)
+        } else {
+            dst.to_path_buf()
+        };
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing into {}", dir.display()))?;
         let mut out = tokio::fs::File::from_std(tmp.reopen()?);
-        let mut body = StreamReader::new(Box::pin(resp.bytes_stream().map_err(std::io::Error::other)));
-        let n = tokio::io::copy(&mut body, &mut out).await.with_context(|| what.clone())?;
+        let mut body =
+            StreamReader::new(Box::pin(resp.bytes_stream().map_err(std::io::Error::other)));
+        let n = tokio::io::copy(&mut body, &mut out)
+            .await
+            .with_context(|| what.clone())?;
         out.sync_all().await?;
-        tmp.persist(&target).with_context(|| format!("placing {}", target.display()))?;
+        tmp.persist(&target)
+            .with_context(|| format!("placing {}", target.display()))?;
         return Ok(serde_json::json!({"from": format!("{id}:{path}"), "to": target, "size": n}));
     }
     // A directory: its tar, unpacked where `cp -r` would put it.
-    let target: PathBuf = if into_dir && !name.is_empty() { dst.join(&name) } else { dst.to_path_buf() };
+    let target: PathBuf = if into_dir && !name.is_empty() {
+        dst.join(&name)
+    } else {
+        dst.to_path_buf()
+    };
     let resp = api
-        .send(api.request(Method::GET, &format!("{}?archive=tar", files_path(id, path))), &what)
+        .send(
+            api.request(
+                Method::GET,
+                &format!("{}?archive=tar", files_path(id, path)),
+            ),
+            &what,
+        )
         .await?;
     std::fs::create_dir_all(&target).with_context(|| format!("making {}", target.display()))?;
     let reader = SyncIoBridge::new(StreamReader::new(Box::pin(

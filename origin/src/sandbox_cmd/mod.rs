@@ -78,9 +78,17 @@ pub(crate) async fn warm(a: WarmArgs) -> anyhow::Result<ExitCode> {
         let state = if i["hot"] == true {
             "warm already".to_string()
         } else {
-            format!("{} ({})", i["status"].as_str().unwrap_or("?"), i["step"].as_str().unwrap_or("?"))
+            format!(
+                "{} ({})",
+                i["status"].as_str().unwrap_or("?"),
+                i["step"].as_str().unwrap_or("?")
+            )
         };
-        format!("{} {}: {state}", a.runtime, i["digest"].as_str().unwrap_or(""))
+        format!(
+            "{} {}: {state}",
+            a.runtime,
+            i["digest"].as_str().unwrap_or("")
+        )
     });
     Ok(if info["status"] == "failed" {
         ExitCode::FAILURE
@@ -112,12 +120,17 @@ pub(crate) async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         Value::Null
     };
-    let out = json!({"url": api.base, "ready": tiers["ready"], "tiers": tiers["tiers"], "node": node});
+    let out =
+        json!({"url": api.base, "ready": tiers["ready"], "tiers": tiers["tiers"], "node": node});
     cli_output::result(&out, a.api.json, |o| {
         let mut lines = vec![format!(
             "{}: {}",
             o["url"].as_str().unwrap_or(""),
-            if o["ready"] == true { "ready" } else { "NOT READY" }
+            if o["ready"] == true {
+                "ready"
+            } else {
+                "NOT READY"
+            }
         )];
         for t in o["tiers"].as_array().into_iter().flatten() {
             let name = t["name"].as_str().or(t["tier"].as_str()).unwrap_or("?");
@@ -158,7 +171,13 @@ fn compact(v: &Value) -> String {
 /// `ID` or `ID:PATH`.
 fn split_target(s: &str) -> (&str, Option<&str>) {
     match s.split_once(':') {
-        Some((id, path)) => (id, Some(path.trim_start_matches("/workspace/").trim_start_matches('/'))),
+        Some((id, path)) => (
+            id,
+            Some(
+                path.trim_start_matches("/workspace/")
+                    .trim_start_matches('/'),
+            ),
+        ),
         None => (s, None),
     }
 }

@@ -9,7 +9,10 @@ use crate::support::Node;
 
 /// `…/files/PATH` of sandbox `id` (PATH as given: the test encodes what it must).
 fn url(node: &Node, id: &str, path: &str) -> String {
-    format!("{}/v1/sandboxes/{id}/files/{path}", node.origin.url)
+    match path {
+        "" => format!("{}/v1/sandboxes/{id}/files", node.origin.url),
+        p => format!("{}/v1/sandboxes/{id}/files/{p}", node.origin.url),
+    }
 }
 
 /// Percent-encodes each component of a path (UTF-8, spaces, `%`), keeping the `/`s.
@@ -30,7 +33,11 @@ fn enc(path: &str) -> String {
 }
 
 fn put(node: &Node, id: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let r = http().put(url(node, id, &enc(path))).body(body).send().expect("put");
+    let r = http()
+        .put(url(node, id, &enc(path)))
+        .body(body)
+        .send()
+        .expect("put");
     (r.status().as_u16(), r.json().unwrap_or(Value::Null))
 }
 
@@ -77,7 +84,9 @@ fn files_round_trip_with_modes_owners_ranges_listings_and_deletes() {
     let (node, sb) = sandbox(json!({}));
     // Binary (every byte value), large (over the pipe size many times), unicode names.
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-    let large: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let large: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let cases = [
         ("bin.dat", binary.clone()),
         ("deep/er/large.bin", large.clone()),
@@ -90,7 +99,12 @@ fn files_round_trip_with_modes_owners_ranges_listings_and_deletes() {
         assert_eq!(r["size"], body.len(), "{r}");
         let (code, back) = get(&node, &sb, path);
         assert_eq!(code, 200, "{path}");
-        assert!(back == *body, "{path}: {} bytes back of {}", back.len(), body.len());
+        assert!(
+            back == *body,
+            "{path}: {} bytes back of {}",
+            back.len(),
+            body.len()
+        );
     }
     // The sandbox sees the same bytes, owns them, and can change them.
     let r = node.exec(&sb, &["sh", "-c", "wc -c < deep/er/large.bin && stat -c '%a %u' 'données/日本語 ✓ 100%.txt' deep deep/er && id -u && echo more >> bin.dat && rm empty"]);
@@ -100,13 +114,20 @@ fn files_round_trip_with_modes_owners_ranges_listings_and_deletes() {
     let uid = lines[4];
     assert_ne!(uid, "0");
     for l in &lines[1..4] {
-        assert!(l.ends_with(&format!(" {uid}")), "owned by the sandbox user: {r:?}");
+        assert!(
+            l.ends_with(&format!(" {uid}")),
+            "owned by the sandbox user: {r:?}"
+        );
     }
     assert!(lines[1].starts_with("644 "), "{r:?}");
     assert!(lines[2].starts_with("755 "), "{r:?}");
     // Modes as asked; a bad one is refused with its reason.
     let u = format!("{}?mode=0750", url(&node, &sb, "run.sh"));
-    let resp = http().put(u).body("#!/bin/sh\necho ran\n").send().expect("put");
+    let resp = http()
+        .put(u)
+        .body("#!/bin/sh\necho ran\n")
+        .send()
+        .expect("put");
     assert_eq!(resp.status(), 201);
     let r = node.exec(&sb, &["./run.sh"]);
     assert_eq!(r.stdout, "ran\n", "{r:?}");
@@ -122,11 +143,17 @@ fn files_round_trip_with_modes_owners_ranges_listings_and_deletes() {
             .header("range", spec)
             .send()
             .expect("range get");
-        let cr = r.headers().get("content-range").map(|v| v.to_str().unwrap().to_string());
+        let cr = r
+            .headers()
+            .get("content-range")
+            .map(|v| v.to_str().unwrap().to_string());
         (r.status().as_u16(), cr, r.bytes().expect("body").to_vec())
     };
     let (code, cr, body) = ranged("bytes=1000-1999");
-    assert_eq!((code, cr.as_deref()), (206, Some(&*format!("bytes 1000-1999/{}", large.len()))));
+    assert_eq!(
+        (code, cr.as_deref()),
+        (206, Some(&*format!("bytes 1000-1999/{}", large.len())))
+    );
     assert!(body == large[1000..2000]);
     let (code, _, body) = ranged("bytes=-7");
     assert_eq!(code, 206);
@@ -137,7 +164,10 @@ fn files_round_trip_with_modes_owners_ranges_listings_and_deletes() {
     let (code, l) = list(&node, &sb, "deep/er");
     assert_eq!(code, 200, "{l}");
     let e = &l["entries"][0];
-    assert_eq!((e["name"].as_str(), e["type"].as_str()), (Some("large.bin"), Some("file")));
+    assert_eq!(
+        (e["name"].as_str(), e["type"].as_str()),
+        (Some("large.bin"), Some("file"))
+    );
     assert_eq!(e["size"], large.len());
     assert_eq!(e["mode"], 0o644);
     assert!(e["mtime"].as_i64().unwrap() > 1_600_000_000, "{e}");
@@ -165,11 +195,21 @@ fn files_round_trip_with_modes_owners_ranges_listings_and_deletes() {
         assert_eq!(r.status(), 400, "{bad}");
         assert_eq!(code_of(&r.bytes().unwrap()), "bad_path", "{bad}");
     }
-    let r = http().get(format!("{}?lsit", url(&node, &sb, "deep"))).send().unwrap();
+    let r = http()
+        .get(format!("{}?lsit", url(&node, &sb, "deep")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // Delete a file, then a whole directory.
-    let del = |p: &str| http().delete(url(&node, &sb, &enc(p))).send().unwrap().status().as_u16();
+    let del = |p: &str| {
+        http()
+            .delete(url(&node, &sb, &enc(p)))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
     assert_eq!(del("bin.dat"), 204);
     assert_eq!(get(&node, &sb, "bin.dat").0, 404);
     assert_eq!(del("deep"), 204);
@@ -202,7 +242,11 @@ fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn upload(node: &Node, id: &str, dir: &str, tar: Vec<u8>) -> (u16, Value) {
-    let u = format!("{}/v1/sandboxes/{id}/files:upload?dir={}", node.origin.url, enc(dir));
+    let u = format!(
+        "{}/v1/sandboxes/{id}/files:upload?dir={}",
+        node.origin.url,
+        enc(dir)
+    );
     let r = http().post(u).body(tar).send().expect("upload");
     (r.status().as_u16(), r.json().unwrap_or(Value::Null))
 }
@@ -222,10 +266,20 @@ fn tar_in_and_out_and_hostile_archives_are_refused() {
     let (code, r) = upload(&node, &sb, "proj", t);
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["entries"], 5);
-    let r = node.exec(&sb, &["sh", "-c", "cd proj && python3 src/main.py && cat src/ünï.txt && stat -c %u data/big.bin && id -u"]);
+    let r = node.exec(
+        &sb,
+        &[
+            "sh",
+            "-c",
+            "cd proj && python3 src/main.py && cat src/ünï.txt && stat -c %u data/big.bin && id -u",
+        ],
+    );
     let out: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(&out[..2], ["hi", "ü"], "{r:?}");
-    assert_eq!(out[2], out[3], "uploaded files belong to the sandbox user: {r:?}");
+    assert_eq!(
+        out[2], out[3],
+        "uploaded files belong to the sandbox user: {r:?}"
+    );
 
     // Out again: the same names and bytes, and the whole stream is a valid archive.
     let resp = http()
@@ -245,10 +299,18 @@ fn tar_in_and_out_and_hostile_archives_are_refused() {
     assert!(seen["data/big.bin"] == big);
     assert_eq!(seen["src/main.py"], b"print('hi')\n");
     assert_eq!(seen[&long], b"long name\n");
-    assert!(seen.keys().any(|k| k.trim_end_matches('/') == "src"), "{:?}", seen.keys());
+    assert!(
+        seen.keys().any(|k| k.trim_end_matches('/') == "src"),
+        "{:?}",
+        seen.keys()
+    );
     // `..` in the target directory is refused like any path.
     let (code, r) = upload(&node, &sb, "..", tar_of(&[("f", b"x")]));
-    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("bad_path")), "{r}");
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (400, Some("bad_path")),
+        "{r}"
+    );
 
     // Hostile members: refused naming the entry; nothing lands outside.
     let mut h = tar::Header::new_gnu();
@@ -264,17 +326,26 @@ fn tar_in_and_out_and_hostile_archives_are_refused() {
         b.into_inner().unwrap()
     };
     let (code, r) = upload(&node, &sb, "x", evil_path);
-    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("bad_archive")), "{r}");
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (400, Some("bad_archive")),
+        "{r}"
+    );
     let hard = {
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Link);
         h.set_size(0);
+        h.set_mode(0o644);
         b.append_link(&mut h, "hl", "/etc/shadow").unwrap();
         b.into_inner().unwrap()
     };
     let (code, r) = upload(&node, &sb, "x", hard);
-    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("bad_archive")), "{r}");
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (400, Some("bad_archive")),
+        "{r}"
+    );
     // A symlink out, then a file through it: the link is kept, the write refused.
     let outside = tempfile::tempdir().unwrap();
     let through = {
@@ -282,6 +353,7 @@ fn tar_in_and_out_and_hostile_archives_are_refused() {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
+        h.set_mode(0o777);
         b.append_link(&mut h, "out", outside.path()).unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_size(4);
@@ -290,11 +362,19 @@ fn tar_in_and_out_and_hostile_archives_are_refused() {
         b.into_inner().unwrap()
     };
     let (code, r) = upload(&node, &sb, "", through);
-    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("path_escapes_workspace")), "{r}");
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (400, Some("path_escapes_workspace")),
+        "{r}"
+    );
     assert!(!outside.path().join("planted").exists());
     // Not a tar at all.
     let (code, r) = upload(&node, &sb, "y", b"definitely not a tar archive".repeat(40));
-    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("bad_archive")), "{r}");
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (400, Some("bad_archive")),
+        "{r}"
+    );
 }
 
 #[test]
@@ -329,16 +409,31 @@ fn writes_are_atomic_and_bounded_by_the_file_size_limit() {
 
     // Over the sandbox's file size limit: refused up front (Content-Length) or while
     // streaming (chunked); the old content stays either way.
+    // (The server answers 413 without reading the rest of the body, so the client may see
+    // the connection close before it reads the answer.)
     let over = vec![7u8; (1 << 20) + 1];
-    let (code, r) = put(&node, &sb, "keep.txt", over.clone());
-    assert_eq!((code, r["error"]["code"].as_str()), (413, Some("too_large")), "{r}");
+    if let Ok(r) = http()
+        .put(url(&node, &sb, "keep.txt"))
+        .body(over.clone())
+        .send()
+    {
+        assert_eq!(r.status(), 413);
+        let body: Value = r.json().expect("error body");
+        assert_eq!(body["error"]["code"], "too_large", "{body}");
+    }
     let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(over));
-    let r = http().put(url(&node, &sb, "keep.txt")).body(chunked).send().expect("put");
-    assert_eq!(r.status(), 413);
+    if let Ok(r) = http().put(url(&node, &sb, "keep.txt")).body(chunked).send() {
+        assert_eq!(r.status(), 413);
+    }
     assert_eq!(get(&node, &sb, "keep.txt").1, old);
     // Exactly at the limit is fine; an archive member over it is not.
     assert_eq!(put(&node, &sb, "max", vec![1u8; 1 << 20]).0, 201);
-    let (code, _) = upload(&node, &sb, "t", tar_of(&[("big", &vec![0u8; (1 << 20) + 1])]));
+    let (code, _) = upload(
+        &node,
+        &sb,
+        "t",
+        tar_of(&[("big", &vec![0u8; (1 << 20) + 1])]),
+    );
     assert_eq!(code, 413);
     let (_, l) = list(&node, &sb, "");
     assert_eq!(names(&l), ["keep.txt", "max", "t"], "{l}");
@@ -361,30 +456,65 @@ fn symlinks_planted_in_the_sandbox_never_lead_outside_the_workspace() {
     let r = node.exec(&sb, &["sh", "-c", &script]);
     assert_eq!(r.exit_code, Some(0), "{r:?}");
     let rel_secret = format!("rel{out}/secret");
-    for path in ["abs/secret", "file", "chain/secret", "root/etc/hostname", &rel_secret, "d/e/up/../../../x"] {
+    for path in [
+        "abs/secret",
+        "file",
+        "chain/secret",
+        "root/etc/hostname",
+        &rel_secret,
+        "d/e/up/../../../x",
+    ] {
         let (code, body) = get(&node, &sb, path);
         assert!(code == 400 || code == 404, "{path}: {code}");
         assert_ne!(body, b"host secret", "{path}");
     }
     let (code, body) = get(&node, &sb, "abs/secret");
-    assert_eq!((code, code_of(&body).as_str()), (400, "path_escapes_workspace"));
+    assert_eq!(
+        (code, code_of(&body).as_str()),
+        (400, "path_escapes_workspace")
+    );
     // Writes through them are refused and nothing appears outside.
-    for path in ["abs/planted", "chain/planted", &format!("rel{out}/planted"), "abs/new/dir/planted", "d/e/up/x"] {
+    for path in [
+        "abs/planted",
+        "chain/planted",
+        &format!("rel{out}/planted"),
+        "abs/new/dir/planted",
+        "d/e/up/x",
+    ] {
         let (code, r) = put(&node, &sb, path, b"evil".to_vec());
         assert!(code == 400 || code == 409, "{path}: {code} {r}");
     }
     // `file` is a link to the secret: a PUT there replaces the link, never the target.
     assert_eq!(put(&node, &sb, "file", b"evil".to_vec()).0, 201);
-    assert_eq!(std::fs::read_to_string(outside.path().join("secret")).unwrap(), "host secret");
-    let names_outside: Vec<_> = std::fs::read_dir(outside.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "host secret"
+    );
+    let names_outside: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names_outside.len(), 1, "{names_outside:?}");
     // Listing or archiving through a link out is refused; links inside list as links.
     assert_eq!(list(&node, &sb, "abs").0, 400);
-    let archive = http().get(format!("{}?archive=tar", url(&node, &sb, "abs"))).send().unwrap();
+    let archive = http()
+        .get(format!("{}?archive=tar", url(&node, &sb, "abs")))
+        .send()
+        .unwrap();
     assert_eq!(archive.status(), 400);
     let (_, l) = list(&node, &sb, "");
-    let abs = l["entries"].as_array().unwrap().iter().find(|e| e["name"] == "abs").unwrap().clone();
-    assert_eq!((abs["type"].as_str(), abs["target"].as_str()), (Some("symlink"), Some(out)));
+    let abs = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "abs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (abs["type"].as_str(), abs["target"].as_str()),
+        (Some("symlink"), Some(out))
+    );
     // A FIFO is not read (nor waited on).
     assert_eq!(code_of(&get(&node, &sb, "fifo").1), "not_a_regular_file");
     // Links that stay inside work.
@@ -396,7 +526,13 @@ fn symlinks_planted_in_the_sandbox_never_lead_outside_the_workspace() {
     assert_eq!(r.status(), 204);
     assert!(outside.path().join("secret").exists());
     // A whole-tree archive sends links as links, never what is behind them.
-    let resp = http().get(format!("{}/v1/sandboxes/{sb}/files?archive=tar", node.origin.url)).send().unwrap();
+    let resp = http()
+        .get(format!(
+            "{}/v1/sandboxes/{sb}/files?archive=tar",
+            node.origin.url
+        ))
+        .send()
+        .unwrap();
     let mut archive = tar::Archive::new(resp);
     for e in archive.entries().unwrap() {
         let mut e = e.unwrap();
@@ -414,9 +550,10 @@ fn a_directory_swapped_for_a_link_mid_request_never_leads_outside() {
     let out = outside.path().to_str().unwrap();
     // The sandbox swaps `swap` between a real directory and a link out, as fast as it can,
     // while the test reads and writes through it.
+    // (Its own steps may fail when a write of the test lands in between: it carries on.)
     let script = format!(
         "i=0; while [ $i -lt 1000 ]; do rm -rf swap; mkdir swap && echo inside > swap/secret; \
-         rm -rf swap; ln -s {out} swap; i=$((i+1)); done; rm -f swap"
+         rm -rf swap; ln -s {out} swap; i=$((i+1)); done 2>/dev/null; echo done"
     );
     std::thread::scope(|s| {
         let racer = s.spawn(|| node.exec(&sb, &["sh", "-c", &script]));
@@ -426,12 +563,12 @@ fn a_directory_swapped_for_a_link_mid_request_never_leads_outside() {
             let (code, body) = get(&node, &sb, "swap/secret");
             assert_ne!(body, b"host secret", "read outside after {tries} tries");
             if code == 200 {
-                assert_eq!(body, b"inside\n");
+                assert!(b"inside\n".starts_with(&body), "{body:?}");
             }
             let _ = put(&node, &sb, "swap/planted", b"evil".to_vec());
         }
         let r = racer.join().unwrap();
-        assert_eq!(r.exit_code, Some(0), "{r:?}");
+        assert_eq!(r.stdout, "done\n", "{r:?}");
     });
     assert!(!outside.path().join("planted").exists());
 }

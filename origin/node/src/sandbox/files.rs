@@ -147,8 +147,7 @@ impl SandboxService {
             let sb = map
                 .get(id)
                 .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            sb.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Busy(Arc::clone(sb))
         };
         let sb = &busy.0;
@@ -188,7 +187,7 @@ fn io(action: &'static str) -> impl FnOnce(Errno) -> FileError {
 }
 
 /// Maps a resolution error for `path` to what the client should hear.
-fn resolve_err(path: &str, action: &'static str) -> impl FnOnce(Errno) -> FileError + '_ {
+fn resolve_err<'p>(path: &'p str, action: &'static str) -> impl FnOnce(Errno) -> FileError + 'p {
     move |e| match e {
         Errno::XDEV | Errno::LOOP => FileError::Escapes(path.to_string()),
         Errno::NOENT => FileError::NotFound(path.to_string()),
@@ -242,7 +241,11 @@ impl Workspace {
                 Ok(fd) => drop(fd),
                 Err(FileError::NotFound(_)) => {
                     let parent = self.open_dir(dir.parent().as_ref())?;
-                    match rustix::fs::mkdirat(&parent, dir.file_name(), Mode::from_raw_mode(DIR_MODE)) {
+                    match rustix::fs::mkdirat(
+                        &parent,
+                        dir.file_name(),
+                        Mode::from_raw_mode(DIR_MODE),
+                    ) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(resolve_err(dir.as_str(), "making a directory")(e)),
                     }
@@ -292,7 +295,8 @@ impl Workspace {
                 limit,
             });
         }
-        rustix::fs::fchmod(&tmp.fd, Mode::from_raw_mode(mode)).map_err(io("setting a file's mode"))?;
+        rustix::fs::fchmod(&tmp.fd, Mode::from_raw_mode(mode))
+            .map_err(io("setting a file's mode"))?;
         self.commit(tmp, name)?;
         Ok(n)
     }
@@ -304,6 +308,8 @@ impl Workspace {
         }
         rustix::fs::renameat(tmp.dir, tmp.name.as_str(), tmp.dir, name).map_err(|e| match e {
             Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => FileError::IsDir(name.to_string()),
+            // The directory, or the temporary in it, was removed meanwhile (by the sandbox).
+            Errno::NOENT => FileError::NotFound(name.to_string()),
             e => FileError::Io {
                 action: "renaming a written file into place",
                 source: e.into(),
@@ -343,7 +349,7 @@ impl Workspace {
                 kind,
                 size: st.st_size as u64,
                 mode: st.st_mode & 0o7777,
-                mtime: st.st_mtime,
+                mtime: st.st_mtime as i64,
                 target,
             });
         }
@@ -394,7 +400,7 @@ impl Workspace {
             let path = format!("{prefix}{name}");
             let mut h = tar::Header::new_gnu();
             h.set_mode(st.st_mode & 0o7777);
-            h.set_mtime(st.st_mtime.max(0) as u64);
+            h.set_mtime(st.st_mtime);
             match kind_of(st.st_mode) {
                 EntryKind::File => {
                     let Ok(f) = rustix::fs::openat(
@@ -452,7 +458,10 @@ impl Workspace {
     pub fn unpack_tar(&self, dir: Option<&RelPath>, body: &mut dyn Read) -> Result<u64, FileError> {
         self.make_dirs(dir)?;
         let mut archive = tar::Archive::new(body);
-        let entries = archive.entries().map_err(|e| bad_archive("(start)", e))?.raw(true);
+        let entries = archive
+            .entries()
+            .map_err(|e| bad_archive("(start)", e))?
+            .raw(true);
         let (mut long_name, mut pax_path, mut long_link, mut pax_link) = (None, None, None, None);
         let mut count = 0;
         for entry in entries {
@@ -477,7 +486,9 @@ impl Workspace {
                         match ext.key_bytes() {
                             b"path" => pax_path = Some(ext.value_bytes().to_vec()),
                             b"linkpath" => pax_link = Some(ext.value_bytes().to_vec()),
-                            b"size" => return Err(archive_err(&shown, "PAX `size` is not supported")),
+                            b"size" => {
+                                return Err(archive_err(&shown, "PAX `size` is not supported"))
+                            }
                             _ => {}
                         }
                     }
@@ -531,17 +542,20 @@ impl Workspace {
                         .ok_or_else(|| archive_err(&shown, "symlink without a target"))?;
                     self.symlink(&path, &target)?;
                 }
-                other => {
-                    return Err(archive_err(
-                        &shown,
-                        format!("{other:?} entries are not supported (files, directories and symlinks are)"),
-                    ))
-                }
+                other => return Err(archive_err(
+                    &shown,
+                    format!(
+                        "{other:?} entries are not supported (files, directories and symlinks are)"
+                    ),
+                )),
             }
             count += 1;
         }
         if long_name.is_some() || pax_path.is_some() {
-            return Err(archive_err("(end)", "archive ends with an extension header"));
+            return Err(archive_err(
+                "(end)",
+                "archive ends with an extension header",
+            ));
         }
         Ok(count)
     }
@@ -589,7 +603,8 @@ impl<'d> Temp<'d> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
-        .map_err(io("creating a temporary file"))?;
+        // ENOENT: the directory was removed meanwhile (by the sandbox).
+        .map_err(resolve_err(".", "creating a temporary file"))?;
         let t = Temp {
             dir,
             name,
@@ -702,7 +717,11 @@ fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
 fn clean_name(raw: &[u8], is_dir: bool) -> Result<Option<RelPath>, String> {
     let s = std::str::from_utf8(raw).map_err(|_| "name is not UTF-8".to_string())?;
     let s = s.strip_prefix("./").unwrap_or(s);
-    let s = if is_dir { s.strip_suffix('/').unwrap_or(s) } else { s };
+    let s = if is_dir {
+        s.strip_suffix('/').unwrap_or(s)
+    } else {
+        s
+    };
     if s.is_empty() || s == "." {
         return Ok(None);
     }
@@ -725,7 +744,10 @@ mod tests {
 
     #[test]
     fn member_names_are_checked() {
-        assert_eq!(clean_name(b"./a/b", false).unwrap().unwrap().as_str(), "a/b");
+        assert_eq!(
+            clean_name(b"./a/b", false).unwrap().unwrap().as_str(),
+            "a/b"
+        );
         assert_eq!(clean_name(b"d/", true).unwrap().unwrap().as_str(), "d");
         assert!(clean_name(b"./", true).unwrap().is_none());
         for bad in [&b"../x"[..], b"/etc/passwd", b"a//b", b"a/../../b", b"\xff"] {

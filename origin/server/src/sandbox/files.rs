@@ -92,6 +92,10 @@ async fn get_path(
     Query(q): Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // `…/files/` is the root, as `…/files` is.
+    if path.is_empty() {
+        return get_any(state, id, None, q).await;
+    }
     let path = rel(&path)?;
     if q.is_empty() {
         return read_file(state, id, path, &headers).await;
@@ -175,7 +179,11 @@ async fn read_file(
 
 /// Streams a directory as tar. Errors after the first byte cut the stream short (no
 /// end-of-archive marker), which every tar reader reports.
-async fn archive(state: SandboxState, id: String, dir: Option<RelPath>) -> Result<Response, ApiError> {
+async fn archive(
+    state: SandboxState,
+    id: String,
+    dir: Option<RelPath>,
+) -> Result<Response, ApiError> {
     let d = dir.clone();
     let ws = blocking(&state, id, move |ws| ws.list(d.as_ref()).map(|_| ws)).await?;
     let (reader, writer) = tokio::io::duplex(PIPE_BYTES);
