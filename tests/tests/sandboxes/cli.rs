@@ -36,25 +36,13 @@ fn json_of(out: &Output) -> Value {
 
 #[test]
 fn sandbox_commands_create_exec_copy_list_and_remove() {
-    let token = "cli-test-token";
     let tmp = tempfile::tempdir().unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let node = Node::start(&["--token-file", token_file.to_str().unwrap()]);
+    let node = Node::start(&[]);
     node.push_greeter("clirt", compile_step("clirt"));
     let url = node.origin.url.as_str();
-    let tf = token_file.to_str().unwrap();
-    let auth = [("PREWARM_TOKEN", token)];
+    let auth: [(&str, &str); 0] = [];
 
-    // Without a token: refused, with the server's reason.
-    let out = run(url, &["sandbox", "create", "clirt:v1", "--wait"], &[]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unauthorized"),
-        "{out:?}"
-    );
-
-    // Cold create, waiting: the id of a ready sandbox (the token from a file).
+    // Cold create, waiting: the id of a ready sandbox.
     let ctx = tmp.path().join("ctx.json");
     std::fs::write(&ctx, r#"{"task": 7}"#).unwrap();
     let ctx = ctx.to_str().unwrap();
@@ -67,8 +55,6 @@ fn sandbox_commands_create_exec_copy_list_and_remove() {
         "--context-file",
         ctx,
         "--wait",
-        "--token-file",
-        tf,
     ];
     let id = ok(&run(url, &args, &[])).trim().to_string();
     assert!(id.starts_with("sb-"), "{id}");
@@ -88,7 +74,7 @@ fn sandbox_commands_create_exec_copy_list_and_remove() {
             "--",
             "sh",
             "-c",
-            "hello; cat .prewarm/context.json; echo oops >&2; exit 3",
+            "/opt/clirt/bin/hello; cat .prewarm/context.json; echo oops >&2; exit 3",
         ],
         &auth,
     );
@@ -250,6 +236,41 @@ fn sandbox_commands_create_exec_copy_list_and_remove() {
         human.contains("ready") && human.contains("warm runtimes"),
         "{human}"
     );
+}
+
+#[test]
+fn the_token_comes_from_a_file_or_the_environment() {
+    let token = "cli-test-token";
+    let tmp = tempfile::tempdir().unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let node = Node::start(&["--token-file", token_file.to_str().unwrap()]);
+    let url = node.origin.url.as_str();
+    let tf = token_file.to_str().unwrap();
+    // Without a token: refused, with the server's reason.
+    let out = run(url, &["sandbox", "create", "nosuch:v1"], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unauthorized"),
+        "{out:?}"
+    );
+    // With it (from a file, then from the environment): through to the runtime lookup.
+    let out = run(
+        url,
+        &["sandbox", "create", "nosuch:v1", "--token-file", tf],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not_found"),
+        "{out:?}"
+    );
+    let s = json_of(&run(
+        url,
+        &["status", "--json"],
+        &[("PREWARM_TOKEN", token)],
+    ));
+    assert_eq!(s["node"]["sandboxes"], 0, "{s}");
+    let wrong = run(url, &["status", "--json"], &[("PREWARM_TOKEN", "wrong")]);
+    assert!(json_of(&wrong)["node"].is_null());
 }
 
 #[test]

@@ -542,12 +542,14 @@ impl Workspace {
                         .ok_or_else(|| archive_err(&shown, "symlink without a target"))?;
                     self.symlink(&path, &target)?;
                 }
-                other => return Err(archive_err(
-                    &shown,
-                    format!(
+                other => {
+                    return Err(archive_err(
+                        &shown,
+                        format!(
                         "{other:?} entries are not supported (files, directories and symlinks are)"
                     ),
-                )),
+                    ))
+                }
             }
             count += 1;
         }
