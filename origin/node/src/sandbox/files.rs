@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
+use prewarm_client::pack::{clean_tar_name as clean_name, trim_tar_nul as trim_nul};
 use prewarm_shared::path::PathError;
 use prewarm_shared::RelPath;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -705,29 +706,6 @@ fn read_ext(entry: &mut dyn Read, shown: &str, size: u64, cap: u64) -> Result<Ve
         .read_to_end(&mut v)
         .map_err(|e| bad_archive(shown, e))?;
     Ok(v)
-}
-
-fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
-    while v.last() == Some(&0) {
-        v.pop();
-    }
-    v
-}
-
-/// A member name as a path: UTF-8, one leading `./` stripped, one trailing `/` allowed on
-/// directories, then the strict [`RelPath`] rules. `Ok(None)` is the root itself.
-fn clean_name(raw: &[u8], is_dir: bool) -> Result<Option<RelPath>, String> {
-    let s = std::str::from_utf8(raw).map_err(|_| "name is not UTF-8".to_string())?;
-    let s = s.strip_prefix("./").unwrap_or(s);
-    let s = if is_dir {
-        s.strip_suffix('/').unwrap_or(s)
-    } else {
-        s
-    };
-    if s.is_empty() || s == "." {
-        return Ok(None);
-    }
-    s.parse().map(Some).map_err(|e: PathError| e.to_string())
 }
 
 #[cfg(test)]
