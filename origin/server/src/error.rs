@@ -229,7 +229,8 @@ impl From<FileError> for ApiError {
             | FileError::Escapes(_)
             | FileError::Root(_)
             | FileError::BadMode(_)
-            | FileError::Archive { .. } => ApiError::bad_request(code, e),
+            | FileError::Archive { .. }
+            | FileError::Body(_) => ApiError::bad_request(code, e),
         }
     }
 }

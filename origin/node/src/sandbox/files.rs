@@ -67,6 +67,9 @@ pub enum FileError {
     Archive { entry: String, reason: String },
     #[error("the sandbox was deleted during the transfer")]
     Stopped,
+    /// The request body broke off (the client went away, or sent a malformed chunk).
+    #[error("reading the request body: {0}")]
+    Body(#[source] std::io::Error),
     #[error("{action}: {source}")]
     Io {
         action: &'static str,
@@ -90,6 +93,7 @@ impl FileError {
             FileError::BadMode(_) => "bad_mode",
             FileError::Archive { .. } => "bad_archive",
             FileError::Stopped => "not_found",
+            FileError::Body(_) => "bad_body",
             FileError::Io { .. } => "internal",
         }
     }
@@ -284,10 +288,18 @@ impl Workspace {
             source: e,
         })?);
         let limit = self.file_limit;
-        let n = std::io::copy(&mut body.take(limit.saturating_add(1)), &mut file).map_err(|e| {
-            FileError::Io {
-                action: "receiving the file",
-                source: e,
+        let mut src = Reading {
+            inner: body.take(limit.saturating_add(1)),
+            failed: false,
+        };
+        let n = std::io::copy(&mut src, &mut file).map_err(|e| {
+            if src.failed {
+                FileError::Body(e)
+            } else {
+                FileError::Io {
+                    action: "writing the file",
+                    source: e,
+                }
             }
         })?;
         if n > limit {
@@ -586,6 +598,20 @@ impl Workspace {
             let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
         }
         moved
+    }
+}
+
+/// A reader that remembers whether it failed, so a broken body is told from a failed write.
+struct Reading<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for Reading<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.failed |= matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::Interrupted);
+        r
     }
 }
 
