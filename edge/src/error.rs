@@ -44,6 +44,8 @@ pub enum EdgeError {
     OriginUnreachable(#[source] Cause),
     #[error("reading a response body failed")]
     ReadFailed(#[source] Cause),
+    #[error("{what} is not in the edge cache, and the request said only-if-cached")]
+    NotCached { what: String },
     #[error("the origin did not answer within {ms} ms")]
     OriginTimeout { ms: u64 },
     #[error("the edge is misconfigured: {0}")]
@@ -69,7 +71,7 @@ impl EdgeError {
             | EdgeError::UpstreamStatus { .. }
             | EdgeError::OriginUnreachable(_)
             | EdgeError::ReadFailed(_) => 502,
-            EdgeError::OriginTimeout { .. } => 504,
+            EdgeError::OriginTimeout { .. } | EdgeError::NotCached { .. } => 504,
         }
     }
 
@@ -91,6 +93,7 @@ impl EdgeError {
             EdgeError::OriginUnreachable(_) => "origin_unreachable",
             EdgeError::ReadFailed(_) => "read_failed",
             EdgeError::OriginTimeout { .. } => "origin_timeout",
+            EdgeError::NotCached { .. } => "not_cached",
             EdgeError::Config(_) => "edge_misconfigured",
             EdgeError::Runtime(_) => "internal",
         }

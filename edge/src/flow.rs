@@ -164,6 +164,9 @@ pub struct Incoming<'a> {
     pub if_none_match: Option<&'a str>,
     /// The `Accept-Encoding` field, joined the same way.
     pub accept_encoding: Option<&'a str>,
+    /// `Cache-Control: only-if-cached` (RFC 9111 §5.2.1.7): answer from the edge cache or
+    /// `504`, never asking an origin.
+    pub only_if_cached: bool,
     /// Where the request arrived, for choosing an origin.
     pub place: Place<'a>,
 }
@@ -192,6 +195,7 @@ pub async fn handle<P: Platform>(
                 kind: *kind,
                 digest,
                 head: routed.head,
+                only_if_cached: req.only_if_cached,
                 range: req.range,
                 if_none_match: req.if_none_match,
                 // Only a full GET from a client that names zstd; HEAD and ranges are identity.
@@ -217,7 +221,7 @@ pub async fn handle<P: Platform>(
                 route: &routed.route,
                 place: req.place,
             };
-            tag(p, &src, key, routed.head).await
+            tag(p, &src, key, routed.head, req.only_if_cached).await
         }
     }
 }
@@ -226,6 +230,7 @@ struct Object<'a> {
     kind: Kind,
     digest: &'a Digest,
     head: bool,
+    only_if_cached: bool,
     range: Option<&'a str>,
     if_none_match: Option<&'a str>,
     /// Whether this request gets the zstd representation when the edge has one.
@@ -320,6 +325,11 @@ async fn object<P: Platform>(
         let bytes = p.read_body(hit.body, size_limit(obj.kind)).await?;
         let plan = plan(&obj, bytes.len(), CacheStatus::Hit)?;
         return Ok(Reply::from_plan(plan, bytes));
+    }
+    if obj.only_if_cached {
+        return Err(EdgeError::NotCached {
+            what: obj.digest.to_string(),
+        });
     }
     // A full identity GET, a HEAD and a 304 relay the origin's bytes through the runtime's own
     // streams and hasher, never through Wasm. Ranges and zstd clients need the bytes in hand
@@ -444,6 +454,7 @@ async fn tag<P: Platform>(
     src: &Source<'_>,
     key: String,
     head: bool,
+    only_if_cached: bool,
 ) -> Result<Reply<P::Body>, EdgeError> {
     let ttl = src.config.tag_ttl_seconds;
     if ttl > 0 {
@@ -460,6 +471,11 @@ async fn tag<P: Platform>(
                 body,
             });
         }
+    }
+    if only_if_cached {
+        return Err(EdgeError::NotCached {
+            what: "this tag".to_string(),
+        });
     }
     let want = Want::Bytes {
         limit: MAX_TAG_BODY_SIZE,

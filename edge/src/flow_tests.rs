@@ -3,6 +3,7 @@
 mod conditional;
 mod encoding;
 mod failover;
+mod only_if_cached;
 mod relay;
 
 use std::cell::RefCell;
@@ -238,6 +239,7 @@ fn send_with(
         range,
         if_none_match,
         accept_encoding,
+        only_if_cached: false,
         place: Place::default(),
     };
     run(handle(fake, config, req)).unwrap_or_else(|e| Reply::from_error(&e))

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::EdgeError;
 use crate::flow::{handle, Body, Cached, Incoming, Platform, Relay, Reply, Upstream};
 use crate::origins::{Memory, Place};
-use crate::policy::{check_len, Headers};
+use crate::policy::{check_len, only_if_cached, Headers};
 
 /// [`Platform`] on Cloudflare Workers: the default Cache API cache, global `fetch`, `setTimeout`,
 /// the runtime's SHA-256 (`crypto.subtle`, `crypto.DigestStream`) and its streams.
@@ -261,6 +261,12 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
     let range = req.headers().get("range").ok().flatten();
     let if_none_match = req.headers().get("if-none-match").ok().flatten();
     let accept_encoding = client_accept_encoding(req);
+    let only_if_cached = req
+        .headers()
+        .get("cache-control")
+        .ok()
+        .flatten()
+        .is_some_and(|v| only_if_cached(&v));
     let (colo, continent) = place_of(req);
     // A secret and a var are both plain strings to the worker; secrets are read first.
     let config = Config::from_vars(|name| {
@@ -280,6 +286,7 @@ async fn respond(req: &Request, env: &Env, ctx: &Context) -> Reply<Response> {
         range: range.as_deref(),
         if_none_match: if_none_match.as_deref(),
         accept_encoding: accept_encoding.as_deref(),
+        only_if_cached,
         place: Place {
             colo: colo.as_deref(),
             continent: continent.as_deref(),

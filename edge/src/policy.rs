@@ -227,6 +227,15 @@ pub fn object_plan(
     })
 }
 
+/// Whether a `Cache-Control` request field carries `only-if-cached` (RFC 9111 §5.2.1.7):
+/// directive names are case-insensitive, members comma-separated, arguments ignored.
+pub fn only_if_cached(field: &str) -> bool {
+    field.split(',').any(|member| {
+        let name = member.split('=').next().unwrap_or("").trim();
+        name.eq_ignore_ascii_case("only-if-cached")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ mod sandbox_cmd;
 #[cfg(feature = "server")]
 mod serve_cmd;
 #[cfg(feature = "server")]
+mod simulate_cmd;
+#[cfg(feature = "server")]
 mod store_cmd;
 
 #[derive(Parser)]
@@ -53,6 +55,9 @@ enum Command {
     Warm(sandbox_cmd::WarmArgs),
     /// The origin's tiers, warm runtimes, queue and sandboxes.
     Status(sandbox_cmd::StatusArgs),
+    /// Replay a usage trace through a warming policy on a virtual clock (or sweep, or generate one).
+    #[cfg(feature = "server")]
+    Simulate(Box<simulate_cmd::SimulateArgs>),
 }
 
 #[derive(Args)]
@@ -142,6 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(a) => sandbox_cmd::run(a).await,
         Command::Warm(a) => sandbox_cmd::warm(a).await,
         Command::Status(a) => sandbox_cmd::status(a).await,
+
+        #[cfg(feature = "server")]
+        Command::Simulate(a) => simulate_cmd::run(*a).await,
     }
 }
 

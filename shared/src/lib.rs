@@ -12,7 +12,9 @@ pub mod name;
 pub mod pack;
 pub mod path;
 pub mod range;
+pub mod run;
 pub mod sandbox;
+pub mod warmed;
 pub mod wire;
 
 pub use digest::{Digest, DigestError, Hasher};

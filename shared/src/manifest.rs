@@ -73,6 +73,10 @@ pub struct Manifest {
     pub pack_key: Option<String>,
     /// Sorted by path (byte order), each path once; every parent is a `dir` entry.
     pub entries: Vec<Entry>,
+    /// Set on a warmed runtime: who warmed `parent` and with which inputs. Absent on every
+    /// other manifest, so their bytes and digests are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmed: Option<crate::warmed::WarmedBy>,
 }
 
 /// Why manifest bytes were refused.
@@ -119,6 +123,7 @@ impl Manifest {
             lock: None,
             pack_key: None,
             entries,
+            warmed: None,
         }
     }
 

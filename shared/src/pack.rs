@@ -41,7 +41,27 @@ pub struct Meta {
     /// Commands run once after materialising, in the runtime's environment (e.g. compileall).
     #[serde(default)]
     pub warm: Vec<Vec<String>>,
+    /// Long-lived interpreters sandboxes of this runtime can `run` code in, by language
+    /// (only `python` today); see [`Interpreter`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub interpreters: BTreeMap<String, Interpreter>,
 }
+
+/// One entry of `meta.json`'s `interpreters`: how to start the language's interpreter, and what
+/// to import before a pooled sandbox with it is handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interpreter {
+    /// The interpreter's command (`["/opt/python-data/bin/python3"]`); the node appends the
+    /// driver's own arguments.
+    pub cmd: Vec<String>,
+    /// Modules imported before a pooled interpreter is handed out (`["numpy", "pandas"]`).
+    #[serde(default)]
+    pub preload: Vec<String>,
+}
+
+/// The languages a node has a driver for (`meta.json` `interpreters` keys).
+pub const INTERPRETER_LANGUAGES: &[&str] = &["python"];
 
 impl Meta {
     /// Parses and checks `meta.json` bytes.
@@ -96,6 +116,31 @@ impl Meta {
         for (i, c) in self.warm.iter().enumerate() {
             crate::sandbox::check_argv(&format!("warm command #{i}"), c)
                 .map_err(|e| invalid("meta.json", e.to_string()))?;
+        }
+        for (lang, i) in &self.interpreters {
+            if !INTERPRETER_LANGUAGES.contains(&lang.as_str()) {
+                return bad(format!(
+                    "interpreters: no driver for language {lang:?} (known: {})",
+                    INTERPRETER_LANGUAGES.join(", ")
+                ));
+            }
+            crate::sandbox::check_argv(&format!("interpreters.{lang}.cmd"), &i.cmd)
+                .map_err(|e| invalid("meta.json", e.to_string()))?;
+            for m in &i.preload {
+                let ok = !m.is_empty()
+                    && m.len() <= 256
+                    && m.split('.').all(|part| {
+                        part.chars()
+                            .next()
+                            .is_some_and(|c| c.is_alphabetic() || c == '_')
+                            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    });
+                if !ok {
+                    return bad(format!(
+                        "interpreters.{lang}.preload: {m:?} is not a dotted module name"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -211,6 +256,33 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn interpreters_are_checked() {
+        let ok = Meta::parse(
+            br#"{"name":"p","version":"1","layers":[],"interpreters":{"python":{"cmd":["/opt/p/bin/python3"],"preload":["numpy","os.path"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.interpreters["python"].preload, ["numpy", "os.path"]);
+        for (bad, names) in [
+            (r#"{"python":{"cmd":[]}}"#, "interpreters.python.cmd"),
+            (r#"{"ruby":{"cmd":["ruby"]}}"#, "\"ruby\""),
+            (
+                r#"{"python":{"cmd":["p"],"preload":["os; rm"]}}"#,
+                "preload",
+            ),
+            (r#"{"python":{"cmd":["p"],"prelaod":[]}}"#, "prelaod"),
+        ] {
+            let meta = format!(r#"{{"name":"p","version":"1","layers":[],"interpreters":{bad}}}"#);
+            let e = Meta::parse(meta.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(names), "{bad}: {e}");
+        }
+        // Absent: serialised as before, so existing meta.json bytes round-trip.
+        let plain = Meta::parse(br#"{"name":"p","version":"1","layers":[]}"#).unwrap();
+        assert!(!serde_json::to_string(&plain)
+            .unwrap()
+            .contains("interpreters"));
     }
 
     #[test]

@@ -193,6 +193,10 @@ pub enum Step {
     Manifest,
     /// Downloading the blocks of files the node cache lacks; progress by bytes.
     Fetch,
+    /// Fetching another node's warmed runtime (`prewarm_shared::warmed`) instead of running
+    /// the warm commands here; progress by bytes.
+    #[serde(rename = "fetch_warmed")]
+    FetchWarmed,
     /// Linking the tree from the node cache (one pass over the merged tree: base, then deps).
     Materialise,
     /// Running the pack's `warm` commands, isolated, runtime writable; progress by commands.
@@ -288,6 +292,15 @@ pub struct WarmStats {
     pub warm_runtimes: u64,
     pub sandboxes: u64,
     pub evictions: u64,
+    /// Runtimes made ready here from another node's warmed manifest (no warm command ran).
+    #[serde(default)]
+    pub warmed_fetched: u64,
+    /// Runtimes this node warmed and published as warmed manifests.
+    #[serde(default)]
+    pub warmed_published: u64,
+    /// `meta.warm` commands this node ran (a fetched warmed runtime runs none).
+    #[serde(default)]
+    pub warm_commands_run: u64,
 }
 
 /// `POST /v1/sandboxes/{id}/exec`.

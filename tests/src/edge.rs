@@ -124,6 +124,49 @@ impl Wrangler {
         panic!("wrangler dev did not become ready:\n{}", self.log_tail());
     }
 
+    /// Waits until the edge cache holds `path` (asked with `Cache-Control: only-if-cached`,
+    /// which never reaches an origin), with `headers` added (an `Accept-Encoding` to wait for
+    /// that representation, whose `Content-Encoding` must then be `encoding`). The edge stores
+    /// after it answers (`wait_until`), so a request right behind a miss may miss again.
+    pub fn wait_cached(&self, path: &str, headers: &[(&str, &str)], encoding: Option<&str>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = http();
+        loop {
+            let mut req = client
+                .get(format!("{}{path}", self.url))
+                .header("cache-control", "only-if-cached");
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            let resp = req.send().expect("edge request");
+            let coding = resp
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            if resp.status() == 200 && coding.as_deref() == encoding {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never reached the edge cache ({} {coding:?}):\n{}",
+                resp.status(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every block and manifest the proxy has seen the edge fetch is in its cache.
+    pub fn settle(&self, proxy: &Proxy) {
+        let mut seen: Vec<String> = proxy.hits();
+        seen.retain(|p| p.starts_with("/v1/blocks/") || p.starts_with("/v1/manifests/"));
+        seen.sort();
+        seen.dedup();
+        for path in seen {
+            self.wait_cached(&path, &[], None);
+        }
+    }
+
     /// The end of wrangler's output, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

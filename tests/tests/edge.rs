@@ -87,6 +87,7 @@ fn pulls_through_the_edge_are_exact_and_cached() {
         proxy.hits()
     );
     assert_eq!(manifests, 1);
+    edge.settle(&proxy);
 
     // Another host (another cache dir) downloads everything again, all from the edge.
     let second = pull_json(
@@ -209,6 +210,7 @@ fn zstd_pulls_through_the_edge_are_exact_and_cache_both_codings() {
     );
     let blocks = proxy.count("/v1/blocks/");
     assert_eq!(blocks as u64, pushed["blocks_total"].as_u64().unwrap());
+    edge.settle(&proxy);
 
     // Another host that refuses zstd: identity, exact, all from the edge cache.
     let second = pull_json(
@@ -230,6 +232,8 @@ fn zstd_pulls_through_the_edge_are_exact_and_cache_both_codings() {
     assert_eq!(proxy.count("/v1/manifests/"), 1);
 
     // What each kind of client sees for the manifest, straight from the edge cache.
+    let manifest_path = format!("/v1/manifests/{}", pushed["digest"].as_str().unwrap());
+    edge.wait_cached(&manifest_path, &[("accept-encoding", "zstd")], Some("zstd"));
     let url = format!(
         "{}/v1/manifests/{}",
         edge.url,
@@ -410,6 +414,7 @@ fn conditional_requests_are_answered_like_the_origin() {
     let first = send(&edge.url, "GET", &block_path, &[("if-none-match", &etag)]);
     assert_304(first, &block.to_string(), "miss");
     assert_eq!(proxy.count(&block_path), 1);
+    edge.wait_cached(&block_path, &[], None);
 
     // Now cached: every conditional form is answered by the edge alone.
     let weak = format!("W/{etag}");
@@ -456,6 +461,7 @@ fn conditional_requests_are_answered_like_the_origin() {
     // A manifest: cached by a plain GET, then 304 from the cache.
     let plain = send(&edge.url, "GET", &manifest_path, &[]);
     assert_eq!(plain.bytes().unwrap(), manifest_bytes);
+    edge.wait_cached(&manifest_path, &[], None);
     let manifest_etag = format!("\"{manifest_digest}\"");
     for method in ["GET", "HEAD"] {
         let resp = send(

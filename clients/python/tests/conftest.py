@@ -113,6 +113,7 @@ class Origin:
         warm: Sequence[Sequence[str]] = (),
         files: Sequence[Tuple[str, bytes, int]] = (),
         env: Optional[dict[str, str]] = None,
+        interpreters: Optional[dict[str, Any]] = None,
         work: Path,
     ) -> str:
         """Writes a one-layer pack mounted at ``/opt/NAME`` and pushes it as ``NAME:v1``; the digest."""
@@ -126,6 +127,8 @@ class Origin:
             "env": {"PATH": f"/opt/{name}/bin:/usr/bin:/bin", **(env or {})},
             "warm": [list(c) for c in warm],
         }
+        if interpreters:
+            meta["interpreters"] = interpreters
         (pack / "meta.json").write_text(json.dumps(meta))
         lock = {"packages": [{"name": "base", "version": "1", "layer": "base"}]}
         (pack / "lock.json").write_text(json.dumps(lock))

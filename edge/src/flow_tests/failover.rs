@@ -94,6 +94,7 @@ fn the_origin_in_the_requests_region_goes_first() {
         range: None,
         if_none_match: None,
         accept_encoding: None,
+        only_if_cached: false,
         place: Place {
             colo: Some("AMS"),
             continent: Some("EU"),

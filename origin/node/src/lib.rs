@@ -6,6 +6,8 @@
 //! private workspace, commands run in the jail). Nothing here speaks HTTP; `prewarm-server`
 //! routes requests to [`sandbox::SandboxService`].
 
+pub mod interp;
 pub mod jail;
+pub mod metrics;
 pub mod sandbox;
 pub mod warm;

@@ -6,6 +6,7 @@ pub mod config;
 mod encoding;
 pub mod error;
 mod listen;
+pub mod metrics;
 mod objects;
 pub mod repo;
 pub mod sandbox;
@@ -14,6 +15,7 @@ mod status;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,16 +109,25 @@ pub fn app(state: AppState) -> Router {
         state.clone(),
         auth::require_token,
     ));
+    // The web view's state is as private as the sandboxes it shows.
+    let ui_api = ui::api().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     let manifest_limit = DefaultBodyLimit::max(state.limits.max_manifest_bytes as usize);
+    let metrics = metrics::registry(&state);
+    let http_metrics = metrics.http.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(status::readyz))
-        .route("/metrics", get(status::metrics))
+        .route("/metrics", get(metrics::serve).with_state((metrics, state.clone())))
         .route("/v1/blocks/{digest}", get(objects::get_block).put(objects::put_block))
         .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest).layer(manifest_limit))
         .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag))
         .merge(writes)
         .merge(sandboxes)
+        .merge(ui::assets())
+        .merge(ui_api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
@@ -124,6 +135,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(log_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        // Outside the timeout and panic layers, so a 504 or a 500 they make is counted too.
+        .layer(middleware::from_fn_with_state(http_metrics, metrics::http::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
             tracing::info_span!("http", method = %req.method(), uri = %req.uri(), route = route.as_deref().unwrap_or("-"))

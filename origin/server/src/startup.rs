@@ -93,11 +93,15 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
         Arc::new(tiers.clone()),
         data_dir.display().to_string(),
     );
+    // Warmed runtimes go to this origin's own tiers (the writes it holds credentials for):
+    // shared ones reach other nodes; the local one serves this node's own re-warms.
+    let shared: Arc<dyn prewarm_client::transfer::Sink> = Arc::new(repo.clone());
     let sandboxes = prewarm_node::sandbox::node::start(
         &cfg.node,
         &cfg.sandbox,
         &data_dir,
         Arc::new(repo.clone()),
+        Some(shared),
         redis,
     )
     .await

@@ -3,12 +3,12 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::AppState;
-use prewarm_store::{prometheus_metric, Health};
+use prewarm_store::Health;
 
 /// Probes every tier now. Failure details go to the log; the body names tiers and states only.
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
@@ -27,10 +27,14 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(health)).into_response()
 }
 
-/// Counters as JSON, or in Prometheus text format when the client asks for `text/plain`.
-pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The tier and zstd counters as JSON (`GET /metrics` without `Accept: text/plain`; the
+/// Prometheus text is `crate::metrics`).
+pub(crate) fn metrics_json(state: &AppState) -> Response {
+    let pool = state.sandboxes.as_ref();
     let Some(tiers) = &state.tiers else {
-        return Json(serde_json::json!({"tiers": []})).into_response();
+        let mut body = serde_json::json!({"tiers": []});
+        crate::sandbox::pool_metrics::extend_json(pool, &mut body);
+        return Json(body).into_response();
     };
     let snapshot = tiers.metrics();
     let zstd = state.encoded.counters();
@@ -38,18 +42,36 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         zstd.compressed.load(Ordering::Relaxed),
         zstd.reused.load(Ordering::Relaxed),
     );
-    let wants_text = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/plain"));
-    if wants_text {
-        let mut text = snapshot.to_prometheus();
-        for (name, v) in [("compressed", compressed), ("reused", reused)] {
-            prometheus_metric(&mut text, &format!("zstd_{name}_total"), "counter", v);
-        }
-        return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
-    }
     let mut body = serde_json::to_value(&snapshot).unwrap_or_default();
     body["zstd"] = serde_json::json!({"compressed": compressed, "reused": reused});
+    if let Some(svc) = &state.sandboxes {
+        let s = svc.warmer().stats();
+        body["warmed"] = serde_json::json!({
+            "warm_commands_run": s.warm_commands_run,
+            "fetched": s.warmed_fetched,
+            "published": s.warmed_published,
+            "runtimes": warm_runtimes(svc),
+        });
+    }
+    crate::sandbox::pool_metrics::extend_json(pool, &mut body);
     Json(body).into_response()
+}
+
+/// Per warm runtime: how it came to be warm (`warmed_here`, `fetched_warmed`,
+/// `warmed_and_published`).
+pub(crate) fn warm_runtimes(svc: &prewarm_node::sandbox::SandboxService) -> serde_json::Value {
+    let list: Vec<_> = svc
+        .warmer()
+        .runtimes()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "runtime": r.runtime,
+                "digest": r.digest,
+                "warmed": r.warmed,
+                "warmed_manifest": r.warmed_manifest,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
 }

@@ -24,7 +24,7 @@ use prewarm_shared::{Digest, RuntimeName, Tag};
 pub use disk::{Damage, DamagedObject, DiskStore, StoreVerifyReport, VERIFY_BEFORE_SERVING};
 pub use memory::MemoryStore;
 pub use metrics::{
-    prometheus_metric, Health, MetricsSnapshot, RamMetrics, TierHealth, TierMetrics,
+    Health, MetricsSnapshot, RamMetrics, ReadMetrics, TierHealth, TierMetrics, MEMORY_TIER,
 };
 pub use ram::{RamCache, RamCacheDefaults};
 pub use redis::{RedisClientCert, RedisOptions, RedisStore, RedisTls};

@@ -1,4 +1,4 @@
-//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache.
+//! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache, warmed runtimes across nodes, code run in pooled interpreters.
 
 mod ceilings;
 mod cli;
@@ -7,7 +7,10 @@ mod files;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod policy;
 mod registry;
+mod run_code;
 mod shared_cache;
 mod support;
+mod warmed;

@@ -65,7 +65,13 @@ impl Node {
 
     /// Writes a one-layer pack mounted at `/opt/NAME` and pushes it as `NAME:v1`.
     /// Returns the manifest digest's hex.
-    fn push_pack(&self, name: &str, files: LayerEntries, env: Value, warm: Value) -> String {
+    pub(crate) fn push_pack(
+        &self,
+        name: &str,
+        files: LayerEntries,
+        env: Value,
+        warm: Value,
+    ) -> String {
         let dir = self.work.path().join(name);
         let meta = json!({"prefix": format!("/opt/{name}"), "env": env, "warm": warm});
         write_pack(&dir, name, &[("base", files)], meta);

@@ -20,6 +20,8 @@ from .errors import (
 from .types import (
     ExecResult,
     LimitHit,
+    RunError,
+    RunResult,
     SandboxInfo,
     WarmFailure,
     WarmInfo,
@@ -39,6 +41,8 @@ __all__ = [
     "Files",
     "AsyncFiles",
     "LimitHit",
+    "RunError",
+    "RunResult",
     "SandboxInfo",
     "WarmFailure",
     "WarmInfo",

@@ -9,7 +9,7 @@ import inspect
 import json
 import time
 from types import TracebackType
-from typing import Any, AsyncGenerator, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, AsyncGenerator, Callable, Dict, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -18,11 +18,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from . import _core, errors
 from ._files import AsyncFiles
 from ._core import Command, OutputCallback, ProgressCallback
-from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["AsyncClient", "AsyncSandbox"]
 
 _C = TypeVar("_C", bound="AsyncClient")
+_R = TypeVar("_R")
 _S = TypeVar("_S", bound="AsyncSandbox")
 
 
@@ -168,6 +169,34 @@ class AsyncClient:
         on_stderr: Optional[OutputCallback] = None,
     ) -> ExecResult:
         body = _core.exec_body(cmd, env=env, timeout=timeout, limits=limits)
+        return await self._live(sandbox_id, "/exec", body, timeout, on_stdout, on_stderr, ExecResult.from_json)
+
+    async def run_code(
+        self,
+        sandbox_id: str,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """Runs code in a sandbox's interpreter; see :meth:`Sandbox.run_code`."""
+        body = _core.run_body(code, language=language, timeout=timeout)
+        return await self._live(sandbox_id, "/run", body, timeout, on_stdout, on_stderr, RunResult.from_json)
+
+    async def _live(
+        self,
+        sandbox_id: str,
+        route: str,
+        body: Dict[str, Any],
+        timeout: Optional[float],
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+        parse: Callable[[Any], _R],
+    ) -> _R:
+        """``POST`` to ``route`` (``/exec``, ``/run``), or with a callback the exec WebSocket,
+        which streams output and takes either request."""
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
@@ -176,15 +205,17 @@ class AsyncClient:
                 ws = None
             if ws is not None:
                 try:
-                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr)
+                    return await self._exec_stream(ws, body, wait, on_stdout, on_stderr, parse)
                 finally:
                     await ws.close()
-        resp = await self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
-        result = ExecResult.from_json(self._json(resp))
-        if on_stdout is not None and result.stdout:
-            await _call(on_stdout, result.stdout)
-        if on_stderr is not None and result.stderr:
-            await _call(on_stderr, result.stderr)
+        resp = await self._request("POST", _core.sandbox_path(sandbox_id, route), body=body, timeout=wait)
+        result = parse(self._json(resp))
+        # No live stream (the WebSocket was refused on the way): the output, all at once.
+        out = (getattr(result, "stdout", ""), getattr(result, "stderr", ""))
+        if on_stdout is not None and out[0]:
+            await _call(on_stdout, out[0])
+        if on_stderr is not None and out[1]:
+            await _call(on_stderr, out[1])
         return result
 
     async def _exec_stream(
@@ -194,7 +225,8 @@ class AsyncClient:
         wait: float,
         on_stdout: Optional[OutputCallback],
         on_stderr: Optional[OutputCallback],
-    ) -> ExecResult:
+        parse: Callable[[Any], _R],
+    ) -> _R:
         deadline = time.monotonic() + wait
         try:
             await ws.send(json.dumps(body))
@@ -212,7 +244,7 @@ class AsyncClient:
                     if cb is not None:
                         await _call(cb, data)
                 elif "result" in msg:
-                    return ExecResult.from_json(msg["result"])
+                    return parse(msg["result"])
                 else:
                     raise _core.ws_error(msg)
         except asyncio.TimeoutError as e:
@@ -435,6 +467,21 @@ class AsyncSandbox:
             limits=limits,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
+        )
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """See :meth:`prewarm.Sandbox.run_code`; the callbacks may be coroutine functions."""
+        self._alive()
+        return await self.client.run_code(
+            self.id, code, language=language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
         )
 
     async def kill(self) -> bool:

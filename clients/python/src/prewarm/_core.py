@@ -120,6 +120,18 @@ def exec_body(
     return body
 
 
+def run_body(code: str, *, language: str, timeout: Optional[float]) -> Dict[str, Any]:
+    """``POST /v1/sandboxes/{id}/run``'s body."""
+    if not isinstance(code, str):
+        raise errors.InvalidRequest("bad_request", "code must be a string")
+    body: Dict[str, Any] = {"code": code, "language": language}
+    if timeout is not None:
+        if timeout <= 0:
+            raise errors.InvalidRequest("bad_request", "timeout must be positive")
+        body["timeout_ms"] = max(1, int(timeout * 1000))
+    return body
+
+
 def exec_wait(timeout: Optional[float]) -> float:
     """How long the client waits for an exec's answer."""
     return EXEC_DEFAULT_WAIT if timeout is None else timeout + EXEC_GRACE

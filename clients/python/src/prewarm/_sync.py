@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from types import TracebackType
-from typing import Any, Dict, Generator, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Generator, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -14,11 +14,12 @@ from websockets.sync.client import ClientConnection, connect
 from . import _core, errors
 from ._files import Files
 from ._core import Command, OutputCallback, ProgressCallback
-from .types import ExecResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["Client", "Sandbox"]
 
 _C = TypeVar("_C", bound="Client")
+_R = TypeVar("_R")
 _S = TypeVar("_S", bound="Sandbox")
 
 
@@ -163,6 +164,34 @@ class Client:
     ) -> ExecResult:
         """Runs a command in a sandbox; see :meth:`Sandbox.exec`."""
         body = _core.exec_body(cmd, env=env, timeout=timeout, limits=limits)
+        return self._live(sandbox_id, "/exec", body, timeout, on_stdout, on_stderr, ExecResult.from_json)
+
+    def run_code(
+        self,
+        sandbox_id: str,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """Runs code in a sandbox's interpreter; see :meth:`Sandbox.run_code`."""
+        body = _core.run_body(code, language=language, timeout=timeout)
+        return self._live(sandbox_id, "/run", body, timeout, on_stdout, on_stderr, RunResult.from_json)
+
+    def _live(
+        self,
+        sandbox_id: str,
+        route: str,
+        body: Dict[str, Any],
+        timeout: Optional[float],
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+        parse: Callable[[Any], _R],
+    ) -> _R:
+        """``POST`` to ``route`` (``/exec``, ``/run``), or with a callback the exec WebSocket,
+        which streams output and takes either request."""
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
@@ -171,14 +200,15 @@ class Client:
                 ws = None
             if ws is not None:
                 with ws:
-                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr)
-        resp = self._request("POST", _core.sandbox_path(sandbox_id, "/exec"), body=body, timeout=wait)
-        result = ExecResult.from_json(self._json(resp))
+                    return self._exec_stream(ws, body, wait, on_stdout, on_stderr, parse)
+        resp = self._request("POST", _core.sandbox_path(sandbox_id, route), body=body, timeout=wait)
+        result = parse(self._json(resp))
         # No live stream (the WebSocket was refused on the way): the output, all at once.
-        if on_stdout is not None and result.stdout:
-            on_stdout(result.stdout)
-        if on_stderr is not None and result.stderr:
-            on_stderr(result.stderr)
+        out = (getattr(result, "stdout", ""), getattr(result, "stderr", ""))
+        if on_stdout is not None and out[0]:
+            on_stdout(out[0])
+        if on_stderr is not None and out[1]:
+            on_stderr(out[1])
         return result
 
     def _exec_stream(
@@ -188,7 +218,8 @@ class Client:
         wait: float,
         on_stdout: Optional[OutputCallback],
         on_stderr: Optional[OutputCallback],
-    ) -> ExecResult:
+        parse: Callable[[Any], _R],
+    ) -> _R:
         deadline = time.monotonic() + wait
         try:
             ws.send(json.dumps(body))
@@ -206,7 +237,7 @@ class Client:
                     if cb is not None:
                         cb(data)
                 elif "result" in msg:
-                    return ExecResult.from_json(msg["result"])
+                    return parse(msg["result"])
                 else:
                     raise _core.ws_error(msg)
         except TimeoutError as e:
@@ -467,6 +498,25 @@ class Sandbox:
             limits=limits,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
+        )
+
+    def run_code(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        timeout: Optional[float] = None,
+        on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None,
+    ) -> RunResult:
+        """Runs ``code`` in the sandbox's long-lived interpreter of ``language`` (the runtime's
+        ``meta.json`` declares it): state persists between calls, as in a notebook, and the
+        last expression's ``repr()`` is the result's ``result``. An exception, a timeout
+        (``timeout`` seconds) and the interpreter dying are results, not exceptions. With
+        ``on_stdout`` / ``on_stderr`` the output streams to them as it comes."""
+        self._alive()
+        return self.client.run_code(
+            self.id, code, language=language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
         )
 
     def kill(self) -> bool:

@@ -15,6 +15,8 @@ __all__ = [
     "WarmStats",
     "LimitHit",
     "ExecResult",
+    "RunError",
+    "RunResult",
 ]
 
 
@@ -56,7 +58,8 @@ class WarmProgress:
     """Where a warm stands, as ``on_progress`` callbacks receive it.
 
     ``status`` is ``warming``, ``ready`` or ``failed``; ``step`` one of ``queued``, ``manifest``,
-    ``fetch``, ``materialise``, ``warm``, ``seal``, ``done``; ``progress`` goes from 0.0 to 1.0 and
+    ``fetch`` (or ``fetch_warmed``: another node's warmed runtime, no warm commands),
+    ``materialise``, ``warm``, ``seal``, ``done``; ``progress`` goes from 0.0 to 1.0 and
     never back; ``estimated_ms`` is the server's estimate of the time left (``None`` once done);
     ``queue_position`` the jobs ahead in the warm queue (``None`` once running); ``error`` is set
     when ``status`` is ``failed``.
@@ -227,4 +230,70 @@ class ExecResult:
             truncated=_get(d, "truncated", bool, what),
             signal=_opt(d, "signal", str, what),
             limit=None if limit is None else LimitHit.from_json(limit),
+        )
+
+
+@dataclass(frozen=True)
+class RunError:
+    """An exception the code raised: its type's name, its message, the formatted traceback."""
+
+    name: str
+    value: str
+    traceback: str
+
+    @classmethod
+    def from_json(cls, value: Any) -> "RunError":
+        d = _obj(value, "a run error")
+        what = "run error"
+        return cls(
+            name=_get(d, "name", str, what),
+            value=_get(d, "value", str, what),
+            traceback=_get(d, "traceback", str, what),
+        )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What code run in the sandbox's interpreter did. An exception is a result (``error``), so
+    are a timeout (``timed_out``) and the interpreter dying (``died``, ``signal``): after those
+    two the interpreter's state is gone and the next call starts a fresh one.
+
+    ``result`` is the ``repr()`` of the last expression's value (``None`` when there was none
+    or it was ``None``). ``fresh_interpreter`` says this call started a new interpreter.
+    """
+
+    stdout: str
+    stderr: str
+    duration_ms: int
+    result: Optional[str] = None
+    error: Optional[RunError] = None
+    timed_out: bool = False
+    died: Optional[str] = None
+    signal: Optional[str] = None
+    limit: Optional[LimitHit] = None
+    truncated: bool = False
+    fresh_interpreter: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the code ran to its end without an exception."""
+        return self.error is None and not self.timed_out and self.died is None
+
+    @classmethod
+    def from_json(cls, value: Any) -> "RunResult":
+        d = _obj(value, "a run result")
+        what = "run result"
+        error, limit = d.get("error"), d.get("limit")
+        return cls(
+            stdout=_get(d, "stdout", str, what),
+            stderr=_get(d, "stderr", str, what),
+            duration_ms=_get(d, "duration_ms", int, what),
+            result=_opt(d, "result", str, what),
+            error=None if error is None else RunError.from_json(error),
+            timed_out=_get(d, "timed_out", bool, what),
+            died=_opt(d, "died", str, what),
+            signal=_opt(d, "signal", str, what),
+            limit=None if limit is None else LimitHit.from_json(limit),
+            truncated=_get(d, "truncated", bool, what),
+            fresh_interpreter=_get(d, "fresh_interpreter", bool, what),
         )

@@ -46,6 +46,7 @@ pub struct CacheLock(#[allow(dead_code)] fs::File);
 ///                                  the next prune, as it pins cache files
 /// ```
 ///
+/// Every cached file's mtime is [`super::MATERIALISED_MTIME`].
 /// The cache mode is `(entry mode & 0o555) | 0o400`: write bits are always cleared, so nothing
 /// that reaches a cached inode through a hard link can change it by accident, and the owner
 /// can always read it (to copy or reflink from it). Files enter the cache only after their
@@ -182,6 +183,8 @@ impl FileCache {
     /// Moves the verified file at `tmp` (inside a scratch dir) into the cache under
     /// (`digest`, `mode`): clears its write bits, then renames it into place atomically.
     pub(crate) fn insert(&self, tmp: &Path, digest: &Digest, mode: u32) -> Result<(), PullError> {
+        // Hard links share the inode: every runtime linked from it gets the fixed mtime.
+        super::link::set_fixed_mtime(tmp)?;
         let perms = fs::Permissions::from_mode(Self::cache_mode(mode));
         fs::set_permissions(tmp, perms).map_err(io_err("setting the mode of", tmp))?;
         let dest = self.path_for(digest, mode);

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use prewarm_shared::{Digest, RelPath};
@@ -89,6 +89,12 @@ impl Linker {
         if (auto && !self.no_hardlink) || self.requested == LinkMode::Hardlink {
             match fs::hard_link(src, dst) {
                 Ok(()) => {
+                    // Cache files get the fixed mtime when they enter the cache; one cached by
+                    // an older prewarm gets it now (a stat when it has it already).
+                    let m = fs::symlink_metadata(dst).map_err(|e| fail("inspecting", e))?;
+                    if m.mtime() != MATERIALISED_MTIME || m.mtime_nsec() != 0 {
+                        set_fixed_mtime(dst)?;
+                    }
                     self.stats.hardlink += 1;
                     return Ok(());
                 }
@@ -123,6 +129,7 @@ impl Linker {
             match reflink(src, dst) {
                 Ok(()) => {
                     set_mode(dst, mode)?;
+                    set_fixed_mtime(dst)?;
                     self.stats.reflink += 1;
                     return Ok(());
                 }
@@ -139,6 +146,7 @@ impl Linker {
         }
         fs::copy(src, dst).map_err(|e| fail("copying", e))?;
         set_mode(dst, mode)?;
+        set_fixed_mtime(dst)?;
         self.stats.copy += 1;
         Ok(())
     }
@@ -177,4 +185,31 @@ fn reflink_unsupported(e: &io::Error) -> bool {
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), PullError> {
     fs::set_permissions(path, Permissions::from_mode(mode))
         .map_err(|e| PullError::io("setting the mode of", path, e))
+}
+
+/// The modification time (Unix seconds, 1980-01-02T00:00:00Z) of every file prewarm
+/// materialises, on every host, like `SOURCE_DATE_EPOCH`: the same manifest gives the same
+/// metadata everywhere, so bytecode that records its source's mtime (CPython's `.pyc`) made on
+/// one node is valid on another (docs/FORMAT.md, "Materialised metadata"). After 1980 so zip
+/// tools accept the files.
+pub const MATERIALISED_MTIME: i64 = 315_619_200;
+
+/// Sets `path`'s access and modification times to [`MATERIALISED_MTIME`] (not following a
+/// symlink).
+pub(crate) fn set_fixed_mtime(path: &Path) -> Result<(), PullError> {
+    let t = rustix::fs::Timespec {
+        tv_sec: MATERIALISED_MTIME,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| PullError::io("setting the mtime of", path, e.into()))
 }

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use cache::{hash_file, CacheLock, Damaged, FileCache, Problem, VerifyReport};
 pub use error::PullError;
 pub use fetch::{fetch_manifest, fetch_missing, FetchProgress, FetchStats};
-pub use link::LinkStats;
+pub use link::{LinkStats, MATERIALISED_MTIME};
 pub use materialise::{materialise, MaterialiseProgress};
 
 use crate::transfer::Source;

@@ -238,6 +238,13 @@ impl JailCommand {
         child
     }
 
+    /// Gives the command a pipe on stdin (else `/dev/null`): a long-lived interpreter reads
+    /// its requests there.
+    pub fn with_stdin_pipe(mut self) -> Self {
+        self.cmd.stdin(std::process::Stdio::piped());
+        self
+    }
+
     /// The command line, as `ps` shows it.
     pub fn as_std(&self) -> &std::process::Command {
         self.cmd.as_std()

@@ -117,7 +117,7 @@ pub async fn run(
 }
 
 /// The signal a command inside the sandbox died of: bubblewrap exits with 128 + N for it.
-fn signalled(exit_code: Option<i32>) -> Option<i32> {
+pub(crate) fn signalled(exit_code: Option<i32>) -> Option<i32> {
     exit_code
         .filter(|c| (129..=128 + 31).contains(c))
         .map(|c| c - 128)

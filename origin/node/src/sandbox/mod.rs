@@ -6,6 +6,8 @@
 
 pub mod files;
 pub mod node;
+pub mod pool;
+mod run;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
@@ -23,10 +25,12 @@ use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::identity::SandboxUser;
 use crate::jail::{exec, Jail, JailTools, ResourceLimits};
+use crate::metrics::Outcome;
 use crate::warm::layout::remove_tree;
 use crate::warm::{Ensured, WarmError, Warmer};
 
@@ -45,6 +49,8 @@ pub struct SandboxConfig {
     pub jail: JailTools,
     /// The server's resource limits: the defaults and the ceiling of every sandbox's.
     pub limits: ResourceLimits,
+    /// Sandboxes kept ready with their interpreter started (see [`pool`]).
+    pub pool: pool::PoolConfig,
 }
 
 /// What went wrong with a sandbox request; mapped to HTTP by `prewarm-server`.
@@ -101,6 +107,9 @@ struct Sandbox {
     stop: CancellationToken,
     /// Notified whenever a command of this sandbox ends (`busy` went down).
     ended: tokio::sync::Notify,
+    /// The sandbox's long-lived interpreter (see [`run`]); held for the length of a call, so
+    /// calls run one at a time.
+    interp: tokio::sync::Mutex<Option<crate::interp::Interp>>,
 }
 
 impl Sandbox {
@@ -150,6 +159,7 @@ pub struct SandboxService {
     sandboxes: Arc<Mutex<HashMap<String, Arc<Sandbox>>>>,
     cancel: CancellationToken,
     tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    pool: Arc<pool::Pool>,
 }
 
 impl SandboxService {
@@ -157,6 +167,7 @@ impl SandboxService {
     pub fn start(warmer: Warmer, cfg: SandboxConfig) -> Self {
         let cancel = CancellationToken::new();
         let svc = Self {
+            pool: Arc::new(pool::Pool::new(cfg.pool)),
             warmer,
             cfg,
             sandboxes: Arc::default(),
@@ -171,6 +182,8 @@ impl SandboxService {
             svc.warmer.spawn(&mut tasks, &cancel);
             let s = svc.clone();
             tasks.spawn(async move { s.reap_idle().await });
+            let s = svc.clone();
+            tasks.spawn(async move { s.fill_pool().await });
         }
         svc
     }
@@ -180,6 +193,7 @@ impl SandboxService {
         self.cancel.cancel();
         let mut tasks = self.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
+        self.drain_pool().await;
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
             let _ = self.delete(&id).await;
@@ -197,6 +211,23 @@ impl SandboxService {
 
     /// Creates a sandbox: hot if the runtime is warm, else joined to (or starting) its warm.
     pub async fn create(&self, req: CreateSandbox) -> Result<SandboxInfo, SandboxError> {
+        let (started, runtime) = (Instant::now(), req.runtime.clone());
+        let created = (self.create_inner(req, started))
+            .instrument(crate::metrics::create_span(&runtime))
+            .await;
+        if created.is_err() {
+            self.warmer
+                .metrics()
+                .created(&runtime, Outcome::Failed, started, None);
+        }
+        created
+    }
+
+    async fn create_inner(
+        &self,
+        req: CreateSandbox,
+        started: Instant,
+    ) -> Result<SandboxInfo, SandboxError> {
         req.check()?;
         if req.user_id.is_empty() || req.user_id.len() > 256 {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
@@ -209,11 +240,26 @@ impl SandboxService {
         }
         let limits = self.cfg.limits.narrow(&req.limits)?;
         let (digest, ensured) = self.warmer.ensure(&req.runtime, req.priority, true).await?;
-        let (hot, state) = match ensured {
-            Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1),
-            Ensured::Warming(job) => (false, job.subscribe()),
+        if let (Ensured::Hot(rec), false, true) = (&ensured, req.network, req.limits.is_empty()) {
+            if let Some(spec) = rec.interpreters.get(pool::POOLED_LANGUAGE) {
+                if let Some(p) = self.pool.take(digest, spec) {
+                    // The pooled sandbox holds the runtime already.
+                    self.warmer.release(&digest);
+                    let info = self.hand_out(req, digest, context, limits, p).await?;
+                    (self.warmer.metrics()).created(&info.runtime, Outcome::Hot, started, None);
+                    return Ok(info);
+                }
+            }
+        }
+        let (hot, state, outcome) = match ensured {
+            Ensured::Hot(_) => (true, watch::channel(WarmState::ready()).1, Outcome::Hot),
+            Ensured::Warming(job) if job.claim() => (false, job.subscribe(), Outcome::Cold),
+            Ensured::Warming(job) => (false, job.subscribe(), Outcome::Joined),
         };
         let id = format!("sb-{:016x}", rand::random::<u64>());
+        tracing::Span::current()
+            .record("sandbox", &id)
+            .record("digest", tracing::field::display(&digest));
         let dir = self.warmer.layout().sandboxes.join(&id);
         let user = self.cfg.jail.user;
         if let Err(e) = make_workspace(&dir, req.context.as_ref(), user, req.network) {
@@ -252,9 +298,13 @@ impl SandboxService {
             busy: AtomicUsize::new(0),
             stop: CancellationToken::new(),
             ended: tokio::sync::Notify::new(),
+            interp: Default::default(),
         });
         let info = sb.info();
+        let watch = (!hot).then(|| sb.state.clone());
         self.lock().insert(id, sb);
+        (self.warmer.metrics()).created(&info.runtime, outcome, started, watch);
+        tracing::info!(outcome = outcome.as_str(), "sandbox created");
         Ok(info)
     }
 
@@ -303,6 +353,11 @@ impl SandboxService {
 
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Every live sandbox (for `/ui` and the live-sandbox gauge).
+    pub fn list(&self) -> Vec<SandboxInfo> {
+        self.lock().values().map(|s| s.info()).collect()
     }
 
     /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
@@ -371,10 +426,11 @@ impl SandboxService {
             _ => None,
         };
         let cmd = jail.command(&req.cmd).map_err(start_failed)?;
-        let ooms = sb.cgroup.oom_kills();
+        let (ooms, exec_started) = (sb.cgroup.oom_kills(), Instant::now());
         let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop), net)
             .await
             .map_err(start_failed)?;
+        (self.warmer.metrics()).exec_done(&sb.runtime, exec_started.elapsed());
         if !res.timed_out {
             res.limit = res.signal.as_deref().and_then(|s| limits.hit(s));
             // SIGKILL is anyone's, but with the OOM killer busy in this sandbox meanwhile, it
@@ -443,16 +499,26 @@ fn make_workspace(
     let ws = dir.join("workspace");
     std::fs::DirBuilder::new().mode(0o755).create(&ws)?;
     lchown(&ws, Some(user.uid), Some(user.gid))?;
+    write_context(&ws, context, user)
+}
+
+/// Writes the context to [`CONTEXT_FILE`] in the workspace `ws`, as JSON, owned by `user`.
+fn write_context(
+    ws: &std::path::Path,
+    context: Option<&serde_json::Value>,
+    user: SandboxUser,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::lchown;
     if let Some(c) = context {
         let file = ws.join(CONTEXT_FILE);
         let bytes = serde_json::to_vec(c).map_err(std::io::Error::other)?;
-        std::fs::create_dir_all(file.parent().unwrap_or(ws.as_path()))?;
+        std::fs::create_dir_all(file.parent().unwrap_or(ws))?;
         std::fs::write(&file, bytes)?;
         // The context file and the directories made for it, up to the workspace.
         let mut at = file.as_path();
-        while at != ws.as_path() {
+        while at != ws {
             lchown(at, Some(user.uid), Some(user.gid))?;
-            at = at.parent().unwrap_or(ws.as_path());
+            at = at.parent().unwrap_or(ws);
         }
     }
     Ok(())

@@ -13,8 +13,9 @@ use crate::jail::identity::{find_setpriv, SandboxUser};
 use crate::jail::net::find_slirp4netns;
 use crate::jail::{Cgroups, JailTools, ResourceLimits};
 use crate::warm::layout::NODE_DIR;
-use crate::warm::{NoRegistry, RedisRegistry, Registry, WarmConfig, Warmer};
-use prewarm_client::transfer::Source;
+use crate::warm::lease::Leases;
+use crate::warm::{Fleet, NoRegistry, RedisRegistry, Registry, WarmConfig, WarmedMode, Warmer};
+use prewarm_client::transfer::{Sink, Source};
 
 /// `[node]` of `prewarm.toml`: where and how this host warms runtimes. Each key also has a
 /// `prewarm serve` flag and a `PREWARM_*` variable (`prewarm_server::config::settings`).
@@ -43,6 +44,13 @@ pub struct NodeSettings {
     /// util-linux `setpriv`, which switches jailed commands to the sandbox uid. Default:
     /// `setpriv` on `PATH`.
     pub setpriv: Option<PathBuf>,
+    /// Warmed runtimes shared across the fleet: `use` (fetch another node's, publish ours),
+    /// `publish-only` (never run another node's), `ignore` (neither). Default `use`.
+    pub warmed: WarmedMode,
+    /// Time-to-live of the Redis lease a node holds while it warms a runtime others wait for,
+    /// in milliseconds (renewed every third of it). A node that dies holding it delays the
+    /// others this long. Default 30000.
+    pub warmed_lease_ms: u64,
 }
 
 impl Default for NodeSettings {
@@ -57,6 +65,8 @@ impl Default for NodeSettings {
             bwrap: None,
             prlimit: None,
             setpriv: None,
+            warmed: WarmedMode::Use,
+            warmed_lease_ms: 30_000,
         }
     }
 }
@@ -107,6 +117,13 @@ pub struct SandboxSettings {
     /// A sandbox's CPU share under contention, relative to other sandboxes (1-10000; 100 is an
     /// even share), and the most a create request may ask for. Default 100.
     pub cpu_weight: u64,
+    /// Sandboxes kept ready, interpreter started and preloads imported, per warm runtime whose
+    /// `meta.json` declares a `python` interpreter (once a create asked for it); 0 turns the
+    /// pool off. Default 2.
+    pub pool_size: usize,
+    /// Resident memory all idle pooled interpreters together may use; the pool stays below
+    /// it. Default 1 GiB.
+    pub pool_memory_bytes: u64,
 }
 
 impl Default for SandboxSettings {
@@ -127,6 +144,8 @@ impl Default for SandboxSettings {
             pids: ResourceLimits::DEFAULT.pids,
             total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
             cpu_weight: ResourceLimits::DEFAULT.cpu_weight,
+            pool_size: 2,
+            pool_memory_bytes: 1 << 30,
         }
     }
 }
@@ -175,14 +194,17 @@ pub enum NodeStartError {
     Registry(#[from] crate::warm::index::RegistryError),
 }
 
-/// Opens the node directory (default `<data_dir>/node-v1`), connects the registry (with the
-/// Redis tier's client, TLS settings included, when the origin has one; else none) and starts
-/// the service. `Ok(None)` when sandboxes are disabled or the jail's tools are missing.
+/// Opens the node directory (default `<data_dir>/node-v1`), connects the registry and the
+/// warm lease (with the Redis tier's client, TLS settings included, when the origin has one;
+/// else none) and starts the service. Warmed runtimes are published to `shared` (the origin's
+/// tiers). `Ok(None)` when sandboxes are disabled or the
+/// jail's tools are missing.
 pub async fn start(
     node: &NodeSettings,
     sandbox: &SandboxSettings,
     data_dir: &Path,
     source: Arc<dyn Source>,
+    shared: Option<Arc<dyn Sink>>,
     redis: Option<redis::Client>,
 ) -> Result<Option<SandboxService>, NodeStartError> {
     if !sandbox.enabled {
@@ -216,6 +238,22 @@ pub async fn start(
         tracing::warn!("{}; sandboxes are disabled", NodeStartError::NotRoot);
         return Ok(None);
     }
+    let lease_conn = match (&redis, node.warmed) {
+        (Some(client), WarmedMode::Use) => Some(
+            redis::aio::ConnectionManager::new(client.clone())
+                .await
+                .map_err(|e| crate::warm::index::RegistryError {
+                    backend: "redis",
+                    message: e.to_string(),
+                })?,
+        ),
+        _ => None,
+    };
+    let fleet = Fleet {
+        mode: node.warmed,
+        sink: shared,
+        leases: Leases::new(lease_conn, Duration::from_millis(node.warmed_lease_ms)),
+    };
     let registry: Arc<dyn Registry> = match redis {
         Some(client) => Arc::new(RedisRegistry::connect(client).await?),
         None => Arc::new(NoRegistry),
@@ -254,7 +292,7 @@ pub async fn start(
         jail: jail.clone(),
         limits,
     };
-    let warmer = Warmer::open(cfg, source, registry)?;
+    let warmer = Warmer::open_in_fleet(cfg, source, registry, fleet)?;
     Ok(Some(SandboxService::start(
         warmer,
         SandboxConfig {
@@ -264,6 +302,10 @@ pub async fn start(
             output_cap: sandbox.output_cap_bytes,
             jail,
             limits,
+            pool: super::pool::PoolConfig {
+                size: sandbox.pool_size,
+                memory_budget: sandbox.pool_memory_bytes,
+            },
         },
     )))
 }

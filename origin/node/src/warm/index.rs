@@ -18,6 +18,9 @@ pub struct RuntimeRecord {
     /// Where sandboxes mount it.
     pub prefix: String,
     pub env: BTreeMap<String, String>,
+    /// `meta.json`'s `interpreters` (empty in records written before they existed).
+    #[serde(default)]
+    pub interpreters: BTreeMap<String, prewarm_shared::pack::Interpreter>,
     /// Apparent bytes of its files (hard links to the cache count in full).
     pub size_bytes: u64,
     pub files: u64,
@@ -25,6 +28,12 @@ pub struct RuntimeRecord {
     pub warm_ms: u64,
     /// Unix milliseconds of the last create or exec that used it.
     pub last_used_ms: u64,
+    /// Warmed here, fetched warmed from another node, or warmed here and published.
+    #[serde(default)]
+    pub warmed: super::warmed::WarmedHow,
+    /// The warmed manifest fetched or published, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmed_manifest: Option<Digest>,
 }
 
 #[derive(Default, Serialize, Deserialize)]

@@ -13,7 +13,8 @@ pub(crate) fn weight(step: Step) -> f64 {
     match step {
         Step::Queued | Step::Done => 0.0,
         Step::Manifest => 0.05,
-        Step::Fetch => 0.50,
+        // One or the other: a fetched warmed runtime skips the warm commands.
+        Step::Fetch | Step::FetchWarmed => 0.50,
         Step::Materialise => 0.15,
         Step::Warm => 0.25,
         Step::Seal => 0.05,
@@ -22,6 +23,11 @@ pub(crate) fn weight(step: Step) -> f64 {
 
 /// Progress at the start of `step`.
 fn base(step: Step) -> f64 {
+    let step = if step == Step::FetchWarmed {
+        Step::Fetch
+    } else {
+        step
+    };
     [
         Step::Manifest,
         Step::Fetch,
@@ -48,6 +54,8 @@ pub struct Job {
     started: Mutex<Option<Instant>>,
     /// Expected total duration in ms; refined once the manifest's size is known.
     estimate_ms: AtomicU64,
+    /// No sandbox create has claimed this warm as its own yet (see [`Job::claim`]).
+    fresh: std::sync::atomic::AtomicBool,
     /// Every state [`Job::progress`] sent to subscribers, in order: what a fast enough
     /// subscriber would have seen, readable by tests without racing the warm.
     #[cfg(test)]
@@ -78,6 +86,7 @@ impl Job {
             tx,
             started: Mutex::new(None),
             estimate_ms: AtomicU64::new(estimate_ms),
+            fresh: std::sync::atomic::AtomicBool::new(true),
             #[cfg(test)]
             sent: Mutex::default(),
         }
@@ -85,6 +94,11 @@ impl Job {
 
     pub fn subscribe(&self) -> watch::Receiver<WarmState> {
         self.tx.subscribe()
+    }
+
+    /// True for the first caller only: the create that started this warm (a later one joined it).
+    pub fn claim(&self) -> bool {
+        self.fresh.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn state(&self) -> WarmState {

@@ -11,11 +11,13 @@ pub mod guard;
 pub mod index;
 mod job;
 pub mod layout;
+pub mod lease;
 mod lend;
 mod maintain;
 mod pipeline;
 #[cfg(test)]
 mod tests;
+pub mod warmed;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -28,11 +30,14 @@ use prewarm_shared::{Digest, RuntimeRef};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use index::{NoRegistry, RedisRegistry, Registry, RegistryEntry, RuntimeRecord};
 pub use job::Job;
+pub use warmed::{Fleet, WarmedHow, WarmedMode};
 
 use crate::jail::{JailTools, ResourceLimits};
+use crate::metrics::NodeMetrics;
 use estimate::Estimator;
 use index::RuntimeIndex;
 use layout::NodeLayout;
@@ -81,6 +86,8 @@ pub(crate) struct Inner {
     pub(crate) cache: FileCache,
     pub(crate) estimator: Estimator,
     registry: Arc<dyn Registry>,
+    /// Sharing warmed runtimes with other nodes (`warmed`).
+    pub(crate) fleet: Fleet,
     /// Lock order: `state` before `index`.
     state: Mutex<NodeState>,
     index: Mutex<RuntimeIndex>,
@@ -94,12 +101,19 @@ pub(crate) struct Inner {
     succeeded: AtomicU64,
     failed: AtomicU64,
     evictions: AtomicU64,
+    /// Runtimes made ready from another node's warmed manifest / warmed and published here.
+    fetched_warmed: AtomicU64,
+    published: AtomicU64,
+    /// `meta.warm` commands started.
+    pub(crate) commands_run: AtomicU64,
     /// Held (shared) by a warm from fetching into the cache until the guard has checked the
     /// cache after its warm commands, and (exclusive) by cache pruning, which must never take a
     /// file a running warm fetched or (by replacing its link) unlinked.
     pub(crate) cache_gate: tokio::sync::RwLock<()>,
     /// Runtimes were evicted since the cache was last pruned.
     prune_pending: AtomicBool,
+    /// The node's Prometheus series; the server registers them.
+    metrics: NodeMetrics,
 }
 
 #[derive(Default)]
@@ -124,12 +138,22 @@ pub enum WarmError {
 }
 
 impl Warmer {
-    /// Opens the node dir (sweeping a previous run's leftovers) and loads its index.
-    /// Call [`Warmer::spawn`] to start the workers.
+    /// Opens the node dir (sweeping a previous run's leftovers) and loads its index, sharing
+    /// no warmed runtimes ([`Fleet::alone`]). Call [`Warmer::spawn`] to start the workers.
     pub fn open(
         cfg: WarmConfig,
         source: Arc<dyn Source>,
         registry: Arc<dyn Registry>,
+    ) -> Result<Self, prewarm_client::pull::PullError> {
+        Self::open_in_fleet(cfg, source, registry, Fleet::alone())
+    }
+
+    /// [`Warmer::open`], fetching and publishing warmed runtimes as `fleet` says.
+    pub fn open_in_fleet(
+        cfg: WarmConfig,
+        source: Arc<dyn Source>,
+        registry: Arc<dyn Registry>,
+        fleet: Fleet,
     ) -> Result<Self, prewarm_client::pull::PullError> {
         let layout =
             NodeLayout::open(&cfg.node_dir).map_err(|e| prewarm_client::pull::PullError::Io {
@@ -161,6 +185,7 @@ impl Warmer {
                 source,
                 cache,
                 registry,
+                fleet,
                 state: Mutex::new(NodeState::default()),
                 index: Mutex::new(index),
                 dirty: Mutex::new(dirty),
@@ -171,9 +196,13 @@ impl Warmer {
                 succeeded: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
+                fetched_warmed: AtomicU64::new(0),
+                published: AtomicU64::new(0),
+                commands_run: AtomicU64::new(0),
                 cache_gate: tokio::sync::RwLock::new(()),
                 // True at start: a crash may have left files of half-built runtimes behind.
                 prune_pending: AtomicBool::new(true),
+                metrics: NodeMetrics::default(),
             }),
         })
     }
@@ -191,6 +220,22 @@ impl Warmer {
 
     pub fn layout(&self) -> &NodeLayout {
         &self.inner.layout
+    }
+
+    /// The node's series (creates, time to ready, warm steps, execs), for the server to register.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.inner.metrics
+    }
+
+    /// The warm runtimes on this node (the index), least recently used first: each says
+    /// whether it was warmed here, fetched warmed, or warmed here and published.
+    pub fn runtimes(&self) -> Vec<RuntimeRecord> {
+        self.inner.lock_index().by_age()
+    }
+
+    /// The warms queued or running now (for `/ui`).
+    pub fn jobs(&self) -> Vec<Arc<Job>> {
+        self.inner.lock_state().jobs.values().cloned().collect()
     }
 
     /// Resolves `what`, then: warm → `Hot` (and marks it used); warming → the running job;
@@ -225,6 +270,7 @@ impl Warmer {
         }
         if let Some(job) = st.jobs.get(&digest) {
             job.raise(priority);
+            self.inner.metrics.joined_warm();
             let job = job.clone();
             self.inner.publish_positions(&st);
             return Ok((digest, Ensured::Warming(job)));
@@ -279,6 +325,9 @@ impl Warmer {
             warm_runtimes: self.inner.lock_index().len() as u64,
             sandboxes: 0,
             evictions: self.inner.evictions.load(Ordering::Relaxed),
+            warmed_fetched: self.inner.fetched_warmed.load(Ordering::Relaxed),
+            warmed_published: self.inner.published.load(Ordering::Relaxed),
+            warm_commands_run: self.inner.commands_run.load(Ordering::Relaxed),
         }
     }
 
@@ -293,7 +342,8 @@ impl Warmer {
                     step: job.state().step,
                     reason: "the origin is shutting down".into(),
                 }),
-                r = pipeline::run(&self.inner, &job) => r,
+                r = self.inner.metrics.time_steps(job.subscribe(), pipeline::run(&self.inner, &job))
+                    .instrument(crate::metrics::warm_span(&job)) => r,
             };
             self.inner.finish(&job, outcome);
         }
@@ -357,6 +407,15 @@ impl Inner {
     ) {
         match outcome {
             Ok(rec) => {
+                match rec.warmed {
+                    WarmedHow::FetchedWarmed => {
+                        self.fetched_warmed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    WarmedHow::WarmedAndPublished => {
+                        self.published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    WarmedHow::WarmedHere => {}
+                }
                 self.estimator
                     .record(&pipeline::estimate_key(&job.runtime), rec.warm_ms);
                 {

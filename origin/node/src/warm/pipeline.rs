@@ -1,17 +1,20 @@
-//! The warm steps themselves: manifest → fetch → materialise → warm commands → verify, seal, install.
+//! The warm steps themselves: manifest → (warmed runtime or lease) → fetch → materialise → warm commands → verify, seal, install → publish.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use prewarm_shared::sandbox::{Step, WarmFailure};
-use prewarm_shared::{Meta, RuntimeRef};
+use prewarm_shared::warmed::{WarmInputs, WarmedBy};
+use prewarm_shared::{Digest, Manifest, Meta, RuntimeRef};
 
 use super::guard::{seal, CacheSnapshot};
 use super::index::{now_ms, RuntimeRecord};
 use super::job::Job;
 use super::layout::remove_tree;
+use super::lease::{Lease, Taken};
 use super::lend::{lend_dirs, reclaim};
+use super::warmed::{self, WarmedHow, WarmedMode};
 use super::Inner;
 use crate::jail::cgroup::SandboxCgroup;
 use crate::jail::{exec, Jail};
@@ -44,9 +47,95 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         files,
         meta.warm.len(),
     ));
+    // What shapes this warm's result, when it may be shared with the fleet at all.
+    let inputs = (!meta.warm.is_empty() && inner.fleet.mode != WarmedMode::Ignore)
+        .then(|| WarmInputs::here(job.digest, meta.warm.clone(), meta.env.clone()));
+    let (plan, lease) = match &inputs {
+        Some(inputs) => match obtain(inner, inputs).await {
+            Obtained::Warmed(digest, warmed) => {
+                tracing::info!(runtime = %job.runtime, warmed = %digest, by = ?warmed.warmed.as_ref().map(|w| &w.node), "fetching a warmed runtime instead of warming");
+                (Plan::Fetched(warmed), None)
+            }
+            Obtained::Here(lease) => (Plan::Warm(inputs.clone()), lease),
+        },
+        None => (Plan::Plain, None),
+    };
     job.progress(Step::Manifest, 1.0);
+    let built = build(inner, job, started, manifest, meta, plan).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    built
+}
 
-    job.progress(Step::Fetch, 0.0);
+/// How [`build`] makes the runtime warm.
+enum Plan {
+    /// No warm commands, or `--warmed=ignore`: as always, nothing shared.
+    Plain,
+    /// Run the warm commands here, then publish the result for these inputs.
+    Warm(WarmInputs),
+    /// Materialise another node's warmed manifest; no warm command runs.
+    Fetched(Box<Manifest>),
+}
+
+/// What [`obtain`] settled on.
+enum Obtained {
+    Warmed(Digest, Box<Manifest>),
+    /// Warm here, holding the fleet lease if there is one.
+    Here(Option<Lease>),
+}
+
+/// Finds a published warmed runtime for `inputs`, or the right to warm it here: while another
+/// node holds the key's lease, waits for its publication or for the lease to expire.
+async fn obtain(inner: &Inner, inputs: &WarmInputs) -> Obtained {
+    let fleet = &inner.fleet;
+    if !fleet.mode.fetches() {
+        return Obtained::Here(None);
+    }
+    let key = inputs.key();
+    loop {
+        if let Some((d, m)) = warmed::lookup(&*inner.source, inputs).await {
+            return Obtained::Warmed(d, Box::new(m));
+        }
+        match fleet.leases.try_take(&key, &inner.cfg.node_name).await {
+            Taken::Held(lease) => {
+                // Published between the look and the take (its warmer released the lease)?
+                if let Some((d, m)) = warmed::lookup(&*inner.source, inputs).await {
+                    lease.release().await;
+                    return Obtained::Warmed(d, Box::new(m));
+                }
+                return Obtained::Here(Some(lease));
+            }
+            Taken::Busy => tokio::time::sleep(fleet.leases.poll_interval()).await,
+        }
+    }
+}
+
+/// Fetch, materialise, warm (per `plan`), seal, install, and publish what was warmed here.
+async fn build(
+    inner: &Inner,
+    job: &Arc<Job>,
+    started: Instant,
+    manifest: Manifest,
+    meta: Meta,
+    plan: Plan,
+) -> Result<RuntimeRecord, WarmFailure> {
+    let (manifest, warm_cmds, fetch_step, publish_as) = match plan {
+        Plan::Plain => (manifest, meta.warm.clone(), Step::Fetch, None),
+        Plan::Warm(inputs) => {
+            let publish = inner.fleet.mode.publishes() && inner.fleet.sink.is_some();
+            (
+                manifest,
+                meta.warm.clone(),
+                Step::Fetch,
+                publish.then_some(inputs),
+            )
+        }
+        Plan::Fetched(warmed) => (*warmed, Vec::new(), Step::FetchWarmed, None),
+    };
+    let fetched_warmed = fetch_step == Step::FetchWarmed;
+    let mut warmed_manifest = fetched_warmed.then(|| manifest.digest());
+    job.progress(fetch_step, 0.0);
     // Cache pruning waits until the guard has checked the cache after the warm commands: before
     // linking, the files fetched now are linked by nothing; during the commands, a file they
     // replace (bytecode written beside and renamed over) leaves its cache inode unlinked, and
@@ -58,7 +147,7 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         } else {
             p.bytes_done as f64 / p.bytes_expected as f64
         };
-        job.progress(Step::Fetch, frac);
+        job.progress(fetch_step, frac);
     };
     let fetched = fetch_missing(
         &*inner.source,
@@ -68,8 +157,8 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         &on_progress,
     )
     .await
-    .map_err(|e| pull_failure(Step::Fetch, &e))?;
-    job.progress(Step::Fetch, 1.0);
+    .map_err(|e| pull_failure(fetch_step, &e))?;
+    job.progress(fetch_step, 1.0);
 
     job.progress(Step::Materialise, 0.0);
     let manifest = Arc::new(manifest);
@@ -99,7 +188,7 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     let (m, cache, dir) = (manifest.clone(), inner.cache.clone(), build.0.clone());
     // The warm commands run as the sandbox user; lent this tree's directories, they can add,
     // replace and remove its entries, never write a file they did not create (see `lend`).
-    let lend = (!meta.warm.is_empty()).then_some(inner.cfg.jail.user);
+    let lend = (!warm_cmds.is_empty()).then_some(inner.cfg.jail.user);
     let snapshot = blocking(Step::Warm, move || {
         let snapshot = CacheSnapshot::take(&m, &cache, &dir)
             .map_err(|e| io_failure(Step::Warm, "snapshotting the cache", &e))?;
@@ -112,7 +201,7 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     })
     .await?;
     let cache_links_guarded = snapshot.len();
-    let n = meta.warm.len();
+    let n = warm_cmds.len();
     if n > 0 {
         // One cgroup for the job's warm commands, under the server's sandbox-wide limits;
         // whatever they leave running is killed with it.
@@ -128,7 +217,10 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         })
         .await?;
         let mut ran = Ok(());
-        for (i, argv) in meta.warm.iter().enumerate() {
+        for (i, argv) in warm_cmds.iter().enumerate() {
+            inner
+                .commands_run
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ran = run_warm_command(inner, &meta, &build.0, &cgroup, i, argv).await;
             if ran.is_err() {
                 break;
@@ -142,7 +234,22 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
 
     job.progress(Step::Seal, 0.0);
     let dir = build.0.clone();
-    let sealed = blocking(Step::Seal, move || {
+    let (m, cache) = (manifest.clone(), inner.cache.clone());
+    // Beside the build dir, so hard links reach; swept at start-up like any non-runtime there.
+    let scratch = build.0.with_file_name(
+        build
+            .0
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .replacen(".warming-", ".publish-", 1),
+    );
+    let warmed_by = publish_as.as_ref().map(|inputs| WarmedBy {
+        node: inner.cfg.node_name.clone(),
+        prewarm: env!("CARGO_PKG_VERSION").to_string(),
+        inputs: inputs.clone(),
+    });
+    let (sealed, delta) = blocking(Step::Seal, move || {
         // Every sandboxed process of the warm is gone: each command's pid namespace died with it.
         if lend.is_some() {
             reclaim(&dir).map_err(|e| {
@@ -160,7 +267,18 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
                 ),
             });
         }
-        seal(&dir).map_err(|e| io_failure(Step::Seal, "sealing the runtime", &e))
+        // What warm-up added or changed, read before sealing (the modes it left are the ones
+        // other nodes materialise; sealing only clears write bits, there as here).
+        let delta = warmed_by.and_then(|by| match warmed::delta(&m, &cache, &dir, &scratch, by) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(%e, "could not build the warmed manifest; not publishing");
+                let _ = std::fs::remove_dir_all(&scratch);
+                None
+            }
+        });
+        let sealed = seal(&dir).map_err(|e| io_failure(Step::Seal, "sealing the runtime", &e))?;
+        Ok((sealed, delta))
     })
     .await?;
     drop(gate);
@@ -176,6 +294,24 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
     })
     .await?;
     build.disarm();
+    let mut how = if fetched_warmed {
+        WarmedHow::FetchedWarmed
+    } else {
+        WarmedHow::WarmedHere
+    };
+    if let (Some(delta), Some(inputs), Some(sink)) = (delta, &publish_as, &inner.fleet.sink) {
+        let delta = Arc::new(delta);
+        match warmed::publish(&**sink, delta.clone(), &inputs.key()).await {
+            Ok(d) => {
+                tracing::info!(runtime = %job.runtime, warmed = %d, changed_files = delta.changed_files, "published the warmed runtime");
+                how = WarmedHow::WarmedAndPublished;
+                warmed_manifest = Some(d);
+            }
+            Err(e) => {
+                tracing::warn!(runtime = %job.runtime, %e, "could not publish the warmed runtime")
+            }
+        }
+    }
     let warm_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         digest = %job.digest,
@@ -191,10 +327,13 @@ pub(super) async fn run(inner: &Inner, job: &Arc<Job>) -> Result<RuntimeRecord, 
         runtime: job.runtime.to_string(),
         prefix: meta.prefix,
         env: meta.env,
+        interpreters: meta.interpreters,
         size_bytes: sealed.bytes,
         files: sealed.files,
         warm_ms,
         last_used_ms: now_ms(),
+        warmed: how,
+        warmed_manifest,
     })
 }
 
@@ -285,6 +424,7 @@ fn plain_meta(r: &RuntimeRef) -> Meta {
         prefix: "/runtime".into(),
         env: Default::default(),
         warm: Vec::new(),
+        interpreters: Default::default(),
     }
 }
 

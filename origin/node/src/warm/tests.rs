@@ -163,10 +163,13 @@ fn install(w: &Warmer, name: &str, size: u64, last_used_ms: u64) -> Digest {
         runtime: format!("{name}:v1"),
         prefix: format!("/opt/{name}"),
         env: BTreeMap::from([("RT".into(), name.into())]),
+        interpreters: BTreeMap::new(),
         size_bytes: size,
         files: 1,
         warm_ms: 1,
         last_used_ms,
+        warmed: Default::default(),
+        warmed_manifest: None,
     });
     d
 }

@@ -93,6 +93,8 @@ pub const SETTINGS: &[Setting] = &[
     s("node.warm_command_timeout_secs", "warm-command-timeout-secs", "PREWARM_WARM_COMMAND_TIMEOUT_SECS", I, "Longest one meta.warm command may run. Default 600"),
     s("node.bwrap", "bwrap", "PREWARM_BWRAP", T, "The bubblewrap binary. Default: bwrap on PATH"),
     s("node.prlimit", "prlimit", "PREWARM_PRLIMIT", T, "util-linux prlimit. Default: prlimit on PATH"),
+    s("node.warmed", "warmed", "PREWARM_WARMED", T, "Warmed runtimes shared across the fleet: use (fetch others', publish ours), publish-only, or ignore. Default use"),
+    s("node.warmed_lease_ms", "warmed-lease-ms", "PREWARM_WARMED_LEASE_MS", I, "TTL of the Redis lease held while warming a runtime others wait for. Default 30000"),
     s("node.setpriv", "setpriv", "PREWARM_SETPRIV", T, "util-linux setpriv, which switches jailed commands to the sandbox uid. Default: setpriv on PATH"),
     s("sandbox.enabled", "no-sandboxes", "PREWARM_NO_SANDBOXES", Off, "Disable /v1/sandboxes and /v1/warm on this origin"),
     s("sandbox.idle_timeout_secs", "sandbox-idle-timeout-secs", "PREWARM_SANDBOX_IDLE_TIMEOUT_SECS", I, "Sandboxes unused for this long are removed. Default 1800"),
@@ -109,6 +111,8 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.pids", "sandbox-pids", "PREWARM_SANDBOX_PIDS", I, "Processes and threads of one sandbox at once (its cgroup), and the most a create may ask for. Default 512"),
     s("sandbox.total_memory_bytes", "sandbox-total-memory-bytes", "PREWARM_SANDBOX_TOTAL_MEMORY_BYTES", I, "Memory of all of one sandbox's processes together (its cgroup), and the most a create may ask for. Default 4 GiB"),
     s("sandbox.cpu_weight", "sandbox-cpu-weight", "PREWARM_SANDBOX_CPU_WEIGHT", I, "A sandbox's CPU share under contention (1-10000, 100 = even), and the most a create may ask for. Default 100"),
+    s("sandbox.pool_size", "sandbox-pool-size", "PREWARM_SANDBOX_POOL_SIZE", I, "Sandboxes kept ready with their interpreter started and preloaded, per warm runtime declaring a python interpreter; 0 = no pool. Default 2"),
+    s("sandbox.pool_memory_bytes", "sandbox-pool-memory-bytes", "PREWARM_SANDBOX_POOL_MEMORY_BYTES", I, "Resident memory all idle pooled interpreters together may use. Default 1 GiB"),
 ];
 
 /// A setting given on the command line or in the environment, as text.

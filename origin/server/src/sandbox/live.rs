@@ -1,13 +1,15 @@
 //! `GET /v1/sandboxes/{id}/exec` as a WebSocket: output streamed while the command runs.
 //!
-//! Protocol: the client sends one text message, an [`ExecRequest`] as JSON. The server sends
+//! Protocol: the client sends one text message, an [`ExecRequest`] as JSON (or a [`RunRequest`],
+//! which has `code`: run in the sandbox's interpreter; `GET …/run` is the same socket). The server sends
 //! `{"stream":"stdout"|"stderr","data":"…"}` messages as output arrives (UTF-8, never split
 //! inside a character; invalid bytes replaced), then one `{"result":ExecResult}` — the same
-//! body `POST …/exec` returns — or `{"error":{"code","message"}}`, and closes.
+//! body `POST …/exec` (or `…/run`) returns — or `{"error":{"code","message"}}`, and closes.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use prewarm_shared::run::RunRequest;
 use prewarm_shared::sandbox::ExecRequest;
 use prewarm_shared::wire::ErrorBody;
 use serde_json::json;
@@ -20,7 +22,7 @@ use super::SandboxState;
 use crate::error::{ApiError, ErrorCode};
 
 /// Pieces of output in flight between the command and the socket.
-const LIVE_BUFFER: usize = 64;
+pub(super) const LIVE_BUFFER: usize = 64;
 
 pub(super) async fn exec_ws(
     State(state): State<SandboxState>,
@@ -32,27 +34,50 @@ pub(super) async fn exec_ws(
 }
 
 async fn run(mut socket: WebSocket, svc: SandboxService, id: String) {
-    let req = match socket.recv().await {
-        Some(Ok(Message::Text(t))) => serde_json::from_str::<ExecRequest>(t.as_str()),
+    let first = match socket.recv().await {
+        Some(Ok(Message::Text(t))) => t,
         _ => return,
     };
-    let req = match req {
-        Ok(r) => r,
+    let (tx, rx) = mpsc::channel(LIVE_BUFFER);
+    // A run request (it has `code`) runs in the sandbox's interpreter; anything else is exec.
+    let is_run = serde_json::from_str::<serde_json::Value>(first.as_str())
+        .is_ok_and(|v| v.get("code").is_some());
+    let parsed = if is_run {
+        serde_json::from_str::<RunRequest>(first.as_str()).map(Call::Run)
+    } else {
+        serde_json::from_str::<ExecRequest>(first.as_str()).map(Call::Exec)
+    };
+    match parsed {
+        Ok(Call::Exec(req)) => stream(socket, svc.exec_live(&id, req, Some(tx)), rx).await,
+        Ok(Call::Run(req)) => stream(socket, svc.run_code(&id, req, Some(tx)), rx).await,
         Err(e) => {
             let body = ErrorBody::new(
                 ErrorCode::BadJson.as_str(),
-                format!("first message must be an exec request: {e}"),
+                format!("first message must be an exec or a run request: {e}"),
             );
-            return finish(socket, json!(body)).await;
+            finish(socket, json!(body)).await
         }
-    };
-    let (tx, mut rx) = mpsc::channel(LIVE_BUFFER);
-    let exec = svc.exec_live(&id, req, Some(tx));
-    tokio::pin!(exec);
+    }
+}
+
+/// The first message of a live socket.
+enum Call {
+    Exec(ExecRequest),
+    Run(RunRequest),
+}
+
+/// Sends output from `rx` while `call` runs, then its result as `{"result":…}` (or the error
+/// body), and closes: the protocol of every live socket (exec, run).
+pub(super) async fn stream<T: serde::Serialize>(
+    mut socket: WebSocket,
+    call: impl std::future::Future<Output = Result<T, prewarm_node::sandbox::SandboxError>>,
+    mut rx: mpsc::Receiver<(Pipe, Vec<u8>)>,
+) {
+    tokio::pin!(call);
     let mut carry = [Vec::new(), Vec::new()];
     let result = loop {
         tokio::select! {
-            r = &mut exec => break r,
+            r = &mut call => break r,
             Some((pipe, data)) = rx.recv() => send_chunk(&mut socket, &mut carry, pipe, data).await,
         }
     };
@@ -113,7 +138,7 @@ async fn send_text(socket: &mut WebSocket, pipe: Pipe, data: String) {
         .await;
 }
 
-async fn finish(mut socket: WebSocket, last: serde_json::Value) {
+pub(super) async fn finish(mut socket: WebSocket, last: serde_json::Value) {
     let _ = socket.send(Message::Text(last.to_string().into())).await;
     let _ = socket.send(Message::Close(None)).await;
 }

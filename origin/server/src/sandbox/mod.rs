@@ -2,7 +2,9 @@
 
 mod files;
 mod live;
+pub mod pool_metrics;
 mod routes;
+mod run;
 
 pub use routes::router;
 

@@ -33,6 +33,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S
             "/v1/sandboxes/{id}/exec",
             post(exec).layer(sandbox_limit()).get(super::live::exec_ws),
         )
+        .route(
+            "/v1/sandboxes/{id}/run",
+            post(super::run::run)
+                .layer(sandbox_limit())
+                .get(super::live::exec_ws),
+        )
         .route("/v1/warm", post(warm))
         .route("/v1/warm/stats", get(stats))
         .merge(super::files::routes())
@@ -51,7 +57,7 @@ pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError>
 }
 
 /// The body as `T`: 413 over `limit` (the route's), 400 if it is not `T`.
-fn parse<T: DeserializeOwned>(
+pub(super) fn parse<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: u64,
 ) -> Result<T, ApiError> {
@@ -125,7 +131,9 @@ async fn stats(State(state): State<SandboxState>) -> Result<Response, ApiError> 
     let svc = service(&state)?;
     let mut s = svc.warmer().stats();
     s.sandboxes = svc.count() as u64;
-    Ok(Json(s).into_response())
+    let mut body = serde_json::to_value(s).unwrap_or_default();
+    body["runtimes"] = crate::status::warm_runtimes(svc);
+    Ok(Json(body).into_response())
 }
 
 /// Streams the sandbox's warm state: the current state first, then every change, ending after

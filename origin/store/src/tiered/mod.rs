@@ -32,7 +32,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
 use prewarm_shared::{Digest, Hasher};
 
-use super::metrics::{inc, Counters, MetricsSnapshot, TierCounters};
+use super::metrics::{inc, Counters, MetricsSnapshot, ReadMetrics, TierCounters, MEMORY_TIER};
 use super::ram::RamCache;
 use super::tier::{Parked, Role, Small, Tier};
 use super::{ByteStream, Kind, Object, Store, StoreError, StoreExt};
@@ -51,6 +51,8 @@ struct Inner {
     durable: usize,
     max_manifest_bytes: u64,
     counters: Counters,
+    /// Read latency and bytes served per tier (Prometheus series the server registers).
+    reads: ReadMetrics,
     flights: Mutex<HashMap<(Kind, Digest), Flight>>,
     parked: Mutex<Parked>,
     ram: Option<RamCache>,
@@ -142,6 +144,7 @@ impl Tiered {
                 durable,
                 max_manifest_bytes,
                 counters,
+                reads: ReadMetrics::default(),
                 flights: Mutex::new(HashMap::new()),
                 parked: Mutex::new(Parked::new(PARKED_BYTES)),
                 ram,
@@ -161,6 +164,11 @@ impl Tiered {
             }
         });
         ram.into_iter().chain(tiers).collect::<Vec<_>>().join(" → ")
+    }
+
+    /// The read series, for the server to register into its registry.
+    pub fn read_metrics(&self) -> &ReadMetrics {
+        &self.inner.reads
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -224,10 +232,13 @@ impl Store for Tiered {
         if let Some(b) = i.take_parked(kind, digest) {
             return Ok(Some(Object::from_bytes(b)));
         }
+        let since = std::time::Instant::now();
         if let Some(b) = i.ram_get(kind, digest) {
+            i.reads.hit(MEMORY_TIER, b.len() as u64, since);
             return Ok(Some(Object::from_bytes(b)));
         }
         for n in 0..i.first_remote() {
+            let since = std::time::Instant::now();
             let fast = match i.tiers[n].read_small(kind, digest, true) {
                 Some(Ok(Some(Small::Bytes(b)))) => {
                     i.ram_keep(kind, digest, &b);
@@ -240,10 +251,11 @@ impl Store for Tiered {
             match fast {
                 Ok(Some(o)) => {
                     inc(&i.c(n).hits);
+                    i.reads.hit(&i.tiers[n].name, o.size, since);
                     return Ok(Some(o));
                 }
-                Ok(None) => inc(&i.c(n).misses),
-                Err(e) => i.tier_error(n, e)?,
+                Ok(None) => i.local_miss(n, since),
+                Err(e) => i.local_error(n, e, since)?,
             }
         }
         Ok(self
@@ -262,10 +274,14 @@ impl Store for Tiered {
         if let Some(b) = i.take_parked(kind, digest) {
             return slice(b, range).map(Some);
         }
+        let since = std::time::Instant::now();
         if let Some(b) = i.ram_get(kind, digest) {
-            return slice(b, range).map(Some);
+            let o = slice(b, range)?;
+            i.reads.hit(MEMORY_TIER, o.size, since);
+            return Ok(Some(o));
         }
         for n in 0..i.first_remote() {
+            let since = std::time::Instant::now();
             match i.tiers[n]
                 .store
                 .get_range(kind, digest, range.clone())
@@ -273,10 +289,11 @@ impl Store for Tiered {
             {
                 Ok(Some(o)) => {
                     inc(&i.c(n).hits);
+                    i.reads.hit(&i.tiers[n].name, o.size, since);
                     return Ok(Some(o));
                 }
-                Ok(None) => inc(&i.c(n).misses),
-                Err(e) => i.tier_error(n, e)?,
+                Ok(None) => i.local_miss(n, since),
+                Err(e) => i.local_error(n, e, since)?,
             }
         }
         match self.fetch_coalesced(kind, digest).await? {

@@ -7,7 +7,9 @@ use futures::StreamExt;
 use prewarm_shared::wire::MAX_BLOCK_SIZE;
 use prewarm_shared::Digest;
 
-use super::super::metrics::{inc, TierCounters};
+use std::time::Instant;
+
+use super::super::metrics::{inc, ReadResult, TierCounters};
 use super::super::tier::Role;
 use super::super::{Kind, Object, StoreError, StoreExt};
 use super::Inner;
@@ -34,6 +36,25 @@ impl Inner {
         Ok(())
     }
 
+    /// Counts a miss of local tier `n` (a read that began at `since`).
+    pub(super) fn local_miss(&self, n: usize, since: Instant) {
+        inc(&self.c(n).misses);
+        self.reads
+            .read(&self.tiers[n].name, ReadResult::Miss, since);
+    }
+
+    /// Counts a failed read of local tier `n`; see [`Inner::tier_error`].
+    pub(super) fn local_error(
+        &self,
+        n: usize,
+        e: StoreError,
+        since: Instant,
+    ) -> Result<(), StoreError> {
+        self.reads
+            .read(&self.tiers[n].name, ReadResult::Error, since);
+        self.tier_error(n, e)
+    }
+
     /// Tries tiers `from..to` (all of them non-local): first verified hit wins and is backfilled.
     pub(super) async fn fetch(
         &self,
@@ -44,10 +65,12 @@ impl Inner {
         let mut failure = None;
         for n in tiers {
             let tier = &self.tiers[n];
+            let since = Instant::now();
             let got = match tier.store.get(kind, digest).await {
                 Ok(Some(o)) => read_bounded(o, self.cap(kind), &tier.name).await,
                 Ok(None) => {
                     inc(&self.c(n).misses);
+                    self.reads.read(&tier.name, ReadResult::Miss, since);
                     continue;
                 }
                 Err(e) => Err(e),
@@ -55,6 +78,7 @@ impl Inner {
             let bytes = match got {
                 Ok(b) => b,
                 Err(e) => {
+                    self.reads.read(&tier.name, ReadResult::Error, since);
                     if let Err(e) = self.tier_error(n, e) {
                         failure = Some(e);
                     }
@@ -64,6 +88,7 @@ impl Inner {
             let actual = Digest::of(&bytes);
             if actual != *digest {
                 inc(&self.c(n).integrity_failures);
+                self.reads.read(&tier.name, ReadResult::Error, since);
                 tracing::error!(tier = %tier.name, kind = kind.as_str(), %digest, %actual, "tier returned bytes with the wrong hash; not serving them");
                 if n == self.durable {
                     failure = Some(StoreError::other(
@@ -77,6 +102,7 @@ impl Inner {
                 continue;
             }
             inc(&self.c(n).hits);
+            self.reads.hit(&tier.name, bytes.len() as u64, since);
             self.ram_keep(kind, digest, &bytes);
             self.backfill(kind, digest, &bytes, 0..n).await;
             return Ok(Some(bytes));

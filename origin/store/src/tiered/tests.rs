@@ -436,3 +436,46 @@ async fn memory_skips_objects_over_its_size_limit() {
     assert_eq!(s.hot.gets.load(Ordering::SeqCst), 2);
     assert_eq!(s.tiered.metrics().memory.unwrap().inserts, 0);
 }
+
+fn render(m: &crate::ReadMetrics) -> String {
+    let mut r = prometheus_client::registry::Registry::with_prefix("prewarm");
+    m.register(&mut r);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn reads_are_timed_by_tier_and_result_and_bytes_counted_where_served() {
+    let s = stack();
+    let d = Digest::of(b"good bytes");
+    s.hot.plant(Kind::Block, d, b"evil bytes");
+    s.remote.plant(Kind::Block, d, b"good bytes");
+    s.tiered.get_bytes(Kind::Block, &d).await.unwrap().unwrap();
+    let text = render(s.tiered.read_metrics());
+    for line in [
+        r#"prewarm_tier_read_seconds_count{tier="local",result="miss"} 1"#,
+        r#"prewarm_tier_read_seconds_count{tier="hot",result="error"} 1"#,
+        r#"prewarm_tier_read_seconds_count{tier="remote",result="hit"} 1"#,
+        r#"prewarm_tier_served_bytes_total{tier="remote"} 10"#,
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+    assert!(
+        !text.contains(r#"prewarm_tier_served_bytes_total{tier="hot"}"#),
+        "{text}"
+    );
+    // Backfilled into the local tier: a Range read now comes from there, counting the range.
+    let o = s
+        .tiered
+        .get_range(Kind::Block, &d, 2..6)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.size, 4);
+    let text = render(s.tiered.read_metrics());
+    assert!(
+        text.contains(r#"prewarm_tier_served_bytes_total{tier="local"} 4"#),
+        "{text}"
+    );
+}

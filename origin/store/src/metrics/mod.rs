@@ -1,10 +1,14 @@
-//! Counters of the tiered store (hits, integrity failures, errors per tier) and its health report.
+//! Counters of the tiered store (hits, integrity failures, errors per tier), its read series and its health report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
 use super::tier::Role;
+
+mod reads;
+pub(crate) use reads::ReadResult;
+pub use reads::{ReadMetrics, MEMORY_TIER};
 
 /// Counters of one tier.
 #[derive(Debug, Default)]
@@ -102,54 +106,7 @@ impl MetricsSnapshot {
             coalesced: load(&c.coalesced),
         }
     }
-
-    /// Prometheus text exposition of the same numbers.
-    pub fn to_prometheus(&self) -> String {
-        let mut out = String::new();
-        let series: [(&str, Field); 7] = [
-            ("hits", |t| t.hits),
-            ("misses", |t| t.misses),
-            ("integrity_failures", |t| t.integrity_failures),
-            ("errors", |t| t.errors),
-            ("backfills", |t| t.backfills),
-            ("backfill_skips", |t| t.backfill_skips),
-            ("quarantined", |t| t.quarantined),
-        ];
-        for (name, get) in series {
-            out.push_str(&format!("# TYPE prewarm_tier_{name}_total counter\n"));
-            for t in &self.tiers {
-                out.push_str(&format!(
-                    "prewarm_tier_{name}_total{{tier=\"{}\"}} {}\n",
-                    t.name,
-                    get(t)
-                ));
-            }
-        }
-        if let Some(m) = &self.memory {
-            for (name, v) in [
-                ("hits", m.hits),
-                ("misses", m.misses),
-                ("inserts", m.inserts),
-            ] {
-                prometheus_metric(&mut out, &format!("memory_{name}_total"), "counter", v);
-            }
-            prometheus_metric(&mut out, "memory_bytes", "gauge", m.bytes);
-        }
-        prometheus_metric(&mut out, "not_found_total", "counter", self.not_found);
-        prometheus_metric(&mut out, "coalesced_reads_total", "counter", self.coalesced);
-        out
-    }
 }
-
-/// Appends one unlabelled `prewarm_<name>` series of `kind` (`counter`, `gauge`) to `out`.
-pub fn prometheus_metric(out: &mut String, name: &str, kind: &str, value: u64) {
-    out.push_str(&format!(
-        "# TYPE prewarm_{name} {kind}\nprewarm_{name} {value}\n"
-    ));
-}
-
-/// Reads one counter of a [`TierMetrics`].
-type Field = fn(&TierMetrics) -> u64;
 
 /// Health of every tier, as `GET /readyz` returns it.
 #[derive(Debug, Clone, Serialize)]
