@@ -25,3 +25,14 @@ pub(crate) fn line(s: &str) {
 pub(crate) fn error(message: &str) {
     eprintln!("error: {message}");
 }
+
+/// Writes a piece of a command's output as it comes, to stdout or stderr, unbuffered.
+pub(crate) fn stream(to_stdout: bool, data: &str) {
+    use std::io::Write;
+    if to_stdout {
+        print!("{data}");
+        let _ = std::io::stdout().flush();
+    } else {
+        eprint!("{data}");
+    }
+}

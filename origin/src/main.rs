@@ -17,6 +17,7 @@ mod cli_output;
 mod import_cmd;
 mod progress;
 mod pull_cmd;
+mod sandbox_cmd;
 #[cfg(feature = "server")]
 mod serve_cmd;
 #[cfg(feature = "server")]
@@ -51,6 +52,12 @@ enum Command {
     /// Maintain the origin's own store (`prewarm serve`'s data directory).
     #[cfg(feature = "server")]
     Store(store_cmd::StoreArgs),
+    /// Create sandboxes, run commands in them, copy files in and out.
+    Sandbox(sandbox_cmd::SandboxArgs),
+    /// Warm a runtime on the origin's node without a sandbox.
+    Warm(sandbox_cmd::WarmArgs),
+    /// The origin's tiers, warm runtimes, queue and sandboxes.
+    Status(sandbox_cmd::StatusArgs),
     /// Replay a usage trace through a warming policy on a virtual clock (or sweep, or generate one).
     #[cfg(feature = "server")]
     Simulate(Box<simulate_cmd::SimulateArgs>),
@@ -141,6 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(a) => cache_cmd::run(a).await,
         #[cfg(feature = "server")]
         Command::Store(a) => store_cmd::run(a).await,
+        Command::Sandbox(a) => sandbox_cmd::run(a).await,
+        Command::Warm(a) => sandbox_cmd::warm(a).await,
+        Command::Status(a) => sandbox_cmd::status(a).await,
+
         #[cfg(feature = "server")]
         Command::Simulate(a) => simulate_cmd::run(*a).await,
     }

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prewarm_client::transfer::TransferError;
+use prewarm_node::sandbox::files::{FileError, FileOrSandbox};
 use prewarm_node::sandbox::SandboxError;
 use prewarm_node::warm::WarmError;
 use prewarm_shared::wire::ErrorBody;
@@ -209,6 +210,36 @@ impl From<SandboxError> for ApiError {
                 },
             },
             SandboxError::Io { .. } => ApiError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        let code = ErrorCode::Input(e.code());
+        match e {
+            FileError::NotFound(_) | FileError::Stopped => ApiError::NotFound(e.to_string()),
+            FileError::IsDir(_) | FileError::NotDir(_) | FileError::NotFile(_) => ApiError::State {
+                code,
+                message: e.to_string(),
+            },
+            FileError::TooLarge { limit, .. } => ApiError::TooLarge { limit },
+            FileError::Io { .. } => ApiError::Internal(Box::new(e)),
+            FileError::Path(_)
+            | FileError::Escapes(_)
+            | FileError::Root(_)
+            | FileError::BadMode(_)
+            | FileError::Archive { .. }
+            | FileError::Body(_) => ApiError::bad_request(code, e),
+        }
+    }
+}
+
+impl From<FileOrSandbox> for ApiError {
+    fn from(e: FileOrSandbox) -> Self {
+        match e {
+            FileOrSandbox::Sandbox(s) => s.into(),
+            FileOrSandbox::File(f) => f.into(),
         }
     }
 }

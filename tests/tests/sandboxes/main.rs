@@ -1,7 +1,9 @@
 //! End-to-end: warming and sandboxes on a real `prewarm serve` with real bubblewrap — lifecycle, isolation, ceilings (cgroups), failures, node policies, the Redis registry, the shared cache, warmed runtimes across nodes, code run in pooled interpreters.
 
 mod ceilings;
+mod cli;
 mod failures;
+mod files;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -4,6 +4,7 @@ async (:class:`AsyncSandbox`, :class:`AsyncClient`). Errors are in :mod:`prewarm
 from . import errors
 from ._async import AsyncClient, AsyncSandbox
 from ._core import __version__
+from ._files import AsyncFiles, FileEntry, Files
 from ._sync import Client, Sandbox
 from .errors import (
     Conflict,
@@ -36,6 +37,9 @@ __all__ = [
     "AsyncClient",
     "AsyncSandbox",
     "ExecResult",
+    "FileEntry",
+    "Files",
+    "AsyncFiles",
     "LimitHit",
     "RunError",
     "RunResult",

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import _core, errors
+from ._files import AsyncFiles
 from ._core import Command, OutputCallback, ProgressCallback
 from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
@@ -324,6 +325,11 @@ class AsyncSandbox:
     @property
     def hot(self) -> bool:
         return self.info.hot
+
+    @property
+    def files(self) -> AsyncFiles:
+        """The workspace's files: ``write``, ``read``, ``list``, ``remove``, ``upload_dir``, ``download_dir``."""
+        return AsyncFiles(self.client, self.id, self._alive)
 
     def __repr__(self) -> str:
         return f"AsyncSandbox(id={self.id!r}, runtime={self.runtime!r}, status={self.info.status!r})"

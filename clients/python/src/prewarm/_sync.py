@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from . import _core, errors
+from ._files import Files
 from ._core import Command, OutputCallback, ProgressCallback
 from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
 
@@ -324,6 +325,11 @@ class Sandbox:
     def hot(self) -> bool:
         """True when the runtime was warm already when the sandbox was created."""
         return self.info.hot
+
+    @property
+    def files(self) -> Files:
+        """The workspace's files: ``write``, ``read``, ``list``, ``remove``, ``upload_dir``, ``download_dir``."""
+        return Files(self.client, self.id, self._alive)
 
     def __repr__(self) -> str:
         return f"Sandbox(id={self.id!r}, runtime={self.runtime!r}, status={self.info.status!r})"

@@ -13,6 +13,8 @@ mod layers;
 mod source_dir;
 mod stash;
 mod tar_reader;
+
+pub use tar_reader::{clean_name as clean_tar_name, trim_nul as trim_tar_nul};
 mod tree;
 mod workspace;
 

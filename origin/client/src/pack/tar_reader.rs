@@ -366,7 +366,10 @@ impl<'a> LayerReader<'a> {
     }
 }
 
-fn clean_name(raw: &[u8], is_dir: bool) -> Result<Option<RelPath>, String> {
+/// A member name as a path: UTF-8, one leading `./` stripped, one trailing `/` allowed on
+/// directories, then the strict [`RelPath`] rules; `Ok(None)` is the root itself. Shared with
+/// the sandbox files API's tar uploads, so both refuse the same names.
+pub fn clean_name(raw: &[u8], is_dir: bool) -> Result<Option<RelPath>, String> {
     let s = std::str::from_utf8(raw).map_err(|_| "name is not UTF-8".to_string())?;
     let s = s.strip_prefix("./").unwrap_or(s);
     let s = if is_dir {
@@ -382,7 +385,8 @@ fn clean_name(raw: &[u8], is_dir: bool) -> Result<Option<RelPath>, String> {
         .map_err(|e| format!("unsafe name: {e}"))
 }
 
-fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+/// A GNU long name without its trailing NULs.
+pub fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
     while v.last() == Some(&0) {
         v.pop();
     }

@@ -4,6 +4,7 @@
 //! background tasks of both (one [`CancellationToken`], one [`JoinSet`]). Creating a sandbox
 //! on a warm runtime is a map insert and a directory: no copy, whatever the runtime's size.
 
+pub mod files;
 pub mod node;
 pub mod pool;
 mod run;

@@ -1,5 +1,6 @@
 //! `/v1/sandboxes` and `/v1/warm`: the node's sandbox service over HTTP, as a router with its own state.
 
+mod files;
 mod live;
 pub mod pool_metrics;
 mod routes;

@@ -41,6 +41,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S
         )
         .route("/v1/warm", post(warm))
         .route("/v1/warm/stats", get(stats))
+        .merge(super::files::routes())
         .with_state(state)
 }
 
