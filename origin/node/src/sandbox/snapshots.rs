@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use prewarm_client::pack::PackError;
 use prewarm_client::pull::{fetch_manifest, PullError};
 use prewarm_client::transfer::{Sink, TransferError};
 use prewarm_shared::sandbox::{CreateSandbox, SandboxInfo};
@@ -19,7 +20,7 @@ use serde::Serialize;
 
 use super::{Sandbox, SandboxError, SandboxService};
 use crate::jail::cgroup::SandboxCgroup;
-use crate::snapshot::scan::{scan, Skipped, StatCache};
+use crate::snapshot::scan::{scan, Scan, Skipped, StatCache};
 use crate::snapshot::{CloneKind, Pinned};
 
 /// Per sandbox: what its next snapshot builds on.
@@ -121,40 +122,27 @@ impl SandboxService {
         let sb: &Arc<Sandbox> = &busy.0;
         let mut state = sb.snap.lock().await;
         let frozen = Frozen::freeze(&sb.cgroup);
-        let (ws, prev) = (sb.workspace(), state.cache.clone());
-        let scanned = tokio::task::spawn_blocking(move || scan(&ws, &prev))
-            .await
-            .map_err(blocking_failed)?
-            .map_err(|e| SandboxError::Io {
-                action: "scanning the workspace",
-                source: std::io::Error::other(e),
-            })?;
-        let planned: Vec<Digest> = scanned.blocks.iter().map(|b| b.digest).collect();
-        let missing: HashSet<Digest> = sink
-            .missing_blocks(&planned)
-            .await
-            .map_err(transfer("asking the store for missing blocks"))?
-            .into_iter()
-            .collect();
-        let mut bytes_new = 0;
-        for b in scanned
-            .blocks
-            .iter()
-            .filter(|b| missing.contains(&b.digest))
-        {
-            let block = b.clone();
-            let bytes = tokio::task::spawn_blocking(move || block.read())
-                .await
-                .map_err(blocking_failed)?
-                .map_err(|e| SandboxError::Io {
-                    action: "reading the workspace",
-                    source: std::io::Error::other(e),
-                })?;
-            bytes_new += bytes.len() as u64;
-            sink.put_block(&b.digest, bytes)
-                .await
-                .map_err(transfer("storing a block"))?;
-        }
+        // The sandbox is frozen, but the host is not: a file changed or removed from outside
+        // between the scan and the upload's re-read fails that read (the bytes are verified
+        // again). Then the scan is simply taken again, up to `SCAN_ATTEMPTS` times.
+        let mut attempt = 1;
+        let (scanned, missing, bytes_new) = loop {
+            match self.scan_and_upload(sb, &state.cache, sink).await {
+                Err(Upload::Changed(e)) if attempt < SCAN_ATTEMPTS => {
+                    tracing::info!(sandbox = %id, attempt, error = %e, "workspace changed from outside during a snapshot; scanning again");
+                    attempt += 1;
+                }
+                Err(Upload::Changed(e)) => {
+                    return Err(SandboxError::Io {
+                        action:
+                            "reading the workspace, which kept changing from outside the sandbox",
+                        source: std::io::Error::other(e),
+                    })
+                }
+                Err(Upload::Failed(e)) => return Err(e),
+                Ok(done) => break done,
+            }
+        };
         drop(frozen);
         let mut manifest = Manifest::new(scanned.entries);
         let entries = Digest::of(&serde_json::to_vec(&manifest.entries).unwrap_or_default());
@@ -326,5 +314,84 @@ impl SandboxService {
         if let (Some(base), Some(bases)) = (&sb.base, &self.bases) {
             bases.unpin(&base.digest);
         }
+    }
+}
+
+/// How many times a snapshot scans again when its files change from outside mid-upload.
+const SCAN_ATTEMPTS: usize = 3;
+
+/// Why a scan's upload stopped.
+enum Upload {
+    /// A planned file was changed or removed from outside before it was re-read.
+    Changed(PackError),
+    Failed(SandboxError),
+}
+
+impl From<SandboxError> for Upload {
+    fn from(e: SandboxError) -> Self {
+        Upload::Failed(e)
+    }
+}
+
+impl SandboxService {
+    /// Scans `sb`'s workspace against `prev` and stores the blocks the sink lacks: the scan,
+    /// the missing blocks and the bytes sent.
+    async fn scan_and_upload(
+        &self,
+        sb: &Arc<Sandbox>,
+        prev: &StatCache,
+        sink: &dyn Sink,
+    ) -> Result<(Scan, HashSet<Digest>, u64), Upload> {
+        let (ws, prev) = (sb.workspace(), prev.clone());
+
+        let scanned = tokio::task::spawn_blocking(move || scan(&ws, &prev))
+            .await
+            .map_err(blocking_failed)?
+            .map_err(|e| SandboxError::Io {
+                action: "scanning the workspace",
+                source: std::io::Error::other(e),
+            })?;
+        let planned: Vec<Digest> = scanned.blocks.iter().map(|b| b.digest).collect();
+        let missing: HashSet<Digest> = sink
+            .missing_blocks(&planned)
+            .await
+            .map_err(transfer("asking the store for missing blocks"))?
+            .into_iter()
+            .collect();
+        let mut bytes_new = 0;
+        for b in scanned
+            .blocks
+            .iter()
+            .filter(|b| missing.contains(&b.digest))
+        {
+            let block = b.clone();
+            let bytes = match tokio::task::spawn_blocking(move || block.read())
+                .await
+                .map_err(blocking_failed)?
+            {
+                Ok(bytes) => bytes,
+                Err(e) if changed_from_outside(&e) => return Err(Upload::Changed(e)),
+                Err(e) => {
+                    return Err(Upload::Failed(SandboxError::Io {
+                        action: "reading the workspace",
+                        source: std::io::Error::other(e),
+                    }))
+                }
+            };
+            bytes_new += bytes.len() as u64;
+            sink.put_block(&b.digest, bytes)
+                .await
+                .map_err(transfer("storing a block"))?;
+        }
+        Ok((scanned, missing, bytes_new))
+    }
+}
+
+/// A re-read that found the file gone or other bytes than were planned.
+fn changed_from_outside(e: &PackError) -> bool {
+    match e {
+        PackError::Changed { .. } => true,
+        PackError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
     }
 }
