@@ -159,3 +159,36 @@ fn bad_input_is_named() {
     let out = cli(&["simulate", "--trace", t, "--budget", "1GiB"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }
+
+/// A reader that went away before the result was written (`prewarm … | head`): the process
+/// ends quietly with 141 (128 + SIGPIPE), as a program killed by SIGPIPE does, not with a
+/// panic about a broken pipe.
+#[test]
+fn a_closed_stdout_ends_quietly_with_141() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.csv");
+    let t = trace.to_str().unwrap();
+    let g = cli(&[
+        "simulate",
+        "--generate",
+        t,
+        "--events",
+        "2000",
+        "--users",
+        "300",
+    ]);
+    assert!(g.status.success(), "{g:?}");
+    // A pipe whose only read end is closed before the process starts.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(prewarm_tests::prewarm_bin())
+        .args(["simulate", "--trace", t, "--budget", "1GiB"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
