@@ -422,6 +422,16 @@ impl SandboxService {
         self.lock().values().map(|s| s.info()).collect()
     }
 
+    /// Sandbox `id`, marked busy (not reaped idle, waited for on delete) until the guard drops.
+    fn hold(&self, id: &str) -> Result<Busy, SandboxError> {
+        let map = self.lock();
+        let sb = map
+            .get(id)
+            .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
+        sb.busy.fetch_add(1, Ordering::SeqCst);
+        Ok(Busy(Arc::clone(sb)))
+    }
+
     /// Runs a command in the sandbox: runtime read-only at its prefix, workspace writable and
     /// the working directory, env = runtime, sandbox, request, then context; resource limits
     /// = the sandbox's, lowered by the request's.
@@ -436,14 +446,7 @@ impl SandboxService {
         req: ExecRequest,
         live: Option<exec::LiveOutput>,
     ) -> Result<ExecResult, SandboxError> {
-        let busy = {
-            let map = self.lock();
-            let sb = map
-                .get(id)
-                .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, Ordering::SeqCst);
-            Busy(sb.clone())
-        };
+        let busy = self.hold(id)?;
         let sb = &busy.0;
         req.check()?;
         let limits = sb.limits.narrow_exec(&req.limits)?;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use prewarm_shared::run::{RunRequest, RunResult};
 use prewarm_shared::sandbox::{Status, CONTEXT_ENV};
 
-use super::{pool, Busy, SandboxError, SandboxService};
+use super::{pool, SandboxError, SandboxService};
 use crate::interp::Interp;
 use crate::jail::{exec, Jail};
 
@@ -21,14 +21,7 @@ impl SandboxService {
         req: RunRequest,
         live: Option<exec::LiveOutput>,
     ) -> Result<RunResult, SandboxError> {
-        let busy = {
-            let map = self.lock();
-            let sb = map
-                .get(id)
-                .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Busy(sb.clone())
-        };
+        let busy = self.hold(id)?;
         let sb = &busy.0;
         req.check()?;
         let status = sb.state.borrow().status;

@@ -111,14 +111,7 @@ impl SandboxService {
         sink: &dyn Sink,
     ) -> Result<SnapshotOutcome, SandboxError> {
         let started = Instant::now();
-        let busy = {
-            let map = self.lock();
-            let sb = map
-                .get(id)
-                .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            super::Busy(sb.clone())
-        };
+        let busy = self.hold(id)?;
         let sb: &Arc<Sandbox> = &busy.0;
         let mut state = sb.snap.lock().await;
         let frozen = Frozen::freeze(&sb.cgroup);

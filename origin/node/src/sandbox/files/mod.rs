@@ -16,7 +16,6 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 use prewarm_shared::path::PathError;
 use prewarm_shared::RelPath;
@@ -142,14 +141,7 @@ pub struct Workspace {
 impl SandboxService {
     /// Opens the sandbox's workspace for file operations. Blocking (one `open`).
     pub fn workspace(&self, id: &str) -> Result<Workspace, FileOrSandbox> {
-        let busy = {
-            let map = self.lock();
-            let sb = map
-                .get(id)
-                .ok_or_else(|| SandboxError::NotFound(id.to_string()))?;
-            sb.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Busy(Arc::clone(sb))
-        };
+        let busy = self.hold(id)?;
         let sb = &busy.0;
         let root = rustix::fs::open(
             sb.workspace(),
