@@ -8,6 +8,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod network;
 mod policy;
 mod registry;
 mod run_code;

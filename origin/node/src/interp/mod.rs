@@ -107,7 +107,7 @@ impl Interp {
         jail: &Jail,
         spec: &Interpreter,
         preload: &[String],
-        net: Option<(&std::path::Path, &SandboxCgroup)>,
+        net: Option<(&crate::jail::net::NetTools, &SandboxCgroup)>,
         patience: Duration,
     ) -> Result<Interp, StartError> {
         let started = Instant::now();
@@ -122,8 +122,8 @@ impl Interp {
         let mut child = cmd.spawn().map_err(StartError::Spawn)?;
         let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
         let net = match (net, child.id()) {
-            (Some((slirp, cgroup)), Some(pid)) => {
-                match crate::jail::net::attach(slirp, pid, cgroup).await {
+            (Some((tools, cgroup)), Some(pid)) => {
+                match crate::jail::net::attach(tools, pid, cgroup).await {
                     Ok(s) => Some(s),
                     Err(e) => {
                         kill(pgid, &mut child).await;

@@ -40,9 +40,17 @@ pub struct JailTools {
     pub user: SandboxUser,
     /// Where sandboxes' and warm jobs' cgroups go ([`Cgroups::none`]: nowhere).
     pub cgroups: Cgroups,
-    /// slirp4netns, which connects a sandbox that asks for network ([`super::net`]); `None`:
-    /// no sandbox gets network (`sandbox.network = "off"`, or slirp4netns is missing).
-    pub slirp4netns: Option<PathBuf>,
+    /// What connects a sandbox that asks for network, and what it may reach ([`super::net`]);
+    /// `None`: no sandbox gets network (`sandbox.network = "off"`, or a tool is missing).
+    pub net: Option<super::net::NetTools>,
+}
+
+impl JailTools {
+    /// The network tools for a sandbox with `network` (`None` without, or when this node
+    /// gives no sandbox network).
+    pub fn net_for(&self, network: bool) -> Option<&super::net::NetTools> {
+        self.net.as_ref().filter(|_| network)
+    }
 }
 
 /// How one sandboxed process is confined.
@@ -288,7 +296,7 @@ mod tests {
                 setpriv: "/usr/bin/setpriv".into(),
                 user: SandboxUser { uid: 7, gid: 8 },
                 cgroups: Cgroups::none(),
-                slirp4netns: None,
+                net: None,
             },
             limits: ResourceLimits::default(),
             runtime: "/node/runtimes/abc".into(),

@@ -42,13 +42,13 @@ pub async fn run(
     cap: usize,
     live: Option<LiveOutput>,
     stop: Option<&CancellationToken>,
-    net: Option<(&std::path::Path, &SandboxCgroup)>,
+    net: Option<(&super::net::NetTools, &SandboxCgroup)>,
 ) -> std::io::Result<ExecResult> {
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
     let _slirp = match (net, child.id()) {
-        (Some((slirp, cgroup)), Some(pid)) => match super::net::attach(slirp, pid, cgroup).await {
+        (Some((tools, cgroup)), Some(pid)) => match super::net::attach(tools, pid, cgroup).await {
             Ok(s) => Some(s),
             Err(e) => {
                 if let Some(pg) = pgid {

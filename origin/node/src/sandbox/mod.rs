@@ -266,7 +266,7 @@ impl SandboxService {
             return Err(SandboxError::Invalid("user_id must be 1-256 bytes".into()));
         }
         let context = req.context_text();
-        if req.network && self.cfg.jail.slirp4netns.is_none() {
+        if req.network && self.cfg.jail.net.is_none() {
             return Err(SandboxError::Invalid(
                 "network: this origin gives sandboxes no network (sandbox.network = \"off\", or slirp4netns is not installed)".into(),
             ));
@@ -486,10 +486,7 @@ impl SandboxService {
             action: "starting bubblewrap",
             source: e,
         };
-        let net = match (sb.network, &self.cfg.jail.slirp4netns) {
-            (true, Some(slirp)) => Some((slirp.as_path(), &sb.cgroup)),
-            _ => None,
-        };
+        let net = self.cfg.jail.net_for(sb.network).map(|n| (n, &sb.cgroup));
         let cmd = jail.command(&req.cmd).map_err(start_failed)?;
         let (ooms, exec_started) = (sb.cgroup.oom_kills(), Instant::now());
         let mut res = exec::run(cmd, timeout, self.cfg.output_cap, live, Some(&sb.stop), net)

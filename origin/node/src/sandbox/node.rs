@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{SandboxConfig, SandboxService};
 use crate::jail::bwrap::{find_bwrap, find_prlimit};
 use crate::jail::identity::{find_setpriv, SandboxUser};
-use crate::jail::net::find_slirp4netns;
+use crate::jail::net::{CidrList, NetFilter, NetTools};
 use crate::jail::{Cgroups, JailTools, ResourceLimits};
 use crate::warm::layout::NODE_DIR;
 use crate::warm::lease::Leases;
@@ -104,9 +104,15 @@ pub struct SandboxSettings {
     /// The host gid sandboxed commands run as (no supplementary groups). Not 0.
     pub gid: u32,
     /// Whether a sandbox may ask for network (`"network": true`): `outbound` (its own network
-    /// namespace, connected by slirp4netns, no way to the host's loopback) or `off` (such a
-    /// create is refused with 400). Default `outbound`.
+    /// namespace, connected by slirp4netns, no way to the host or private networks) or `off`
+    /// (such a create is refused with 400). Default `outbound`.
     pub network: NetworkPolicy,
+    /// IPv4 ranges a networked sandbox may not reach, on top of the private, link-local and
+    /// reserved ranges and the host's own addresses, which it never reaches.
+    pub network_deny: CidrList,
+    /// IPv4 ranges a networked sandbox may reach even inside a denied range (a package mirror
+    /// on the private network, say). Default none.
+    pub network_allow: CidrList,
     /// Processes (and threads) of one sandbox at once, all its commands together (its
     /// cgroup's `pids.max`), and the most a create request may ask for. Default 512.
     pub pids: u64,
@@ -141,6 +147,8 @@ impl Default for SandboxSettings {
             uid: SandboxUser::DEFAULT.uid,
             gid: SandboxUser::DEFAULT.gid,
             network: NetworkPolicy::Outbound,
+            network_deny: CidrList::default(),
+            network_allow: CidrList::default(),
             pids: ResourceLimits::DEFAULT.pids,
             total_memory_bytes: ResourceLimits::DEFAULT.total_memory_bytes,
             cpu_weight: ResourceLimits::DEFAULT.cpu_weight,
@@ -148,6 +156,28 @@ impl Default for SandboxSettings {
             pool_memory_bytes: 1 << 30,
         }
     }
+}
+
+/// The network tools with `sandbox`'s filter, or `None` (logged) when one is missing: then
+/// sandboxes asking for network are refused, as with `sandbox.network = "off"`.
+fn find_net_tools(sandbox: &SandboxSettings) -> Option<NetTools> {
+    let filter = NetFilter {
+        deny: sandbox.network_deny.clone(),
+        allow: sandbox.network_allow.clone(),
+    };
+    let tools = match NetTools::find(filter) {
+        Ok(t) => t,
+        Err(missing) => {
+            tracing::warn!("{missing} is not installed (scripts/sandbox-tools installs it): sandboxes asking for network are refused, as with sandbox.network = \"off\"");
+            return None;
+        }
+    };
+    // slirp4netns makes a tap device in the sandbox's namespace.
+    if !Path::new("/dev/net/tun").exists() {
+        tracing::warn!("/dev/net/tun is missing: sandboxes asking for network are refused, as with sandbox.network = \"off\"");
+        return None;
+    }
+    Some(tools)
 }
 
 /// `sandbox.network`: what `"network": true` gets.
@@ -266,20 +296,9 @@ pub async fn start(
         setpriv,
         user,
         cgroups: Cgroups::for_node(&node_name, &node_dir),
-        slirp4netns: match sandbox.network {
+        net: match sandbox.network {
             NetworkPolicy::Off => None,
-            NetworkPolicy::Outbound => {
-                let found = find_slirp4netns();
-                if found.is_none() {
-                    tracing::warn!("slirp4netns is not installed (scripts/sandbox-tools installs it): sandboxes asking for network are refused, as with sandbox.network = \"off\"");
-                }
-                // slirp4netns makes a tap device in the sandbox's namespace.
-                let tun = Path::new("/dev/net/tun").exists();
-                if found.is_some() && !tun {
-                    tracing::warn!("/dev/net/tun is missing: sandboxes asking for network are refused, as with sandbox.network = \"off\"");
-                }
-                found.filter(|_| tun)
-            }
+            NetworkPolicy::Outbound => find_net_tools(sandbox),
         },
     };
     let cfg = WarmConfig {

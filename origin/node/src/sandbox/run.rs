@@ -75,10 +75,7 @@ impl SandboxService {
                 env,
                 cgroup: sb.cgroup.clone(),
             };
-            let net = match (sb.network, &self.cfg.jail.slirp4netns) {
-                (true, Some(slirp)) => Some((slirp.as_path(), &sb.cgroup)),
-                _ => None,
-            };
+            let net = self.cfg.jail.net_for(sb.network).map(|n| (n, &sb.cgroup));
             // Preloads are for the pool: a call waiting here should not import what it may
             // not use.
             let started = Interp::start(&jail, spec, &[], net, pool::START_PATIENCE);

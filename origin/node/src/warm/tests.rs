@@ -103,7 +103,7 @@ fn warmer_serving(
             setpriv: "setpriv".into(),
             user: Default::default(),
             cgroups: Default::default(),
-            slirp4netns: None,
+            net: None,
         },
         limits: Default::default(),
     };
