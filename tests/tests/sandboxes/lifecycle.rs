@@ -218,7 +218,7 @@ fn inputs_no_command_could_start_with_are_refused_at_the_door_naming_field_and_l
 }
 
 #[test]
-fn exec_over_a_websocket_streams_output_while_the_command_runs() {
+fn exec_over_a_websocket_streams_output_and_answers_pings_while_the_command_runs() {
     let node = Node::start(&[]);
     node.push_greeter("hello", json!([]));
     let sb = node.ready("hello");
@@ -252,6 +252,19 @@ fn exec_over_a_websocket_streams_output_while_the_command_runs() {
         );
         chunks.push((stream.to_string(), data.to_string()));
         if data.contains("first") {
+            // A client's keep-alive ping is answered while the command runs.
+            socket
+                .send(tungstenite::Message::Ping(b"alive".to_vec().into()))
+                .expect("ping");
+            loop {
+                match socket.read().expect("read") {
+                    tungstenite::Message::Pong(p) if p.as_ref() == b"alive" => break,
+                    tungstenite::Message::Text(t) => {
+                        panic!("no pong before {t} (the command waits for us)")
+                    }
+                    _ => {}
+                }
+            }
             let out = node.exec(&sb.sandbox_id, &["/bin/sh", "-c", "touch go"]);
             assert_eq!(out.exit_code, Some(0), "{out:?}");
         }

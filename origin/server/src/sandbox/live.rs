@@ -75,10 +75,18 @@ pub(super) async fn stream<T: serde::Serialize>(
 ) {
     tokio::pin!(call);
     let mut carry = [Vec::new(), Vec::new()];
+    // The socket is read while the call runs, so a client's pings are answered (the socket
+    // queues the pong as it reads one); once the client closed it, it is no longer read. The
+    // call runs to its end either way.
+    let mut open = true;
     let result = loop {
         tokio::select! {
             r = &mut call => break r,
             Some((pipe, data)) = rx.recv() => send_chunk(&mut socket, &mut carry, pipe, data).await,
+            msg = socket.recv(), if open => match msg {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => open = false,
+                Some(Ok(_)) => {}
+            },
         }
     };
     // The sender went with the finished command: what is buffered is all that is left.
