@@ -9,7 +9,7 @@ import inspect
 import json
 import time
 from types import TracebackType
-from typing import Any, AsyncGenerator, Callable, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, AsyncGenerator, Awaitable, Callable, Dict, List, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from . import _core, errors
 from ._files import AsyncFiles
 from ._core import Command, OutputCallback, ProgressCallback
-from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+from .types import ExecResult, RunResult, SandboxInfo, SnapshotInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["AsyncClient", "AsyncSandbox"]
 
@@ -91,7 +91,7 @@ class AsyncClient:
                 "protocol", f"{resp.request.method} {resp.request.url.path}: answer is not JSON"
             ) from e
 
-    async def _ws(self, path: str, *, keepalive: bool = True) -> ClientConnection:
+    async def _ws(self, path: str) -> ClientConnection:
         try:
             return await connect(
                 _core.ws_url(self.base_url, path),
@@ -99,9 +99,8 @@ class AsyncClient:
                 open_timeout=self.timeout,
                 max_size=_core.WS_MAX_MESSAGE,
                 compression=None,
-                # The origin reads nothing from an exec socket while the command runs, so it
-                # answers no ping: keepalive would drop any command quieter than 40 s.
-                ping_interval=_core.WS_PING_INTERVAL if keepalive else None,
+                # The origin answers pings on every stream, so a quiet command keeps its socket.
+                ping_interval=_core.WS_PING_INTERVAL,
             )
         except InvalidStatus as e:
             r = e.response
@@ -200,7 +199,7 @@ class AsyncClient:
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
-                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
+                ws = await self._ws(_core.sandbox_path(sandbox_id, "/exec"))
             except _NoStream:
                 ws = None
             if ws is not None:
@@ -251,6 +250,32 @@ class AsyncClient:
             raise errors.Timeout("timeout", f"the command gave no result within {wait:.0f} s") from e
         except ConnectionClosed as e:
             raise errors.ServerError("protocol", f"the exec stream closed before the result: {e}") from e
+
+    # -- snapshots, forks, pause and resume ----------------------------------------------
+
+    async def snapshot_sandbox(self, sandbox_id: str, *, label: Optional[str] = None) -> SnapshotInfo:
+        """See :meth:`prewarm.Client.snapshot_sandbox`."""
+        path = _core.sandbox_path(sandbox_id, "/snapshot")
+        resp = await self._request("POST", path, body=_core.snapshot_body(label), timeout=_core.SNAPSHOT_TIMEOUT)
+        return SnapshotInfo.from_json(self._json(resp))
+
+    async def fork_sandbox(self, sandbox_id: str, count: int) -> List[SandboxInfo]:
+        """See :meth:`prewarm.Client.fork_sandbox`."""
+        path = _core.sandbox_path(sandbox_id, "/fork")
+        resp = await self._request("POST", path, body=_core.fork_body(count), timeout=_core.SNAPSHOT_TIMEOUT)
+        return _core.forked_infos(self._json(resp))
+
+    async def pause_sandbox(self, sandbox_id: str) -> str:
+        """See :meth:`prewarm.Client.pause_sandbox`."""
+        path = _core.sandbox_path(sandbox_id, "/pause")
+        resp = await self._request("POST", path, timeout=_core.SNAPSHOT_TIMEOUT)
+        return _core.paused_snapshot(self._json(resp))
+
+    async def resume_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        """See :meth:`prewarm.Client.resume_sandbox`."""
+        path = _core.sandbox_path(sandbox_id, "/resume")
+        resp = await self._request("POST", path, timeout=_core.SNAPSHOT_TIMEOUT)
+        return SandboxInfo.from_json(self._json(resp))
 
     # -- warming, stats, runtimes ---------------------------------------------------------
 
@@ -352,19 +377,70 @@ class AsyncSandbox:
         client: Optional[AsyncClient] = None,
     ) -> _S:
         """See :meth:`prewarm.Sandbox.create`; ``on_progress`` may be a coroutine function."""
+        body = _core.create_body(
+            runtime,
+            user_id=user_id,
+            context=context,
+            env=env,
+            priority=priority,
+            network=network,
+            limits=limits,
+        )
+        return await cls._started(
+            lambda c: c.create_sandbox_info(body), on_progress, timeout, base_url, token, client
+        )
+
+    @classmethod
+    async def from_snapshot(
+        cls: Type[_S],
+        snapshot: str,
+        *,
+        user_id: str = "default",
+        env: Optional[Mapping[str, str]] = None,
+        network: bool = False,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[AsyncClient] = None,
+    ) -> _S:
+        """See :meth:`prewarm.Sandbox.from_snapshot`."""
+        body = _core.from_snapshot_body(snapshot, user_id=user_id, env=env, network=network)
+        return await cls._started(
+            lambda c: c.create_sandbox_info(body), on_progress, timeout, base_url, token, client
+        )
+
+    @classmethod
+    async def resume(
+        cls: Type[_S],
+        sandbox_id: str,
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[AsyncClient] = None,
+    ) -> _S:
+        """See :meth:`prewarm.Sandbox.resume`."""
+        return await cls._started(
+            lambda c: c.resume_sandbox(sandbox_id), on_progress, timeout, base_url, token, client
+        )
+
+    @classmethod
+    async def _started(
+        cls: Type[_S],
+        start: Callable[[AsyncClient], Awaitable[SandboxInfo]],
+        on_progress: Optional[ProgressCallback],
+        timeout: Optional[float],
+        base_url: Optional[str],
+        token: Optional[str],
+        client: Optional[AsyncClient],
+    ) -> _S:
+        """See :meth:`prewarm.Sandbox._started`."""
         owns = client is None
         c = client if client is not None else AsyncClient(base_url, token)
         try:
-            body = _core.create_body(
-                runtime,
-                user_id=user_id,
-                context=context,
-                env=env,
-                priority=priority,
-                network=network,
-                limits=limits,
-            )
-            sb = cls(await c.create_sandbox_info(body), c, owns_client=owns)
+            sb = cls(await start(c), c, owns_client=owns)
             try:
                 await sb.wait_ready(on_progress=on_progress, timeout=timeout)
             except BaseException:
@@ -483,6 +559,47 @@ class AsyncSandbox:
         return await self.client.run_code(
             self.id, code, language=language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
         )
+
+    async def snapshot(self, *, label: Optional[str] = None) -> SnapshotInfo:
+        """See :meth:`prewarm.Sandbox.snapshot`."""
+        self._alive()
+        return await self.client.snapshot_sandbox(self.id, label=label)
+
+    async def fork(
+        self,
+        count: int = 1,
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+    ) -> List["AsyncSandbox"]:
+        """See :meth:`prewarm.Sandbox.fork`; the clones warm concurrently."""
+        self._alive()
+        infos = await self.client.fork_sandbox(self.id, count)
+        clones = [self._sibling(i) for i in infos]
+        try:
+            await asyncio.gather(*(c.wait_ready(on_progress=on_progress, timeout=timeout) for c in clones))
+        except BaseException:
+            for c in clones:
+                try:
+                    await c.kill()
+                except errors.PrewarmError:
+                    pass
+            raise
+        return clones
+
+    def _sibling(self: _S, info: SandboxInfo) -> _S:
+        """See :meth:`prewarm.Sandbox._sibling`."""
+        if self._owns_client:
+            return type(self)(info, AsyncClient(self.client.base_url, self.client.token), owns_client=True)
+        return type(self)(info, self.client, owns_client=False)
+
+    async def pause(self) -> str:
+        """See :meth:`prewarm.Sandbox.pause`."""
+        self._alive()
+        snap = await self.client.pause_sandbox(self.id)
+        self._killed = True
+        await self.aclose()
+        return snap
 
     async def kill(self) -> bool:
         """See :meth:`prewarm.Sandbox.kill`."""

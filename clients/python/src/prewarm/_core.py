@@ -6,7 +6,7 @@ import json
 import os
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 from . import errors
@@ -20,11 +20,14 @@ DEFAULT_URL = "http://127.0.0.1:7070"
 DEFAULT_TIMEOUT = 30.0
 #: Seconds ``Sandbox.create`` waits for a cold runtime to warm, by default.
 DEFAULT_CREATE_TIMEOUT = 600.0
+#: Seconds a snapshot, fork, pause or resume call may take (a large workspace is read whole
+#: the first time).
+SNAPSHOT_TIMEOUT = 300.0
 #: Extra seconds the client waits for an exec beyond the command's own timeout.
 EXEC_GRACE = 30.0
 #: The client's wait for an exec without a timeout: the origin's request timeout (300 s) and then some.
 EXEC_DEFAULT_WAIT = 310.0
-#: Seconds between WebSocket pings on the events stream (the exec stream sends none).
+#: Seconds between WebSocket pings (the origin answers them on the events and exec streams).
 WS_PING_INTERVAL = 20.0
 #: Largest WebSocket message accepted (an exec result carries up to 1 MiB of each stream, escaped).
 WS_MAX_MESSAGE = 64 << 20
@@ -92,6 +95,43 @@ def create_body(
     if limits:
         body["limits"] = dict(limits)
     return body
+
+
+def snapshot_body(label: Optional[str]) -> Dict[str, Any]:
+    return {} if label is None else {"label": label}
+
+
+def fork_body(count: int) -> Dict[str, Any]:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise errors.InvalidRequest("bad_request", f"fork count must be a positive integer, got {count!r}")
+    return {"count": count}
+
+
+def from_snapshot_body(snapshot: str, *, user_id: str, env: Optional[Mapping[str, str]], network: bool) -> Dict[str, Any]:
+    if not snapshot.startswith("sha256:"):
+        raise errors.InvalidRequest("bad_digest", f"a snapshot is a sha256:<hex> digest, got {snapshot!r}")
+    body: Dict[str, Any] = {"snapshot": snapshot, "user_id": user_id}
+    if env:
+        body["env"] = dict(env)
+    if network:
+        body["network"] = True
+    return body
+
+
+def forked_infos(value: Any) -> List[SandboxInfo]:
+    """The sandboxes of a ``POST …/fork`` answer."""
+    items = value.get("sandboxes") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise errors.ServerError("protocol", f"fork: no sandboxes in {value!r:.200}")
+    return [SandboxInfo.from_json(i) for i in items]
+
+
+def paused_snapshot(value: Any) -> str:
+    """The snapshot of a ``POST …/pause`` answer."""
+    snap = value.get("snapshot") if isinstance(value, dict) else None
+    if not isinstance(snap, str):
+        raise errors.ServerError("protocol", f"pause: no snapshot in {value!r:.200}")
+    return snap
 
 
 def exec_body(

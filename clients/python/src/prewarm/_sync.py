@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from types import TracebackType
-from typing import Any, Callable, Dict, Generator, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Type, TypeVar
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -14,7 +14,7 @@ from websockets.sync.client import ClientConnection, connect
 from . import _core, errors
 from ._files import Files
 from ._core import Command, OutputCallback, ProgressCallback
-from .types import ExecResult, RunResult, SandboxInfo, WarmInfo, WarmProgress, WarmStats
+from .types import ExecResult, RunResult, SandboxInfo, SnapshotInfo, WarmInfo, WarmProgress, WarmStats
 
 __all__ = ["Client", "Sandbox"]
 
@@ -86,7 +86,7 @@ class Client:
                 "protocol", f"{resp.request.method} {resp.request.url.path}: answer is not JSON"
             ) from e
 
-    def _ws(self, path: str, *, keepalive: bool = True) -> ClientConnection:
+    def _ws(self, path: str) -> ClientConnection:
         """Opens a WebSocket; raises ``_NoStream`` when it cannot be used, a typed error when
         the server's refusal is definitive (401, 403, 404)."""
         try:
@@ -96,9 +96,8 @@ class Client:
                 open_timeout=self.timeout,
                 max_size=_core.WS_MAX_MESSAGE,
                 compression=None,
-                # The origin reads nothing from an exec socket while the command runs, so it
-                # answers no ping: keepalive would drop any command quieter than 40 s.
-                ping_interval=_core.WS_PING_INTERVAL if keepalive else None,
+                # The origin answers pings on every stream, so a quiet command keeps its socket.
+                ping_interval=_core.WS_PING_INTERVAL,
             )
         except InvalidStatus as e:
             r = e.response
@@ -195,7 +194,7 @@ class Client:
         wait = _core.exec_wait(timeout)
         if on_stdout is not None or on_stderr is not None:
             try:
-                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"), keepalive=False)
+                ws = self._ws(_core.sandbox_path(sandbox_id, "/exec"))
             except _NoStream:
                 ws = None
             if ws is not None:
@@ -244,6 +243,32 @@ class Client:
             raise errors.Timeout("timeout", f"the command gave no result within {wait:.0f} s") from e
         except ConnectionClosed as e:
             raise errors.ServerError("protocol", f"the exec stream closed before the result: {e}") from e
+
+    # -- snapshots, forks, pause and resume ----------------------------------------------
+
+    def snapshot_sandbox(self, sandbox_id: str, *, label: Optional[str] = None) -> SnapshotInfo:
+        """``POST /v1/sandboxes/{id}/snapshot``; see :meth:`Sandbox.snapshot`."""
+        path = _core.sandbox_path(sandbox_id, "/snapshot")
+        resp = self._request("POST", path, body=_core.snapshot_body(label), timeout=_core.SNAPSHOT_TIMEOUT)
+        return SnapshotInfo.from_json(self._json(resp))
+
+    def fork_sandbox(self, sandbox_id: str, count: int) -> List[SandboxInfo]:
+        """``POST /v1/sandboxes/{id}/fork``: the new sandboxes, as created (maybe still warming)."""
+        path = _core.sandbox_path(sandbox_id, "/fork")
+        resp = self._request("POST", path, body=_core.fork_body(count), timeout=_core.SNAPSHOT_TIMEOUT)
+        return _core.forked_infos(self._json(resp))
+
+    def pause_sandbox(self, sandbox_id: str) -> str:
+        """``POST /v1/sandboxes/{id}/pause``: the snapshot the paused sandbox resumes from."""
+        path = _core.sandbox_path(sandbox_id, "/pause")
+        resp = self._request("POST", path, timeout=_core.SNAPSHOT_TIMEOUT)
+        return _core.paused_snapshot(self._json(resp))
+
+    def resume_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        """``POST /v1/sandboxes/{id}/resume``: the sandbox again, under its id (maybe warming)."""
+        path = _core.sandbox_path(sandbox_id, "/resume")
+        resp = self._request("POST", path, timeout=_core.SNAPSHOT_TIMEOUT)
+        return SandboxInfo.from_json(self._json(resp))
 
     # -- warming, stats, runtimes ---------------------------------------------------------
 
@@ -370,19 +395,76 @@ class Sandbox:
         :class:`~prewarm.errors.Unauthorized`, :class:`~prewarm.errors.InvalidRequest`,
         :class:`~prewarm.errors.Unavailable`.
         """
+        body = _core.create_body(
+            runtime,
+            user_id=user_id,
+            context=context,
+            env=env,
+            priority=priority,
+            network=network,
+            limits=limits,
+        )
+        return cls._started(
+            lambda c: c.create_sandbox_info(body), on_progress, timeout, base_url, token, client
+        )
+
+    @classmethod
+    def from_snapshot(
+        cls: Type[_S],
+        snapshot: str,
+        *,
+        user_id: str = "default",
+        env: Optional[Mapping[str, str]] = None,
+        network: bool = False,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[Client] = None,
+    ) -> _S:
+        """A new sandbox whose workspace is ``snapshot`` (``sha256:…``, from :meth:`snapshot`),
+        on the runtime the snapshot records, and waits until it is ready as :meth:`create` does.
+        On a node that holds the snapshot's blocks the clone shares them (copy-on-write); on any
+        other node they are fetched through the tiers. Raises
+        :class:`~prewarm.errors.NotFound` for a snapshot this user neither owns nor was shared."""
+        body = _core.from_snapshot_body(snapshot, user_id=user_id, env=env, network=network)
+        return cls._started(
+            lambda c: c.create_sandbox_info(body), on_progress, timeout, base_url, token, client
+        )
+
+    @classmethod
+    def resume(
+        cls: Type[_S],
+        sandbox_id: str,
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        client: Optional[Client] = None,
+    ) -> _S:
+        """Resumes a sandbox :meth:`pause` stopped, under the same id, on this origin's node
+        (whichever node paused it), with its workspace as it was; waits until it is ready."""
+        return cls._started(
+            lambda c: c.resume_sandbox(sandbox_id), on_progress, timeout, base_url, token, client
+        )
+
+    @classmethod
+    def _started(
+        cls: Type[_S],
+        start: Callable[[Client], SandboxInfo],
+        on_progress: Optional[ProgressCallback],
+        timeout: Optional[float],
+        base_url: Optional[str],
+        token: Optional[str],
+        client: Optional[Client],
+    ) -> _S:
+        """``start`` on a client (``client``, else a new one this handle owns), then waits for
+        ready; on any failure the sandbox is deleted and an owned client closed."""
         owns = client is None
         c = client if client is not None else Client(base_url, token)
         try:
-            body = _core.create_body(
-                runtime,
-                user_id=user_id,
-                context=context,
-                env=env,
-                priority=priority,
-                network=network,
-                limits=limits,
-            )
-            sb = cls(c.create_sandbox_info(body), c, owns_client=owns)
+            sb = cls(start(c), c, owns_client=owns)
             try:
                 sb.wait_ready(on_progress=on_progress, timeout=timeout)
             except BaseException:
@@ -518,6 +600,56 @@ class Sandbox:
         return self.client.run_code(
             self.id, code, language=language, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr
         )
+
+    def snapshot(self, *, label: Optional[str] = None) -> SnapshotInfo:
+        """Takes a content-addressed snapshot of the workspace (the sandbox's processes are
+        stopped for the moment it takes, then go on). Only files new or changed since the last
+        snapshot are read and stored; its ``parent`` is that snapshot."""
+        self._alive()
+        return self.client.snapshot_sandbox(self.id, label=label)
+
+    def fork(
+        self,
+        count: int = 1,
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = _core.DEFAULT_CREATE_TIMEOUT,
+    ) -> List["Sandbox"]:
+        """``count`` new sandboxes, each starting from this one's workspace as it is now
+        (snapshot, then copy-on-write clones), ready when returned. Each clone is a handle of
+        its own: use it as a context manager or :meth:`kill` it. If any clone fails, all are
+        deleted and the error raised."""
+        self._alive()
+        infos = self.client.fork_sandbox(self.id, count)
+        clones = [self._sibling(i) for i in infos]
+        try:
+            for c in clones:
+                c.wait_ready(on_progress=on_progress, timeout=timeout)
+        except BaseException:
+            for c in clones:
+                try:
+                    c.kill()
+                except errors.PrewarmError:
+                    pass
+            raise
+        return clones
+
+    def _sibling(self: _S, info: SandboxInfo) -> _S:
+        """A handle on another sandbox: on this one's client when it was given one, else on a
+        client of its own (so closing this handle leaves it working)."""
+        if self._owns_client:
+            return type(self)(info, Client(self.client.base_url, self.client.token), owns_client=True)
+        return type(self)(info, self.client, owns_client=False)
+
+    def pause(self) -> str:
+        """Snapshots the workspace and stops the sandbox, keeping its id: :meth:`resume` brings
+        it back, on any node of this origin. Returns the snapshot. This handle is done after it
+        (as after :meth:`kill`); its connections are closed."""
+        self._alive()
+        snap = self.client.pause_sandbox(self.id)
+        self._killed = True
+        self.close()
+        return snap
 
     def kill(self) -> bool:
         """Deletes the sandbox and its workspace: True if it was there, False if it was gone

@@ -17,6 +17,7 @@ __all__ = [
     "ExecResult",
     "RunError",
     "RunResult",
+    "SnapshotInfo",
 ]
 
 
@@ -296,4 +297,41 @@ class RunResult:
             limit=None if limit is None else LimitHit.from_json(limit),
             truncated=_get(d, "truncated", bool, what),
             fresh_interpreter=_get(d, "fresh_interpreter", bool, what),
+        )
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """``POST /v1/sandboxes/{id}/snapshot``: a content-addressed snapshot of the workspace, and
+    what taking it cost (only new or changed files are read and stored)."""
+
+    snapshot: str
+    """``sha256:…``: create a sandbox from it with :meth:`Sandbox.from_snapshot`."""
+    parent: Optional[str]
+    """The sandbox's previous snapshot, or ``None`` when the sandbox was fresh."""
+    runtime: str
+    """The digest of the runtime the sandbox ran on."""
+    files: int
+    bytes_total: int
+    new_blocks: int
+    reused_blocks: int
+    bytes_new: int
+    duration_ms: int
+    label: Optional[str]
+
+    @classmethod
+    def from_json(cls, value: Any) -> "SnapshotInfo":
+        d = _obj(value, "a snapshot")
+        what = "snapshot"
+        return cls(
+            snapshot=_get(d, "snapshot", str, what),
+            parent=_opt(d, "parent", str, what),
+            runtime=_get(d, "runtime", str, what),
+            files=_get(d, "files", int, what),
+            bytes_total=_get(d, "bytes_total", int, what),
+            new_blocks=_get(d, "new_blocks", int, what),
+            reused_blocks=_get(d, "reused_blocks", int, what),
+            bytes_new=_get(d, "bytes_new", int, what),
+            duration_ms=_get(d, "duration_ms", int, what),
+            label=_opt(d, "label", str, what),
         )
