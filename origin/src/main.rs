@@ -10,7 +10,6 @@ use prewarm_client::push::{push, PushOptions};
 use prewarm_client::remote::Remote;
 use prewarm_client::transfer::Sink;
 use prewarm_shared::{RuntimeName, RuntimeRef, Tag};
-use tracing_subscriber::EnvFilter;
 
 mod cache_cmd;
 mod cli_output;
@@ -24,6 +23,7 @@ mod serve_cmd;
 mod simulate_cmd;
 #[cfg(feature = "server")]
 mod store_cmd;
+mod telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -97,13 +97,36 @@ fn main() -> ExitCode {
         }
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("PREWARM_LOG")
-                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` reads its config before anything else: it says where trace spans go.
+    #[cfg(feature = "server")]
+    let serve_cfg = match &cli.command {
+        Command::Serve(a) => match serve_cmd::load(a) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                cli_output::error(&error_chain(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    #[cfg(feature = "server")]
+    let otlp = serve_cfg.as_ref().and_then(|c| {
+        Some(telemetry::Otlp {
+            traces_url: c.telemetry.traces_url()?,
+            service_name: c.telemetry.service_name.clone(),
+        })
+    });
+    let _telemetry = match telemetry::init(
+        default_filter,
+        #[cfg(feature = "server")]
+        otlp,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            cli_output::error(&error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -111,7 +134,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(
+        cli,
+        #[cfg(feature = "server")]
+        serve_cfg,
+    )) {
         Ok(code) => code,
         Err(e) => {
             cli_output::error(&error_chain(&e));
@@ -138,10 +165,16 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 /// Runs the command; errors exit 1 (`main`), and a command may choose another status for an
 /// outcome that is not an error (`cache verify` finding damage).
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(
+    cli: Cli,
+    #[cfg(feature = "server")] serve_cfg: Option<prewarm_server::config::Config>,
+) -> anyhow::Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "server")]
-        Command::Serve(a) => serve_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(_) => {
+            let cfg = serve_cfg.context("serve: the config was not loaded")?;
+            serve_cmd::run(cfg).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Push(a) => push_cmd(a).await.map(|()| ExitCode::SUCCESS),
         Command::Import(a) => import_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Pull(a) => pull_cmd::run(a).await,

@@ -63,11 +63,16 @@ impl Args for SettingArgs {
     }
 }
 
-pub(crate) async fn run(a: ServeArgs) -> anyhow::Result<()> {
+/// The config `serve` runs with: the file, then flags and variables, checked.
+pub(crate) fn load(a: &ServeArgs) -> anyhow::Result<Config> {
     let cfg = Config::load_with(a.config.as_deref(), &a.settings.0)?;
-    let cfg = cfg.resolve(Overrides::default(), |k| {
+    Ok(cfg.resolve(Overrides::default(), |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
-    })?;
+    })?)
+}
+
+/// Serves with `cfg` (from [`load`]) until SIGINT or SIGTERM.
+pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
     let started = server::start(&cfg).await?;
     let listen = cfg.listen_addr();
     let listener = tokio::net::TcpListener::bind(listen)

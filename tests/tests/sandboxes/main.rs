@@ -15,4 +15,5 @@ mod run_code;
 mod shared_cache;
 mod snapshots;
 mod support;
+mod telemetry;
 mod warmed;

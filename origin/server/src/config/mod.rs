@@ -65,10 +65,12 @@ pub mod overrides {
 }
 
 mod settings;
+mod telemetry;
 
 pub use prewarm_node::sandbox::node::{NodeSettings, SandboxSettings};
 pub use prewarm_store::{Secret, SecretUrl};
 pub use settings::{Given, Kind, Setting, SETTINGS};
+pub use telemetry::TelemetryConfig;
 
 /// The whole file. Every key is optional; an empty file is the embedded default.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +105,9 @@ pub struct Config {
     /// Sandboxes: whether they are served, their timeouts and resource limits.
     #[serde(default)]
     pub sandbox: SandboxSettings,
+    /// Trace export over OTLP.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[http]`: what one client may hold of the origin. Without them, a client that sends half a
@@ -278,6 +283,7 @@ impl Default for Config {
             s3: None,
             node: NodeSettings::default(),
             sandbox: SandboxSettings::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -454,6 +460,7 @@ impl Config {
                 self.compression_level
             )));
         }
+        self.telemetry.check()?;
         if !self.local.enabled && self.s3.is_none() {
             return Err(ConfigError::Invalid(
                 "local.enabled = false needs [s3]: something has to be durable".into(),

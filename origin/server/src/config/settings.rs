@@ -115,6 +115,8 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.cpu_weight", "sandbox-cpu-weight", "PREWARM_SANDBOX_CPU_WEIGHT", I, "A sandbox's CPU share under contention (1-10000, 100 = even), and the most a create may ask for. Default 100"),
     s("sandbox.pool_size", "sandbox-pool-size", "PREWARM_SANDBOX_POOL_SIZE", I, "Sandboxes kept ready with their interpreter started and preloaded, per warm runtime declaring a python interpreter; 0 = no pool. Default 2"),
     s("sandbox.pool_memory_bytes", "sandbox-pool-memory-bytes", "PREWARM_SANDBOX_POOL_MEMORY_BYTES", I, "Resident memory all idle pooled interpreters together may use. Default 1 GiB"),
+    s("telemetry.otlp_endpoint", "otlp-endpoint", "PREWARM_OTLP_ENDPOINT", T, "OTLP/HTTP collector to export trace spans to (e.g. http://127.0.0.1:4318; /v1/traces is added). Default none: spans are logged only"),
+    s("telemetry.service_name", "otlp-service-name", "PREWARM_OTLP_SERVICE_NAME", T, "service.name of exported spans. Default prewarm-origin"),
 ];
 
 /// A setting given on the command line or in the environment, as text.
