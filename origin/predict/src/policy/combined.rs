@@ -19,7 +19,7 @@
 //! Greedy-Dual-Size-Frequency, FaasCache ASPLOS '21: a cold start is one miss whatever its
 //! size, and a big runtime's bytes hold several small ones), least recently used among equals,
 //! and a warm ahead never evicts a runtime with more expected starts per byte (cost-aware
-//! admission). Only the users in a session and one number per runtime are kept beyond
+//! admission). Only the users in a session and two numbers per runtime are kept beyond
 //! user-history's bounded memory.
 
 use std::collections::HashMap;
