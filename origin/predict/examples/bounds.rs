@@ -5,9 +5,11 @@
 //! budget of FRACTION of all runtimes' bytes:
 //! - `oracle-evict`: evicts the idle runtime whose next start is furthest away (Belady);
 //! - `oracle-prefetch`: the same, and warms every runtime 2 minutes before its next start.
+//!
 //! No online policy can know the future; these only say how far from the best each is.
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use prewarm_predict::policy::{Plan, Predictor, Rule, Usage, Want};
 use prewarm_predict::{sim, Catalog, RuntimeId, Secs, SimOptions, Trace};
@@ -53,7 +55,7 @@ impl Predictor for Oracle {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        eprintln!("usage: bounds TRACE.csv NODES FRACTION");
+        let _ = writeln!(std::io::stderr(), "usage: bounds TRACE.csv NODES FRACTION");
         std::process::exit(2);
     }
     let trace = Trace::read(&[&args[1]]).expect("a trace");
@@ -85,7 +87,8 @@ fn main() {
             warm += r.warm_work.seconds;
             wasted += r.wasted_warm_work.seconds;
         }
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "{name}: {cold} cold starts ({pinned} pinned out), warm work {warm:.0} s, wasted {wasted:.0} s"
         );
     }
