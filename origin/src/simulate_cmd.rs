@@ -209,10 +209,11 @@ fn human_report(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "hot-start rate {} ({} cold starts, {} avoided against none)",
+        "hot-start rate {} ({} cold starts, {} avoided against none, {} pinned out by live sandboxes)",
         pct(r.hot_rate),
         r.cold_starts,
-        r.cold_starts_avoided_vs_none
+        r.cold_starts_avoided_vs_none,
+        r.cold_starts_pinned_out
     );
     let _ = writeln!(
         s,
@@ -252,7 +253,7 @@ fn human_report(r: &Report) -> String {
 /// The sweep as a Markdown table, one row per policy and budget.
 fn sweep_table(rows: &[SweepRow]) -> String {
     let mut s = String::from(
-        "| budget | policy | hot starts | cold starts | avoided vs none | warm work (s / GiB) | wasted (s / GiB) | wait p50 / p99 (s) | python-ml | python-data | node-web | go |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| budget | policy | hot starts | cold starts | of which pinned out | avoided vs none | warm work (s / GiB) | wasted (s / GiB) | wait p50 / p99 (s) | python-ml | python-data | node-web | go |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let x = &r.report;
@@ -263,12 +264,13 @@ fn sweep_table(rows: &[SweepRow]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} ({:.0} %) | {} | {} | {} | {} | {:.0} / {:.1} | {:.0} / {:.1} | {:.2} / {:.2} | {} | {} | {} | {} |",
+            "| {} ({:.0} %) | {} | {} | {} | {} | {} | {:.0} / {:.1} | {:.0} / {:.1} | {:.2} / {:.2} | {} | {} | {} | {} |",
             gib(r.budget_bytes),
             r.budget_fraction * 100.0,
             r.policy,
             pct(x.hot_rate),
             x.cold_starts,
+            x.cold_starts_pinned_out,
             x.cold_starts_avoided_vs_none,
             x.warm_work.seconds,
             x.warm_work.bytes as f64 / (1u64 << 30) as f64,

@@ -100,6 +100,15 @@ pub trait Predictor: Send {
     }
     /// Called every [`TICK`] seconds of the clock.
     fn tick(&mut self, now: Secs) -> Plan;
+    /// When the node must evict idle runtimes, how much this policy wants to keep `runtime`
+    /// (`bytes` on the warm disk): the lowest goes first, ties (and `None`: no opinion, the
+    /// default) least recently used first. Runtimes a [`Want`] protects still go after all
+    /// others, and a live sandbox's runtime never goes.
+    fn retain_priority(&self, _now: Secs, _runtime: RuntimeId, _bytes: u64) -> Option<f64> {
+        None
+    }
+    /// The node evicted `runtime` (for policies that age their priorities by what they evict).
+    fn evicted(&mut self, _now: Secs, _runtime: RuntimeId, _bytes: u64) {}
 }
 
 /// How often a predictor is ticked, in seconds of its clock.

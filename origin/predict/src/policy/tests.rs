@@ -76,3 +76,52 @@ fn keepalive_releases_each_runtime_once() {
     assert!(k.tick(660).release.is_empty());
     assert_eq!(k.tick(1100).release, vec![RuntimeId(2)]);
 }
+
+#[test]
+fn prewarm_counts_a_session_until_it_has_been_quiet_then_only_the_rate() {
+    let mut p = Prewarm::new(4);
+    // Eve: runtime 1 four times, runtime 2 once (shares 0.8 / 0.2), all at t = 0..5.
+    for (t, r) in [(0, 1), (1, 1), (2, 2), (3, 1), (4, 1)] {
+        p.observe(&use_(t, 7, r));
+    }
+    let in_session = p.demand(10, RuntimeId(2));
+    assert_eq!(p.sessions(), 1);
+    // Her session counts her share of runtime 2 (0.2 × 11/12) on top of its rate.
+    assert!(in_session > 0.18, "{in_session}");
+    p.tick(4 + Prewarm::SESSION);
+    assert_eq!(p.sessions(), 0);
+    let after = p.demand(4 + Prewarm::SESSION, RuntimeId(2));
+    assert!(after < in_session - 0.15 && after > 0.0, "{after}");
+    // A show-up wants both of her usual runtimes for the session, the main one first.
+    let wants = p.on_user(1000, UserId(7));
+    let got: Vec<u32> = wants.iter().map(|w| w.runtime.0).collect();
+    assert_eq!(got, vec![1, 2]);
+    assert!(wants.iter().all(|w| w.until == 1000 + Prewarm::SESSION));
+    // A stranger has no usual runtimes.
+    assert!(p.on_user(1000, UserId(8)).is_empty());
+}
+
+#[test]
+fn prewarm_ranks_by_expected_starts_per_byte() {
+    let mut p = Prewarm::new(4);
+    // Runtimes 1 and 2 used equally, long ago (no session left).
+    for i in 0..4 {
+        p.observe(&use_(i, i as u32, 1));
+        p.observe(&use_(i, 10 + i as u32, 2));
+    }
+    let now = 2 * HOUR;
+    p.tick(now);
+    let small = p.retain_priority(now, RuntimeId(1), 100).unwrap();
+    let big = p.retain_priority(now, RuntimeId(2), 200).unwrap();
+    assert!(big < small, "{big} {small}");
+    // Never used: nothing expected.
+    assert_eq!(p.retain_priority(now, RuntimeId(3), 100), Some(0.0));
+    // The other policies have no opinion: the node's LRU decides.
+    for k in [
+        PolicyKind::None,
+        PolicyKind::Keepalive,
+        PolicyKind::UserHistory,
+    ] {
+        assert_eq!(k.build(4).retain_priority(now, RuntimeId(1), 100), None);
+    }
+}

@@ -6,7 +6,9 @@
 //! be evicted meanwhile. The predictor is ticked every [`TICK`] seconds and told of every
 //! create and every user's show-up, exactly as the server tells it; its wants are warmed at
 //! low priority (in parallel, without delaying on-demand warms: the node's warmer serves
-//! high before low, and the model has no queueing) within the budget.
+//! high before low, and the model has no queueing) within the budget. When the policy ranks
+//! runtimes ([`Predictor::retain_priority`]) the node evicts in that order, and a predictive
+//! warm never evicts a runtime the policy ranks at or above the one it warms.
 
 mod node;
 mod report;
@@ -201,6 +203,9 @@ impl<'a> Sim<'a> {
             e.live_until = e.live_until.max(now + wait + session);
         } else {
             wait = warm_secs;
+            if self.node.live_bytes(now) + bytes > self.opts.budget {
+                self.acc.pinned_out += 1;
+            }
             self.acc.warm.add(warm_secs, bytes);
             self.note(t, r, "cold");
             self.node.insert(
@@ -215,12 +220,22 @@ impl<'a> Sim<'a> {
                     used: true,
                 },
             );
-            let wanted: HashSet<RuntimeId> = self.wanted_now(t);
-            self.node.evict_over_budget(now, &wanted);
+            self.upkeep(t);
         }
         let hot = wait == 0.0;
         self.acc.record(r, wait, hot);
         hot
+    }
+
+    /// The node's eviction down to the budget, in the policy's retain order; tells the policy.
+    fn upkeep(&mut self, t: Secs) {
+        let wanted = self.wanted_now(t);
+        let p = &*self.p;
+        let rank = |r: RuntimeId, b: u64| p.retain_priority(t, r, b).unwrap_or(0.0);
+        let gone = self.node.evict_over_budget(t as f64, &wanted, &rank);
+        for r in gone {
+            self.p.evicted(t, r, self.specs[r.0 as usize].0);
+        }
     }
 
     fn wanted_now(&self, t: Secs) -> HashSet<RuntimeId> {
@@ -233,8 +248,7 @@ impl<'a> Sim<'a> {
 
     fn apply(&mut self, plan: Plan, t: Secs) {
         let now = t as f64;
-        let wanted = self.wanted_now(t);
-        self.node.evict_over_budget(now, &wanted);
+        self.upkeep(t);
         for r in plan.release {
             self.wanted.remove(&r);
             self.pending_release.insert(r);
@@ -246,6 +260,7 @@ impl<'a> Sim<'a> {
                 self.pending_release.remove(&r);
             } else if self.node.evict(r, now) {
                 self.pending_release.remove(&r);
+                self.p.evicted(t, r, self.specs[r.0 as usize].0);
                 self.note(t, r, "release");
             }
         }
@@ -278,8 +293,15 @@ impl<'a> Sim<'a> {
             if batch_bytes > self.opts.budget {
                 continue;
             }
-            if !self.node.make_room(bytes, now, &protected) {
+            let p = &*self.p;
+            let rank = |r: RuntimeId, b: u64| p.retain_priority(t, r, b).unwrap_or(0.0);
+            // A policy that ranks runtimes never evicts one it ranks higher to warm this one.
+            let floor = p.retain_priority(t, w.runtime, bytes);
+            let Some(gone) = self.node.make_room(bytes, now, &protected, &rank, floor) else {
                 continue;
+            };
+            for r in gone {
+                self.p.evicted(t, r, self.specs[r.0 as usize].0);
             }
             self.acc.warm.add(warm_secs, bytes);
             self.acc.predicted_warms += 1;

@@ -1,8 +1,8 @@
 //! The simulator's node: warm runtimes under a byte budget, LRU eviction that never touches a live sandbox's runtime.
 //!
 //! It stands for the node's warmer and LRU (`origin/node/src/warm/maintain.rs`): an on-demand
-//! warm always proceeds, then least-recently-used idle runtimes (ones a prediction still wants
-//! last) are evicted until the total fits; when live sandboxes pin more than the budget the
+//! warm always proceeds, then idle runtimes are evicted (ones a prediction still wants last; by
+//! the policy's retain priority when it has one, else least recently used first) until the total fits; when live sandboxes pin more than the budget the
 //! node stays over it until they end, as the real node does. A predictive warm evicts only
 //! idle runtimes no prediction wants, and is skipped when that cannot free the bytes, so
 //! predictions never take the node over its budget.
@@ -79,38 +79,84 @@ impl Node {
 
     /// Frees `bytes` for a predictive warm by evicting idle runtimes no prediction wants,
     /// least recently used first, or evicts nothing and returns false when that cannot be done.
-    pub(crate) fn make_room(&mut self, bytes: u64, now: f64, wanted: &HashSet<RuntimeId>) -> bool {
+    pub(crate) fn make_room(
+        &mut self,
+        bytes: u64,
+        now: f64,
+        wanted: &HashSet<RuntimeId>,
+        rank: &dyn Fn(RuntimeId, u64) -> f64,
+        floor: Option<f64>,
+    ) -> Option<Vec<RuntimeId>> {
         if bytes > self.budget || self.used_bytes > self.budget {
-            return false;
+            return None;
         }
         let free = self.budget - self.used_bytes;
         if free >= bytes {
-            return true;
+            return Some(Vec::new());
         }
-        let mut victims: Vec<(bool, f64, RuntimeId, u64)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.idle(now))
-            .map(|(r, e)| (wanted.contains(r), e.last_used, *r, e.bytes))
-            .filter(|v| !v.0)
+        let victims: Vec<(RuntimeId, u64)> = self
+            .victims(now, wanted, rank)
+            .into_iter()
+            .filter(|v| !v.0 && floor.is_none_or(|f| rank(v.1, v.2) < f))
+            .map(|v| (v.1, v.2))
             .collect();
-        victims.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut need = bytes - free;
         let mut take = 0;
         for v in &victims {
             if need == 0 {
                 break;
             }
-            need = need.saturating_sub(v.3);
+            need = need.saturating_sub(v.1);
             take += 1;
         }
         if need > 0 {
-            return false;
+            return None;
         }
-        for v in &victims[..take] {
-            self.evict(v.2, now);
+        let gone: Vec<RuntimeId> = victims[..take].iter().map(|v| v.0).collect();
+        for r in &gone {
+            self.evict(*r, now);
         }
-        true
+        Some(gone)
+    }
+
+    /// Idle runtimes in eviction order: unwanted before wanted, then the policy's retain
+    /// priority (lowest first), then least recently used; each with whether it is wanted.
+    fn victims(
+        &self,
+        now: f64,
+        wanted: &HashSet<RuntimeId>,
+        rank: &dyn Fn(RuntimeId, u64) -> f64,
+    ) -> Vec<(bool, RuntimeId, u64)> {
+        let mut v: Vec<(bool, f64, f64, RuntimeId, u64)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.idle(now))
+            .map(|(r, e)| {
+                (
+                    wanted.contains(r),
+                    rank(*r, e.bytes),
+                    e.last_used,
+                    *r,
+                    e.bytes,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then(a.3.cmp(&b.3))
+        });
+        v.into_iter().map(|x| (x.0, x.3, x.4)).collect()
+    }
+
+    /// Bytes of runtimes a live sandbox uses or a warm is under way for: what no eviction can free now.
+    pub(crate) fn live_bytes(&self, now: f64) -> u64 {
+        self.entries
+            .values()
+            .filter(|e| !e.idle(now))
+            .map(|e| e.bytes)
+            .sum()
     }
 
     /// Drops a runtime; refuses (returns false) while a sandbox uses it or it is warming.
@@ -138,28 +184,31 @@ impl Node {
         self.entries.insert(r, e);
     }
 
-    /// The node's upkeep: evicts idle runtimes, unwanted before wanted, least recently used
-    /// first, until the total fits the budget (or only live ones are left).
-    pub(crate) fn evict_over_budget(&mut self, now: f64, wanted: &HashSet<RuntimeId>) {
+    /// The node's upkeep: evicts idle runtimes, unwanted before wanted, in the policy's retain
+    /// order, least recently used first among equals, until the total fits the budget (or only live ones are left).
+    /// Returns what it evicted.
+    pub(crate) fn evict_over_budget(
+        &mut self,
+        now: f64,
+        wanted: &HashSet<RuntimeId>,
+        rank: &dyn Fn(RuntimeId, u64) -> f64,
+    ) -> Vec<RuntimeId> {
+        let mut gone = Vec::new();
         if self.used_bytes <= self.budget {
-            return;
+            return gone;
         }
-        let mut victims: Vec<(bool, f64, RuntimeId)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.idle(now))
-            .map(|(r, e)| (wanted.contains(r), e.last_used, *r))
-            .collect();
-        victims.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-        for v in victims {
+        for v in self.victims(now, wanted, rank) {
             if self.used_bytes <= self.budget {
                 break;
             }
-            self.evict(v.2, now);
+            if self.evict(v.1, now) {
+                gone.push(v.1);
+            }
         }
         if self.used_bytes > self.budget && self.entries.values().any(|e| e.idle(now)) {
             self.idle_over_budget += 1;
         }
+        gone
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Report {
     pub warm_work: Work,
     pub predicted_warms: u64,
     pub predicted_warms_used: u64,
+    /// Cold starts of a runtime that could not have been warm within the budget: live
+    /// sandboxes (and warms under way) of other runtimes pinned more than the budget left for
+    /// it, so any node honouring the budget had evicted it. No policy can avoid these.
+    pub cold_starts_pinned_out: u64,
     /// Predicted warms evicted, released or left at the end without a single use.
     pub wasted_warm_work: Work,
     pub wait_p50_secs: f64,
@@ -85,6 +89,7 @@ pub(crate) struct Acc {
     pub warm: Work,
     pub predicted_warms: u64,
     pub predicted_used: u64,
+    pub pinned_out: u64,
     waits: Vec<f32>,
     per: Vec<(u64, Vec<f32>)>,
 }
@@ -103,6 +108,7 @@ impl Acc {
             warm: Work::default(),
             predicted_warms: 0,
             predicted_used: 0,
+            pinned_out: 0,
             waits: Vec::new(),
             per: vec![(0, Vec::new()); runtimes],
         }
@@ -158,6 +164,7 @@ impl Acc {
             warm_work: self.warm,
             predicted_warms: self.predicted_warms,
             predicted_warms_used: self.predicted_used,
+            cold_starts_pinned_out: self.pinned_out,
             wasted_warm_work: Work {
                 warms: evicted.wasted_warms,
                 seconds: evicted.wasted_secs,

@@ -222,3 +222,120 @@ fn the_simulator_is_deterministic() {
     assert_eq!(a.1, b.1);
     assert_eq!(a.0, b.0);
 }
+
+/// A catalog where `big` is twice the size of the others (100 bytes, 5 s).
+fn sized(slots: u64) -> SimOptions {
+    let mut o = opts(slots);
+    o.catalog.runtimes.insert(
+        "big".into(),
+        RuntimeSpec {
+            bytes: 200,
+            warm_secs: 5.0,
+            measured: false,
+        },
+    );
+    o
+}
+
+#[test]
+fn prewarm_evicts_one_big_runtime_rather_than_a_small_one_used_as_often() {
+    // Three users, each with one runtime, each used twice an hour apart; big the most
+    // recently. Then x needs 100 bytes of a full 400-byte node: the LRU drops s1 (least
+    // recent), prewarm drops big (same expected starts, twice the bytes), so s1's next start
+    // is hot under prewarm and cold under none.
+    let mut ev = Vec::new();
+    for h in 0..2 {
+        ev.push((h * HOUR, "a", "s1"));
+        ev.push((h * HOUR + 10, "b", "s2"));
+        ev.push((h * HOUR + 20, "c", "big"));
+    }
+    ev.push((2 * HOUR, "d", "x"));
+    ev.push((2 * HOUR + 600, "a", "s1"));
+    let tr = trace(&ev);
+    let o = sized(4);
+    let t = 2 * HOUR + 600;
+    assert!(!hot_at(&tr, PolicyKind::None, &o, t));
+    assert!(hot_at(&tr, PolicyKind::Prewarm, &o, t));
+}
+
+#[test]
+fn prewarm_warms_a_users_other_runtime_when_their_session_starts() {
+    // Eve's history: py four times, r once. Others push both out of a two-slot node
+    // overnight. Next morning her py start warms r ahead: her r start two minutes later is
+    // hot under prewarm, cold under none, and the warm was used (not wasted).
+    let mut ev = vec![
+        (0, "eve", "py"),
+        (90, "eve", "py"),
+        (180, "eve", "r"),
+        (270, "eve", "py"),
+        (360, "eve", "py"),
+    ];
+    ev.push((12 * HOUR, "zed", "a"));
+    ev.push((12 * HOUR + 10, "zed", "b"));
+    let t0 = DAY + 3 * HOUR;
+    ev.push((t0, "eve", "py"));
+    ev.push((t0 + 120, "eve", "r"));
+    let tr = trace(&ev);
+    let o = opts(2);
+    assert!(!hot_at(&tr, PolicyKind::None, &o, t0 + 120));
+    assert!(hot_at(&tr, PolicyKind::Prewarm, &o, t0 + 120));
+    let (r, log) = decisions(&tr, PolicyKind::Prewarm.build(2).as_mut(), &o);
+    assert!(
+        log.iter()
+            .any(|d| d.t == t0 && d.runtime == "r" && d.action == "warm"),
+        "{log:?}"
+    );
+    assert_eq!(r.wasted_warm_work.warms, 0, "{r:?}");
+}
+
+/// Wants runtime 1 every tick from t = 1000; ranks runtimes by a fixed table.
+struct Ranked(Vec<f64>);
+
+impl Predictor for Ranked {
+    fn name(&self) -> &'static str {
+        "ranked"
+    }
+    fn observe(&mut self, _u: &Usage) {}
+    fn tick(&mut self, now: Secs) -> Plan {
+        if now < 1000 {
+            return Plan::default();
+        }
+        Plan {
+            warm: vec![Want {
+                runtime: RuntimeId(1),
+                score: 1.0,
+                rule: crate::policy::Rule::Popular,
+                until: now + TICK,
+            }],
+            release: Vec::new(),
+        }
+    }
+    fn retain_priority(&self, _now: Secs, r: RuntimeId, _bytes: u64) -> Option<f64> {
+        Some(self.0[r.0 as usize])
+    }
+}
+
+#[test]
+fn a_predictive_warm_never_evicts_a_runtime_its_policy_ranks_higher() {
+    // Runtime 0 fills the one slot; the policy wants runtime 1 warm.
+    let tr = trace(&[(0, "u", "a"), (5000, "u", "b"), (5001, "u", "a")]);
+    // Ranked above the want: kept, no warm until b is asked for on demand.
+    let (_, log) = decisions(&tr, &mut Ranked(vec![2.0, 1.0]), &opts(1));
+    assert!(!log.iter().any(|d| d.action == "warm"), "{log:?}");
+    // Ranked below: evicted for it once idle.
+    let (r, log) = decisions(&tr, &mut Ranked(vec![0.5, 1.0]), &opts(1));
+    assert!(
+        log.iter().any(|d| d.action == "warm" && d.runtime == "b"),
+        "{log:?}"
+    );
+    assert_eq!(r.runtimes["b"].hot, 1);
+}
+
+#[test]
+fn cold_starts_pinned_out_by_live_sandboxes_are_counted() {
+    // One slot; a's sandbox is live when b is asked for: b could not have been warm.
+    let tr = trace(&[(0, "u", "a"), (100, "v", "b"), (1000, "w", "c")]);
+    let r = simulate(&tr, PolicyKind::None, &opts(1));
+    assert_eq!(r.cold_starts, 3);
+    assert_eq!(r.cold_starts_pinned_out, 1);
+}
