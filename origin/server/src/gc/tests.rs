@@ -1,7 +1,7 @@
 //! gc's mark and sweep rules on the in-memory store: roots, parents, grace, dry run, and a push landing mid-run.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,11 +140,13 @@ async fn a_missing_parent_is_reported_dangling_not_fatal() {
     assert!(has(&s, Kind::Block, &b).await);
 }
 
-/// A store that, when gc lists blocks (after its mark), receives a push: a new manifest that
-/// reuses an old unreferenced block. The re-check must spare that block.
+/// A store that receives a push just before gc's last look at the manifests (its third
+/// listing, after the blocks to delete were picked): a new manifest that reuses an old
+/// unreferenced block. The re-check must spare that block.
 struct PushMidRun {
     inner: MemoryStore,
     reuse: Digest,
+    manifest_listings: AtomicUsize,
     pushed: AtomicBool,
 }
 
@@ -169,11 +171,11 @@ impl Store for PushMidRun {
         self.inner.delete(k, d).await
     }
     async fn list(&self, k: Kind) -> Result<Vec<Listed>, StoreError> {
-        let listed = self.inner.list(k).await?;
-        if k == Kind::Block && !self.pushed.swap(true, Ordering::SeqCst) {
+        if k == Kind::Manifest && self.manifest_listings.fetch_add(1, Ordering::SeqCst) == 2 {
             manifest(&self.inner, &[self.reuse], None, None).await;
+            self.pushed.store(true, Ordering::SeqCst);
         }
-        Ok(listed)
+        self.inner.list(k).await
     }
     async fn quarantine(&self, k: Kind, d: &Digest) -> Result<(), StoreError> {
         self.inner.quarantine(k, d).await
@@ -188,6 +190,7 @@ async fn a_manifest_pushed_after_the_mark_keeps_the_old_block_it_reuses() {
     let s = Arc::new(PushMidRun {
         inner,
         reuse,
+        manifest_listings: AtomicUsize::new(0),
         pushed: AtomicBool::new(false),
     });
     let stores = GcStores {
