@@ -90,7 +90,10 @@ fn human(r: &GcReport) -> String {
         ));
     }
     for d in &r.dangling {
-        s.push_str(&format!("dangling: {} refers to missing manifest {}\n", d.from, d.missing));
+        s.push_str(&format!(
+            "dangling: {} refers to missing manifest {}\n",
+            d.from, d.missing
+        ));
     }
     for f in &r.failed {
         s.push_str(&format!("failed: {f}\n"));
@@ -130,6 +133,8 @@ mod tests {
         assert_eq!(parse_grace("0"), Ok(Duration::ZERO));
         assert_eq!(parse_grace("12h"), Ok(Duration::from_secs(12 * 3600)));
         assert_eq!(parse_grace("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert!(parse_grace("1w").is_err() && parse_grace("h").is_err() && parse_grace("").is_err());
+        assert!(
+            parse_grace("1w").is_err() && parse_grace("h").is_err() && parse_grace("").is_err()
+        );
     }
 }

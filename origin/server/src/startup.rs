@@ -136,7 +136,8 @@ pub async fn open_tiers(cfg: &Config) -> Result<Tiered, StartError> {
     let data_dir = cfg.data_dir_or_default();
     let mut cfg = cfg.clone();
     cfg.memory.max_bytes = 0;
-    let (tiers, _) = build_tiers(&cfg, &data_dir, Limits::default().max_manifest_bytes, true).await?;
+    let (tiers, _) =
+        build_tiers(&cfg, &data_dir, Limits::default().max_manifest_bytes, true).await?;
     Ok(tiers)
 }
 
@@ -154,7 +155,10 @@ async fn build_tiers(
             if !data_dir.join("blocks-v1").is_dir() {
                 return Err(StartError::LocalTier {
                     path: data_dir.to_owned(),
-                    source: StoreError::other("disk", "not a prewarm data directory (no blocks-v1/)"),
+                    source: StoreError::other(
+                        "disk",
+                        "not a prewarm data directory (no blocks-v1/)",
+                    ),
                 });
             }
             DiskStore::beside_server(data_dir)

@@ -64,14 +64,20 @@ fn gc_sweeps_a_deleted_tags_tree_from_every_tier_and_keeps_the_tagged_one() {
     // Within the grace period nothing goes.
     let young = gc(&a_dir, &["--grace", "1h"]);
     assert_eq!(young["blocks"]["deleted"], 0, "{young}");
-    assert!(young["roots"]["young_manifests"].as_u64().unwrap() >= 1, "{young}");
+    assert!(
+        young["roots"]["young_manifests"].as_u64().unwrap() >= 1,
+        "{young}"
+    );
 
     let dry = gc(&a_dir, &["--grace", "0s", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["manifests"]["deleted"], 1, "{dry}");
     assert_eq!(dry["blocks"]["deleted"], only_v1.len(), "{dry}");
     assert!(dry["blocks"]["deleted_bytes"].as_u64().unwrap() > 0);
-    assert!(only_v1.iter().all(|b| on_disk(&a_dir, b)), "a dry run deletes nothing");
+    assert!(
+        only_v1.iter().all(|b| on_disk(&a_dir, b)),
+        "a dry run deletes nothing"
+    );
 
     let done = gc(&a_dir, &["--grace", "0s"]);
     assert_eq!(done["manifests"]["deleted"], 1, "{done}");
@@ -84,16 +90,26 @@ fn gc_sweeps_a_deleted_tags_tree_from_every_tier_and_keeps_the_tagged_one() {
             "{b} still in S3"
         );
         assert_eq!(
-            redis.cli(&["EXISTS", &format!("prewarm:v1:block:{}", b.hex())]).trim(),
+            redis
+                .cli(&["EXISTS", &format!("prewarm:v1:block:{}", b.hex())])
+                .trim(),
             "0",
             "{b} still in Redis"
         );
-        let r = http().get(format!("{}/v1/blocks/{b}", a.url)).send().unwrap();
+        let r = http()
+            .get(format!("{}/v1/blocks/{b}", a.url))
+            .send()
+            .unwrap();
         assert_ne!(r.status(), 500);
     }
     // The tagged runtime is whole, from the origin that ran beside gc and from a fresh one.
     assert_eq!(fetch_runtime(&a.url, "v2"), v2);
-    let b = origin_with(&dir.path().join("b"), &moto, None, "[local]\nenabled = false\n");
+    let b = origin_with(
+        &dir.path().join("b"),
+        &moto,
+        None,
+        "[local]\nenabled = false\n",
+    );
     assert_eq!(fetch_runtime(&b.url, "v2"), v2);
     let again = gc(&a_dir, &["--grace", "0s"]);
     assert_eq!(again["blocks"]["deleted"], 0, "{again}");

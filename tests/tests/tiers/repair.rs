@@ -76,9 +76,18 @@ fn a_damaged_s3_copy_reads_missing_until_a_push_repairs_it() {
         &format!("e2e/blocks-v1/{}", y.hex()),
         b"corrupted in the bucket",
     );
-    let c = origin_with(&dir.path().join("c"), &moto, None, "[local]\nenabled = false\n");
+    let c = origin_with(
+        &dir.path().join("c"),
+        &moto,
+        None,
+        "[local]\nenabled = false\n",
+    );
     let r = get(&format!("{}/v1/blocks/{y}", c.url));
-    assert_eq!(r.status(), 404, "a damaged durable copy is missing, not a 500");
+    assert_eq!(
+        r.status(),
+        404,
+        "a damaged durable copy is missing, not a 500"
+    );
     let body: Value = r.json().unwrap();
     assert_eq!(body["error"]["code"], "not_found", "{body}");
     assert!(!moto.has_object(BUCKET, &format!("e2e/blocks-v1/{}", y.hex())));

@@ -68,7 +68,10 @@ impl Marks {
                 } else {
                     report.roots.snapshot_records += 1;
                 }
-                for d in [Some(r.snapshot), r.runtime, r.parent].into_iter().flatten() {
+                for d in [Some(r.snapshot), r.runtime, r.parent]
+                    .into_iter()
+                    .flatten()
+                {
                     self.mark(s, d, key.to_string(), report).await?;
                 }
             }

@@ -131,7 +131,16 @@ pub async fn collect(s: &GcStores<'_>, o: GcOptions) -> Result<GcReport, GcError
     let manifests = s.objects.list(prewarm_store::Kind::Manifest).await?;
     marks.roots(s, &manifests, cutoff, &mut report).await?;
     let blocks = s.objects.list(prewarm_store::Kind::Block).await?;
-    sweep::sweep(s, &mut marks, manifests, blocks, cutoff, &mut report, o.dry_run).await?;
+    sweep::sweep(
+        s,
+        &mut marks,
+        manifests,
+        blocks,
+        cutoff,
+        &mut report,
+        o.dry_run,
+    )
+    .await?;
     tracing::info!(
         dry_run = o.dry_run,
         manifests_deleted = report.manifests.deleted,

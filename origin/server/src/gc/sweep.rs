@@ -22,12 +22,28 @@ pub(super) async fn sweep(
     let doomed_manifests = pick(&manifests, &marks.manifests, cutoff, &mut report.manifests);
     recheck(s, marks, cutoff, report).await?;
     let doomed_manifests = spare(doomed_manifests, &marks.manifests, report);
-    delete(s, Kind::Manifest, &doomed_manifests, dry_run, &mut report.manifests, &mut report.failed).await;
+    delete(
+        s,
+        Kind::Manifest,
+        &doomed_manifests,
+        dry_run,
+        &mut report.manifests,
+        &mut report.failed,
+    )
+    .await;
 
     let doomed_blocks = pick(&blocks, &marks.blocks, cutoff, &mut report.blocks);
     recheck(s, marks, cutoff, report).await?;
     let doomed_blocks = spare(doomed_blocks, &marks.blocks, report);
-    delete(s, Kind::Block, &doomed_blocks, dry_run, &mut report.blocks, &mut report.failed).await;
+    delete(
+        s,
+        Kind::Block,
+        &doomed_blocks,
+        dry_run,
+        &mut report.blocks,
+        &mut report.failed,
+    )
+    .await;
 
     report.manifests.reachable = count_in(&manifests, &marks.manifests);
     report.blocks.reachable = count_in(&blocks, &marks.blocks);

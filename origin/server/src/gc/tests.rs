@@ -59,7 +59,9 @@ async fn run(s: &MemoryStore, grace: Duration, dry_run: bool) -> GcReport {
         tags: s,
         records: s,
     };
-    collect(&stores, GcOptions { grace, dry_run }).await.unwrap()
+    collect(&stores, GcOptions { grace, dry_run })
+        .await
+        .unwrap()
 }
 
 async fn has(s: &dyn Store, kind: Kind, d: &Digest) -> bool {
@@ -69,7 +71,11 @@ async fn has(s: &dyn Store, kind: Kind, d: &Digest) -> bool {
 #[tokio::test]
 async fn unreferenced_objects_go_and_everything_reachable_stays() {
     let s = MemoryStore::new();
-    let (shared, only_old, only_new) = (block(&s, "shared").await, block(&s, "old").await, block(&s, "new").await);
+    let (shared, only_old, only_new) = (
+        block(&s, "shared").await,
+        block(&s, "old").await,
+        block(&s, "new").await,
+    );
     let old = manifest(&s, &[shared, only_old], None, None).await;
     let base = manifest(&s, &[shared], None, None).await;
     let new = manifest(&s, &[shared, only_new], Some(base), None).await;
@@ -78,34 +84,61 @@ async fn unreferenced_objects_go_and_everything_reachable_stays() {
     let paused_block = block(&s, "paused").await;
     let paused = manifest(&s, &[paused_block], None, None).await;
     let stray = block(&s, "stray").await;
-    s.set_tag(&"py".parse().unwrap(), &"v2".parse().unwrap(), &new).await.unwrap();
+    s.set_tag(&"py".parse().unwrap(), &"v2".parse().unwrap(), &new)
+        .await
+        .unwrap();
     let record = serde_json::json!({
         "snapshot": snap, "runtime": base, "files": 1, "bytes_total": 1, "owners": {}
     });
-    s.put_record(&format!("snapshots/{}", snap.hex()).parse().unwrap(), Bytes::from(record.to_string()))
-        .await
-        .unwrap();
+    s.put_record(
+        &format!("snapshots/{}", snap.hex()).parse().unwrap(),
+        Bytes::from(record.to_string()),
+    )
+    .await
+    .unwrap();
     let p = serde_json::json!({
         "sandbox_id": "sb-1", "snapshot": paused, "request": {"runtime": "py:v2", "user_id": "u"}, "paused_ms": 1
     });
-    s.put_record(&"paused/sb-1".parse().unwrap(), Bytes::from(p.to_string())).await.unwrap();
+    s.put_record(&"paused/sb-1".parse().unwrap(), Bytes::from(p.to_string()))
+        .await
+        .unwrap();
 
     let dry = run(&s, Duration::ZERO, true).await;
     assert!(dry.failed.is_empty(), "{:?}", dry.failed);
-    assert_eq!((dry.manifests.deleted, dry.blocks.deleted), (1, 2), "{dry:?}");
-    assert!(has(&s, Kind::Manifest, &old).await && has(&s, Kind::Block, &stray).await, "a dry run deletes nothing");
+    assert_eq!(
+        (dry.manifests.deleted, dry.blocks.deleted),
+        (1, 2),
+        "{dry:?}"
+    );
+    assert!(
+        has(&s, Kind::Manifest, &old).await && has(&s, Kind::Block, &stray).await,
+        "a dry run deletes nothing"
+    );
 
     let r = run(&s, Duration::ZERO, false).await;
     assert_eq!((r.manifests.deleted, r.blocks.deleted), (1, 2), "{r:?}");
-    assert_eq!((r.roots.tags, r.roots.snapshot_records, r.roots.paused_records), (1, 1, 1));
+    assert_eq!(
+        (
+            r.roots.tags,
+            r.roots.snapshot_records,
+            r.roots.paused_records
+        ),
+        (1, 1, 1)
+    );
     assert!(r.dangling.is_empty(), "{:?}", r.dangling);
     assert!(!has(&s, Kind::Manifest, &old).await);
     assert!(!has(&s, Kind::Block, &only_old).await && !has(&s, Kind::Block, &stray).await);
     for m in [new, base, snap, paused] {
-        assert!(has(&s, Kind::Manifest, &m).await, "reachable manifest {m} deleted");
+        assert!(
+            has(&s, Kind::Manifest, &m).await,
+            "reachable manifest {m} deleted"
+        );
     }
     for b in [shared, only_new, snap_runtime_block, paused_block] {
-        assert!(has(&s, Kind::Block, &b).await, "reachable block {b} deleted");
+        assert!(
+            has(&s, Kind::Block, &b).await,
+            "reachable block {b} deleted"
+        );
     }
     let again = run(&s, Duration::ZERO, false).await;
     assert_eq!((again.manifests.deleted, again.blocks.deleted), (0, 0));
@@ -121,7 +154,10 @@ async fn young_objects_survive_the_grace_period_and_deleting_a_tag_frees_its_tre
     s.delete_tag(&name, &tag).await.unwrap();
     let r = run(&s, Duration::from_secs(3600), false).await;
     assert_eq!((r.manifests.deleted, r.blocks.deleted), (0, 0));
-    assert_eq!(r.roots.young_manifests, 1, "an untagged young manifest is a root");
+    assert_eq!(
+        r.roots.young_manifests, 1,
+        "an untagged young manifest is a root"
+    );
     assert!(has(&s, Kind::Block, &b).await);
     let r = run(&s, Duration::ZERO, false).await;
     assert_eq!((r.manifests.deleted, r.blocks.deleted), (1, 1), "{r:?}");
@@ -133,7 +169,9 @@ async fn a_missing_parent_is_reported_dangling_not_fatal() {
     let b = block(&s, "b").await;
     let ghost = Digest::of(b"never stored");
     let m = manifest(&s, &[b], Some(ghost), None).await;
-    s.set_tag(&"py".parse().unwrap(), &"v1".parse().unwrap(), &m).await.unwrap();
+    s.set_tag(&"py".parse().unwrap(), &"v1".parse().unwrap(), &m)
+        .await
+        .unwrap();
     let r = run(&s, Duration::ZERO, false).await;
     assert_eq!(r.dangling.len(), 1);
     assert_eq!(r.dangling[0].missing, ghost);
@@ -158,7 +196,12 @@ impl Store for PushMidRun {
     async fn get(&self, k: Kind, d: &Digest) -> Result<Option<Object>, StoreError> {
         self.inner.get(k, d).await
     }
-    async fn get_range(&self, k: Kind, d: &Digest, r: Range<u64>) -> Result<Option<Object>, StoreError> {
+    async fn get_range(
+        &self,
+        k: Kind,
+        d: &Digest,
+        r: Range<u64>,
+    ) -> Result<Option<Object>, StoreError> {
         self.inner.get_range(k, d, r).await
     }
     async fn head(&self, k: Kind, d: &Digest) -> Result<Option<u64>, StoreError> {
@@ -200,11 +243,20 @@ async fn a_manifest_pushed_after_the_mark_keeps_the_old_block_it_reuses() {
     };
     // Everything so far is older than the cutoff (grace zero): only the re-check saves `reuse`.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let r = collect(&stores, GcOptions { grace: Duration::ZERO, dry_run: false })
-        .await
-        .unwrap();
+    let r = collect(
+        &stores,
+        GcOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
     assert!(s.pushed.load(Ordering::SeqCst));
     assert_eq!(r.rescued, 1, "{r:?}");
-    assert!(has(s.as_ref(), Kind::Block, &reuse).await, "the reused block was swept");
+    assert!(
+        has(s.as_ref(), Kind::Block, &reuse).await,
+        "the reused block was swept"
+    );
     assert!(!has(s.as_ref(), Kind::Block, &garbage).await);
 }

@@ -52,7 +52,12 @@ pub async fn quarantine_makes_it_missing(store: &dyn Store) {
     let d = Digest::of(&bytes);
     store.put_bytes(Kind::Block, &d, bytes).await.unwrap();
     store.quarantine(Kind::Block, &d).await.unwrap();
-    assert_eq!(store.head(Kind::Block, &d).await.unwrap(), None, "{}", store.name());
+    assert_eq!(
+        store.head(Kind::Block, &d).await.unwrap(),
+        None,
+        "{}",
+        store.name()
+    );
     assert_eq!(store.head_durable(Kind::Block, &d).await.unwrap(), None);
     assert!(store.get(Kind::Block, &d).await.unwrap().is_none());
     assert!(store

@@ -76,7 +76,11 @@ impl DiskStore {
 
 /// A listing entry for `file`, if it is a regular file named by a digest.
 fn listed(file: &Path) -> std::io::Result<Option<Listed>> {
-    let Some(digest) = file.file_name().and_then(|n| n.to_str()).and_then(digest_from_hex) else {
+    let Some(digest) = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(digest_from_hex)
+    else {
         return Ok(None);
     };
     let m = match std::fs::symlink_metadata(file) {

@@ -101,5 +101,4 @@ impl RedisStore {
         self.run::<i64>(cmd).await?;
         Ok(())
     }
-
 }

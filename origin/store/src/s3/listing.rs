@@ -14,7 +14,10 @@ use crate::{Kind, Listed, StoreError, TagEntry};
 
 impl S3Store {
     /// Every key under `prefix`, with its size and `LastModified`.
-    pub(super) async fn list_keys(&self, prefix: &str) -> Result<Vec<(String, u64, SystemTime)>, StoreError> {
+    pub(super) async fn list_keys(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, u64, SystemTime)>, StoreError> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -117,5 +120,4 @@ impl S3Store {
         tracing::error!(%key, moved_to = %aside, "damaged object quarantined in S3; it is reported missing until pushed again");
         self.delete_key(&key).await
     }
-
 }

@@ -76,7 +76,10 @@ async fn durable_answer_sees_a_bucket_emptied_under_the_stack() {
     assert!(r.disk.head(Kind::Block, &d).await.unwrap().is_some());
     assert!(r.tiered.head(Kind::Block, &d).await.unwrap().is_some());
     assert_eq!(r.tiered.head_durable(Kind::Block, &d).await.unwrap(), None);
-    r.tiered.put_bytes(Kind::Block, &d, bytes.clone()).await.unwrap();
+    r.tiered
+        .put_bytes(Kind::Block, &d, bytes.clone())
+        .await
+        .unwrap();
     assert_eq!(
         r.s3.get_bytes(Kind::Block, &d).await.unwrap(),
         Some(bytes.clone())
@@ -99,17 +102,27 @@ async fn damaged_durable_copy_is_quarantined_and_reads_missing() {
         .await
         .unwrap();
     assert!(r.tiered.get(Kind::Block, &d).await.unwrap().is_none());
-    assert!(r.tiered.get_range(Kind::Block, &d, 0..3).await.unwrap().is_none());
+    assert!(r
+        .tiered
+        .get_range(Kind::Block, &d, 0..3)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(r.s3.head(Kind::Block, &d).await.unwrap(), None);
     assert_eq!(r.tiered.head_durable(Kind::Block, &d).await.unwrap(), None);
-    let aside = r
-        .s3
-        .list_keys(&format!("t/quarantine-v1/block/{}", d.hex()))
+    let aside =
+        r.s3.list_keys(&format!("t/quarantine-v1/block/{}", d.hex()))
+            .await
+            .unwrap();
+    assert_eq!(aside.len(), 1, "the damaged copy is kept aside: {aside:?}");
+    assert!(
+        r.disk.head(Kind::Block, &d).await.unwrap().is_none(),
+        "never backfilled"
+    );
+    r.tiered
+        .put_bytes(Kind::Block, &d, bytes.clone())
         .await
         .unwrap();
-    assert_eq!(aside.len(), 1, "the damaged copy is kept aside: {aside:?}");
-    assert!(r.disk.head(Kind::Block, &d).await.unwrap().is_none(), "never backfilled");
-    r.tiered.put_bytes(Kind::Block, &d, bytes.clone()).await.unwrap();
     assert_eq!(
         r.tiered.get_bytes(Kind::Block, &d).await.unwrap(),
         Some(bytes)

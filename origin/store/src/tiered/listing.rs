@@ -74,7 +74,11 @@ impl Tiered {
     }
 
     /// Quarantines the object in every tier and forgets it in memory.
-    pub(super) async fn quarantine_all(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+    pub(super) async fn quarantine_all(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
         let i = &self.inner;
         i.take_parked(kind, digest);
         if let Some(r) = &i.ram {
