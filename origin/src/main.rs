@@ -13,6 +13,8 @@ use prewarm_shared::{RuntimeName, RuntimeRef, Tag};
 
 mod cache_cmd;
 mod cli_output;
+#[cfg(feature = "server")]
+mod gc_cmd;
 mod import_cmd;
 mod progress;
 mod pull_cmd;
@@ -52,6 +54,9 @@ enum Command {
     /// Maintain the origin's own store (`prewarm serve`'s data directory).
     #[cfg(feature = "server")]
     Store(store_cmd::StoreArgs),
+    /// Delete what no tag, snapshot or paused sandbox reaches, in every tier (disk, Redis, S3).
+    #[cfg(feature = "server")]
+    Gc(Box<gc_cmd::GcArgs>),
     /// Create sandboxes, run commands in them, copy files in and out.
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Warm a runtime on the origin's node without a sandbox.
@@ -181,6 +186,8 @@ async fn run(
         Command::Cache(a) => cache_cmd::run(a).await,
         #[cfg(feature = "server")]
         Command::Store(a) => store_cmd::run(a).await,
+        #[cfg(feature = "server")]
+        Command::Gc(a) => gc_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Sandbox(a) => sandbox_cmd::run(a).await,
         Command::Warm(a) => sandbox_cmd::warm(a).await,
         Command::Status(a) => sandbox_cmd::status(a).await,

@@ -24,6 +24,13 @@ pub(crate) struct ServeArgs {
 /// [`SETTINGS`].
 pub(crate) struct SettingArgs(Vec<Given>);
 
+impl SettingArgs {
+    /// The settings given as flags or variables.
+    pub(crate) fn given(&self) -> &[Given] {
+        &self.0
+    }
+}
+
 impl FromArgMatches for SettingArgs {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
         let given = SETTINGS

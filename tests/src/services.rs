@@ -85,6 +85,24 @@ impl Moto {
         assert!(r.status().is_success(), "put {key}: {}", r.status());
     }
 
+    /// Forgets every bucket and object (moto's reset), as if the bucket were emptied by hand.
+    pub fn reset(&self) {
+        let r = crate::http()
+            .post(format!("{}/moto-api/reset", self.endpoint()))
+            .send()
+            .expect("POST moto reset");
+        assert!(r.status().is_success(), "moto reset: {}", r.status());
+    }
+
+    /// Whether an object exists, asked directly (unsigned; the test buckets allow it).
+    pub fn has_object(&self, bucket: &str, key: &str) -> bool {
+        let r = crate::http()
+            .head(format!("{}/{bucket}/{key}", self.endpoint()))
+            .send()
+            .expect("HEAD object");
+        r.status().is_success()
+    }
+
     /// Stops the server (as an outage would).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

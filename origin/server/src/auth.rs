@@ -68,13 +68,13 @@ pub(super) async fn require_token(
     }
 }
 
-/// Guards every PUT, before its body is read.
+/// Guards every PUT (before its body is read) and every DELETE.
 pub(super) async fn require_token_for_puts(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() == Method::PUT {
+    if req.method() == Method::PUT || req.method() == Method::DELETE {
         if let Err(e) = check(&state, &req) {
             return e.into_response();
         }

@@ -5,6 +5,7 @@ mod auth;
 pub mod config;
 mod encoding;
 pub mod error;
+pub mod gc;
 mod listen;
 pub mod metrics;
 mod objects;
@@ -40,7 +41,7 @@ pub use encoding::EncodedCache;
 pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
 pub use listen::{serve, ConnLimits};
 pub(crate) use objects::body_bytes;
-pub use startup::{start, StartError, Started};
+pub use startup::{open_tiers, start, StartError, Started};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -136,7 +137,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::serve).with_state((metrics, state.clone())))
         .route("/v1/blocks/{digest}", get(objects::get_block).put(objects::put_block))
         .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest).layer(manifest_limit))
-        .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag))
+        .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag).delete(tags::delete_tag))
         .merge(writes)
         .merge(sandboxes)
         .merge(ui::assets())

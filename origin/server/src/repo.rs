@@ -85,20 +85,33 @@ impl Repo {
         Ok(manifest)
     }
 
-    /// Moves a tag; the manifest must already be stored.
+    /// Moves a tag; the manifest must already be stored durably.
     pub async fn set_tag(
         &self,
         name: &RuntimeName,
         tag: &Tag,
         digest: &Digest,
     ) -> Result<(), RepoError> {
-        if !self.store.exists(Kind::Manifest, digest).await? {
+        if self
+            .store
+            .head_durable(Kind::Manifest, digest)
+            .await?
+            .is_none()
+        {
             return Err(RepoError::NotFound {
                 kind: "manifest",
                 digest: *digest,
             });
         }
         Ok(self.tags.set_tag(name, tag, digest).await?)
+    }
+
+    /// Removes a tag; what it pointed at stays until `prewarm gc` finds it unreferenced.
+    /// Deleting a tag that does not exist is [`RepoError::TagNotFound`].
+    pub async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, RepoError> {
+        let digest = self.get_tag(name, tag).await?;
+        self.tags.delete_tag(name, tag).await?;
+        Ok(digest)
     }
 
     pub async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Digest, RepoError> {
@@ -111,12 +124,19 @@ impl Repo {
             })
     }
 
-    /// The subset of `digests` not stored as blocks, in the given order. Checked concurrently.
+    /// The subset of `digests` not stored as blocks, in the given order. Checked concurrently,
+    /// against the durable tier: a block a cache still holds but the durable tier lost (an
+    /// emptied bucket) is missing, so the next push uploads it again.
     pub async fn missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, RepoError> {
         use futures::{StreamExt, TryStreamExt};
         let lookups = digests.iter().copied().map(|d| {
             let store = self.store.clone();
-            async move { store.exists(Kind::Block, &d).await }
+            async move {
+                store
+                    .head_durable(Kind::Block, &d)
+                    .await
+                    .map(|h| h.is_some())
+            }
         });
         let present: Vec<bool> = futures::stream::iter(lookups)
             .buffered(32)

@@ -87,7 +87,7 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
         None => None,
     };
     let limits = Limits::default();
-    let (tiers, redis) = build_tiers(cfg, &data_dir, limits.max_manifest_bytes).await?;
+    let (tiers, redis) = build_tiers(cfg, &data_dir, limits.max_manifest_bytes, false).await?;
     let repo = Repo::new(
         Arc::new(tiers.clone()),
         Arc::new(tiers.clone()),
@@ -129,20 +129,47 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
     })
 }
 
+/// The tier stack `prewarm serve` would build from `cfg`, probed, for tools that run beside a
+/// live server (`prewarm gc`): the data directory is used as it is (nothing cleared or
+/// created), and it must already be one. No in-process memory tier.
+pub async fn open_tiers(cfg: &Config) -> Result<Tiered, StartError> {
+    let data_dir = cfg.data_dir_or_default();
+    let mut cfg = cfg.clone();
+    cfg.memory.max_bytes = 0;
+    let (tiers, _) =
+        build_tiers(&cfg, &data_dir, Limits::default().max_manifest_bytes, true).await?;
+    Ok(tiers)
+}
+
 /// Builds local → Redis → S3 from the config and probes each; the first that fails stops start-up.
 /// Also returns the Redis client (URL and TLS files), for the warm-runtime registry.
+/// `beside_server`: open the data directory without clearing `tmp/` (a server may be writing).
 async fn build_tiers(
     cfg: &Config,
     data_dir: &Path,
     max_manifest_bytes: u64,
+    beside_server: bool,
 ) -> Result<(Tiered, Option<redis::Client>), StartError> {
     let local = if cfg.local.enabled {
-        let disk = DiskStore::open(data_dir)
-            .await
-            .map_err(|source| StartError::LocalTier {
-                path: data_dir.to_owned(),
-                source,
-            })?;
+        let disk = if beside_server {
+            if !data_dir.join("blocks-v1").is_dir() {
+                return Err(StartError::LocalTier {
+                    path: data_dir.to_owned(),
+                    source: StoreError::other(
+                        "disk",
+                        "not a prewarm data directory (no blocks-v1/)",
+                    ),
+                });
+            }
+            DiskStore::beside_server(data_dir)
+        } else {
+            DiskStore::open(data_dir)
+                .await
+                .map_err(|source| StartError::LocalTier {
+                    path: data_dir.to_owned(),
+                    source,
+                })?
+        };
         Some(Tier::local_disk(disk))
     } else {
         None

@@ -1,4 +1,4 @@
-//! Tag endpoints: resolve `NAME:TAG` to a manifest digest, and move a tag.
+//! Tag endpoints: resolve `NAME:TAG` to a manifest digest, move a tag, delete one.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -53,5 +53,17 @@ pub(super) async fn put_tag(
         )
     })?;
     state.repo.set_tag(&name, &tag, &digest).await?;
+    Ok((StatusCode::OK, Json(TagBody { digest })).into_response())
+}
+
+/// `DELETE /v1/runtimes/{name}/tags/{tag}`: 200 with the digest it pointed at, 404 if there was
+/// no such tag. The manifest and blocks stay until `prewarm gc` finds them unreferenced.
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    Path((name, tag)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (name, tag) = parse(&name, &tag)?;
+    let digest = state.repo.delete_tag(&name, &tag).await?;
+    tracing::info!(%name, %tag, %digest, "tag deleted");
     Ok((StatusCode::OK, Json(TagBody { digest })).into_response())
 }

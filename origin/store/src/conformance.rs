@@ -7,6 +7,7 @@ use prewarm_shared::Digest;
 use super::{Kind, Object, Store, StoreError, StoreExt, TagStore};
 
 pub mod faults;
+pub mod gc;
 
 /// Runs every object-store case against `store`. Each case uses its own random bytes, so the
 /// suite can run against a shared server without collisions.
@@ -20,6 +21,8 @@ pub async fn run_all(store: &dyn Store) {
     delete_is_idempotent(store).await;
     empty_object(store).await;
     faults::failing_body_stores_nothing(store).await;
+    gc::list_names_objects_with_write_times(store).await;
+    gc::quarantine_makes_it_missing(store).await;
 }
 
 fn unique(label: &str, len: usize) -> Bytes {
@@ -170,6 +173,7 @@ pub async fn tags(store: &dyn TagStore) {
     assert_eq!(store.get_tag(&name, &tag).await.unwrap(), Some(a));
     store.set_tag(&name, &tag, &b).await.unwrap();
     assert_eq!(store.get_tag(&name, &tag).await.unwrap(), Some(b));
+    gc::tags_list_and_delete(store).await;
 }
 
 /// The [`crate::Records`] contract: miss, put, replace, list by prefix (strictly under, any

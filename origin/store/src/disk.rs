@@ -32,8 +32,9 @@ use prewarm_shared::{Digest, Hasher, RuntimeName, Tag};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
+use super::{ByteStream, Kind, Listed, Object, Store, StoreError, TagEntry, TagStore};
 
+mod listing;
 mod quarantine;
 mod records;
 mod verify;
@@ -319,6 +320,15 @@ impl Store for DiskStore {
             _ => Ok(()),
         }
     }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Listed>, StoreError> {
+        self.list_objects(kind).await
+    }
+
+    async fn quarantine(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+        self.quarantine_object(kind, digest);
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -342,6 +352,17 @@ impl TagStore for DiskStore {
         let bytes = bytes::Bytes::from(digest.to_string());
         let (tmp, _) = self.write_temp(Object::from_bytes(bytes).body).await?;
         self.install(&tmp, &self.tag_path(name, tag)).await
+    }
+
+    async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.tag_path(name, tag)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_tags(&self) -> Result<Vec<TagEntry>, StoreError> {
+        self.list_tag_files().await
     }
 }
 

@@ -4,6 +4,7 @@
 //! metrics) is done by decorators that implement [`Store`] too.
 
 mod disk;
+mod listing;
 mod memory;
 mod metrics;
 mod ram;
@@ -23,6 +24,7 @@ use futures::StreamExt;
 use prewarm_shared::{Digest, RuntimeName, Tag};
 
 pub use disk::{Damage, DamagedObject, DiskStore, StoreVerifyReport, VERIFY_BEFORE_SERVING};
+pub use listing::{Listed, TagEntry};
 pub use memory::MemoryStore;
 pub use metrics::{
     Health, MetricsSnapshot, RamMetrics, ReadMetrics, TierHealth, TierMetrics, MEMORY_TIER,
@@ -153,6 +155,13 @@ impl StoreError {
 /// - A miss is `Ok(None)` (or `Ok(false)`), never an error. Errors mean the store failed.
 /// - `get_range` takes a range already clamped to the object's size by the caller (see
 ///   [`Store::head`]); a range past the end is an error.
+/// - `list` names every complete object of a kind with its size and a `written` time that is
+///   never earlier than the put that made it visible ([`Listed::written`]); an object whose
+///   put is still under way is not listed. Garbage collection relies on it: it spares what is
+///   younger than its grace period.
+/// - `quarantine` takes an object found damaged out of every lookup (kept aside for
+///   inspection where the backend can): afterwards it reads as a miss, so `missing-blocks`
+///   asks for it and the next push repairs it. Quarantining a missing object succeeds.
 ///
 /// # Cancel safety
 /// Dropping a `put` future leaves at most a temporary file or an aborted upload, never a
@@ -178,6 +187,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes the object; deleting a missing object succeeds.
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Every object of `kind`, for garbage collection (see the contract).
+    async fn list(&self, kind: Kind) -> Result<Vec<Listed>, StoreError>;
+
+    /// Takes a damaged object out of every lookup (see the contract).
+    async fn quarantine(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError>;
+
+    /// The object's size in the tier whose word is final: the one writes are acknowledged
+    /// from. A single store is its own durable tier, hence the default; a tier stack answers
+    /// from its durable tier alone, so `missing-blocks` never calls a block present because a
+    /// cache still holds it while the durable copy is gone.
+    async fn head_durable(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        self.head(kind, digest).await
+    }
 }
 
 /// Checks a range against an object's size, as the [`Store::get_range`] contract requires.
@@ -207,6 +230,8 @@ pub(crate) fn slice_range(
 ///
 /// # Contract
 /// `set_tag` replaces atomically: readers see the old digest or the new one, never neither.
+/// `delete_tag` of a missing tag succeeds. `list_tags` names every tag with its digest; a tag
+/// it cannot read is an error, never skipped (garbage collection takes tags as its roots).
 #[async_trait::async_trait]
 pub trait TagStore: Send + Sync + 'static {
     async fn get_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<Option<Digest>, StoreError>;
@@ -216,6 +241,8 @@ pub trait TagStore: Send + Sync + 'static {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<(), StoreError>;
+    async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<(), StoreError>;
+    async fn list_tags(&self) -> Result<Vec<TagEntry>, StoreError>;
 }
 
 /// Helpers every store gets for free.

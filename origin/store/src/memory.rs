@@ -3,16 +3,17 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::RwLock;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use prewarm_shared::{Digest, Hasher, RuntimeName, Tag};
 
-use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
+use super::{ByteStream, Kind, Listed, Object, Store, StoreError, TagEntry, TagStore};
 
-/// Objects and tags in hash maps.
+/// Objects (with when they were written) and tags in hash maps.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: RwLock<HashMap<(Kind, Digest), Bytes>>,
+    objects: RwLock<HashMap<(Kind, Digest), (Bytes, SystemTime)>>,
     tags: RwLock<HashMap<(RuntimeName, Tag), Digest>>,
     pub(crate) records: RwLock<std::collections::BTreeMap<crate::RecordKey, Bytes>>,
 }
@@ -40,8 +41,7 @@ impl Store for MemoryStore {
     async fn get(&self, kind: Kind, digest: &Digest) -> Result<Option<Object>, StoreError> {
         Ok(read(&self.objects)
             .get(&(kind, *digest))
-            .cloned()
-            .map(Object::from_bytes))
+            .map(|(b, _)| Object::from_bytes(b.clone())))
     }
 
     async fn get_range(
@@ -50,7 +50,10 @@ impl Store for MemoryStore {
         digest: &Digest,
         range: Range<u64>,
     ) -> Result<Option<Object>, StoreError> {
-        let Some(b) = read(&self.objects).get(&(kind, *digest)).cloned() else {
+        let Some(b) = read(&self.objects)
+            .get(&(kind, *digest))
+            .map(|(b, _)| b.clone())
+        else {
             return Ok(None);
         };
         super::slice_range("memory", b, range).map(Some)
@@ -59,7 +62,7 @@ impl Store for MemoryStore {
     async fn head(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
         Ok(read(&self.objects)
             .get(&(kind, *digest))
-            .map(|b| b.len() as u64))
+            .map(|(b, _)| b.len() as u64))
     }
 
     async fn put(&self, kind: Kind, digest: &Digest, body: ByteStream) -> Result<(), StoreError> {
@@ -74,13 +77,30 @@ impl Store for MemoryStore {
                 actual,
             });
         }
-        write(&self.objects).insert((kind, *digest), bytes);
+        write(&self.objects).insert((kind, *digest), (bytes, SystemTime::now()));
         Ok(())
     }
 
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
         write(&self.objects).remove(&(kind, *digest));
         Ok(())
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Listed>, StoreError> {
+        Ok(read(&self.objects)
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|((_, d), (b, t))| Listed {
+                digest: *d,
+                size: b.len() as u64,
+                written: *t,
+            })
+            .collect())
+    }
+
+    /// Nothing to keep aside in memory: the object is dropped.
+    async fn quarantine(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+        self.delete(kind, digest).await
     }
 }
 
@@ -98,6 +118,22 @@ impl TagStore for MemoryStore {
     ) -> Result<(), StoreError> {
         write(&self.tags).insert((name.clone(), tag.clone()), *digest);
         Ok(())
+    }
+
+    async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<(), StoreError> {
+        write(&self.tags).remove(&(name.clone(), tag.clone()));
+        Ok(())
+    }
+
+    async fn list_tags(&self) -> Result<Vec<TagEntry>, StoreError> {
+        Ok(read(&self.tags)
+            .iter()
+            .map(|((name, tag), digest)| TagEntry {
+                name: name.clone(),
+                tag: tag.clone(),
+                digest: *digest,
+            })
+            .collect())
     }
 }
 

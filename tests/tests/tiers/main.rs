@@ -1,8 +1,11 @@
 //! Tiers end to end: origins sharing one moto bucket and one Redis; outages and corruption of
 //! real servers; Redis over TLS (`tls`); S3 credentials from the AWS chain (`s3_credentials`);
-//! the store conformance suite against every backend and the stack (`conformance`).
+//! the store conformance suite against every backend and the stack (`conformance`); repair
+//! through the durable tier (`repair`); garbage collection over every tier (`gc`).
 
 mod conformance;
+mod gc;
+mod repair;
 mod s3_credentials;
 mod tls;
 
@@ -308,7 +311,8 @@ fn corrupt_bytes_in_any_tier_are_never_served() {
     assert_eq!(r.status(), 200);
     assert_eq!(Digest::of(&r.bytes().unwrap()), x);
     assert!(tier_counter(&metrics(&b.url), "redis", "integrity_failures") >= 1);
-    // S3 (the last tier) holds wrong bytes for y and Redis has none: an error, never the bytes.
+    // S3 (the last tier) holds wrong bytes for y and Redis has none: never the bytes; the
+    // damaged copy is quarantined and y is missing (404) until a push repairs it (`repair`).
     redis.cli(&["DEL", &format!("prewarm:v1:block:{}", y.hex())]);
     moto.put_object(
         BUCKET,
@@ -317,7 +321,7 @@ fn corrupt_bytes_in_any_tier_are_never_served() {
     );
     let c = origin(&dir.path().join("c"), &moto, Some(&redis));
     let r = get(&format!("{}/v1/blocks/{y}", c.url));
-    assert!(r.status().is_server_error(), "got {}", r.status());
+    assert_eq!(r.status(), 404, "got {}", r.status());
     assert_ne!(
         Digest::of(&r.bytes().unwrap_or_default()),
         Digest::of(b"corrupted in the bucket")

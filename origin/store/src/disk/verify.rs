@@ -179,7 +179,7 @@ impl DiskStore {
 }
 
 /// The entries of `dir`, sorted (a missing directory is empty).
-fn list(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+pub(super) fn list(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -27,9 +27,10 @@ use futures::StreamExt;
 use prewarm_shared::{Digest, Hasher, RuntimeName, Tag};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
+use super::{ByteStream, Kind, Listed, Object, Store, StoreError, TagEntry, TagStore};
 use crate::secret::SecretUrl;
 
+mod listing;
 mod tls;
 pub use tls::{RedisClientCert, RedisTls};
 
@@ -297,10 +298,16 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.object_key(kind, digest));
-        self.run::<i64>(cmd).await?;
-        Ok(())
+        self.del(self.object_key(kind, digest)).await
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Listed>, StoreError> {
+        self.list_objects(kind).await
+    }
+
+    /// Redis is a cache: a damaged value is dropped; the durable tier still has the object.
+    async fn quarantine(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+        self.del(self.object_key(kind, digest)).await
     }
 }
 
@@ -329,6 +336,14 @@ impl TagStore for RedisStore {
             .arg("EX")
             .arg(self.opts.ttl.as_secs());
         self.run::<()>(cmd).await
+    }
+
+    async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<(), StoreError> {
+        self.del(self.tag_key(name, tag)).await
+    }
+
+    async fn list_tags(&self) -> Result<Vec<TagEntry>, StoreError> {
+        self.list_tag_keys().await
     }
 }
 

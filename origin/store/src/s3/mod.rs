@@ -5,6 +5,7 @@
 //! s3://BUCKET/
 //! ├── PREFIXblocks-v1/<64 hex>        block bytes, exactly as hashed
 //! ├── PREFIXmanifests-v1/<64 hex>     canonical manifest JSON
+//! ├── PREFIXquarantine-v1/<kind>/…    damaged objects moved aside (`s3/listing.rs`)
 //! └── PREFIXtags-v1/<name>/<tag>      `sha256:…` text of the manifest a tag points at
 //! ```
 //! No fan-out: S3 partitions by key itself. A `put` hashes while it streams. Objects up to
@@ -26,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use prewarm_shared::{Digest, Hasher, RuntimeName, Tag};
 
-use super::{ByteStream, Kind, Object, Store, StoreError, TagStore};
+use super::{ByteStream, Kind, Listed, Object, Store, StoreError, TagEntry, TagStore};
 use crate::secret::Secret;
 
 const NAME: &str = "s3";
@@ -343,15 +344,15 @@ impl Store for S3Store {
     }
 
     async fn delete(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
-        let key = self.object_key(kind, digest);
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| map_err(&key, e))?;
-        Ok(())
+        self.delete_key(&self.object_key(kind, digest)).await
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Listed>, StoreError> {
+        self.list_objects(kind).await
+    }
+
+    async fn quarantine(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+        self.quarantine_object(kind, digest).await
     }
 }
 
@@ -380,8 +381,17 @@ impl TagStore for S3Store {
         self.put_small(&self.tag_key(name, tag), Bytes::from(digest.to_string()))
             .await
     }
+
+    async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<(), StoreError> {
+        self.delete_key(&self.tag_key(name, tag)).await
+    }
+
+    async fn list_tags(&self) -> Result<Vec<TagEntry>, StoreError> {
+        self.list_tag_keys().await
+    }
 }
 
+mod listing;
 mod multipart;
 
 mod records;
@@ -390,3 +400,5 @@ mod credentials;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tiered_tests;

@@ -4,7 +4,7 @@ use super::*;
 use crate::conformance;
 
 /// A store on the S3 server at `PREWARM_TEST_S3_ENDPOINT`, in a fresh bucket (`None`: skip).
-async fn test_store() -> Option<S3Store> {
+pub(super) async fn test_store() -> Option<S3Store> {
     let endpoint = crate::test_service_env("PREWARM_TEST_S3_ENDPOINT")?;
     let store = S3Store::new(&S3Options {
         endpoint: Some(endpoint),

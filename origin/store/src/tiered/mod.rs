@@ -35,7 +35,7 @@ use prewarm_shared::{Digest, Hasher};
 use super::metrics::{inc, Counters, MetricsSnapshot, ReadMetrics, TierCounters, MEMORY_TIER};
 use super::ram::RamCache;
 use super::tier::{Parked, Role, Small, Tier};
-use super::{ByteStream, Kind, Object, Store, StoreError, StoreExt};
+use super::{ByteStream, Kind, Listed, Object, Store, StoreError, StoreExt};
 
 /// Bytes parked between a `head` and its `get`, at most.
 const PARKED_BYTES: u64 = 64 << 20;
@@ -424,8 +424,30 @@ impl Store for Tiered {
         }
         first_err.map_or(Ok(()), Err)
     }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Listed>, StoreError> {
+        self.list_all(kind).await
+    }
+
+    async fn quarantine(&self, kind: Kind, digest: &Digest) -> Result<(), StoreError> {
+        self.quarantine_all(kind, digest).await
+    }
+
+    /// Asks the durable tier alone (see [`Store::head_durable`]): a block still on the local
+    /// disk but gone from S3 is missing, so a re-push uploads it again.
+    async fn head_durable(&self, kind: Kind, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let i = &self.inner;
+        match i.tiers[i.durable].store.head(kind, digest).await {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                inc(&i.c(i.durable).errors);
+                Err(e)
+            }
+        }
+    }
 }
 
+mod listing;
 mod read;
 use read::slice;
 

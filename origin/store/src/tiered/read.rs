@@ -86,21 +86,28 @@ impl Inner {
                 }
             };
             let actual = Digest::of(&bytes);
-            if actual != *digest {
+            let bytes = if actual == *digest {
+                bytes
+            } else {
                 inc(&self.c(n).integrity_failures);
                 self.reads.read(&tier.name, ReadResult::Error, since);
                 tracing::error!(tier = %tier.name, kind = kind.as_str(), %digest, %actual, "tier returned bytes with the wrong hash; not serving them");
-                if n == self.durable {
-                    failure = Some(StoreError::other(
-                        &tier.name,
-                        format!("the durable copy of {} {digest} is corrupt", kind.as_str()),
-                    ));
-                } else if let Err(e) = tier.store.delete(kind, digest).await {
-                    inc(&self.c(n).errors);
-                    tracing::warn!(tier = %tier.name, error = %e, "could not drop a corrupt cached object");
+                if n != self.durable {
+                    if let Err(e) = tier.store.delete(kind, digest).await {
+                        inc(&self.c(n).errors);
+                        tracing::warn!(tier = %tier.name, error = %e, "could not drop a corrupt cached object");
+                    }
+                    continue;
                 }
-                continue;
-            }
+                match self.durable_damaged(kind, digest, n).await {
+                    Ok(Some(good)) => good,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        failure = Some(e);
+                        continue;
+                    }
+                }
+            };
             inc(&self.c(n).hits);
             self.reads.hit(&tier.name, bytes.len() as u64, since);
             self.ram_keep(kind, digest, &bytes);
@@ -111,6 +118,32 @@ impl Inner {
             Some(e) => Err(e),
             None => Ok(None),
         }
+    }
+
+    /// The durable tier `n` returned bytes with the wrong hash. Read once more (a body mangled
+    /// in transit reads right the second time, and is served); wrong again, the durable copy is
+    /// damaged: it is quarantined there and the object reads as missing (404, and
+    /// `missing-blocks` asks for it, so the next push repairs it). No faster tier had a good
+    /// copy, or the read would not have come this far. An error means the quarantine failed.
+    async fn durable_damaged(
+        &self,
+        kind: Kind,
+        digest: &Digest,
+        n: usize,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let tier = &self.tiers[n];
+        let again = match tier.store.get(kind, digest).await? {
+            Some(o) => read_bounded(o, self.cap(kind), &tier.name).await?,
+            None => return Ok(None),
+        };
+        if Digest::of(&again) == *digest {
+            tracing::warn!(tier = %tier.name, %digest, "a second read of the durable copy hashed right; serving it");
+            return Ok(Some(again));
+        }
+        tier.store.quarantine(kind, digest).await.inspect_err(|_| {
+            inc(&self.c(n).errors);
+        })?;
+        Ok(None)
     }
 
     /// Writes verified bytes into each tier of `tiers` that admits them; failures are counted only.

@@ -4,7 +4,7 @@ use prewarm_shared::{Digest, RuntimeName, Tag};
 
 use super::super::metrics::{inc, Health, TierHealth};
 use super::super::tier::Role;
-use super::super::{StoreError, TagStore};
+use super::super::{StoreError, TagEntry, TagStore};
 use super::Tiered;
 
 impl Tiered {
@@ -130,5 +130,13 @@ impl TagStore for Tiered {
             }
         }
         Ok(())
+    }
+
+    async fn delete_tag(&self, name: &RuntimeName, tag: &Tag) -> Result<(), StoreError> {
+        self.delete_tag_everywhere(name, tag).await
+    }
+
+    async fn list_tags(&self) -> Result<Vec<TagEntry>, StoreError> {
+        self.list_durable_tags().await
     }
 }

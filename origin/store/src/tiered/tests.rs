@@ -102,6 +102,25 @@ impl Store for Raw {
         self.objects.lock().unwrap().remove(&(kind, *d));
         Ok(())
     }
+    async fn list(&self, kind: Kind) -> Result<Vec<crate::Listed>, StoreError> {
+        self.check()?;
+        let now = std::time::SystemTime::now();
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|((_, d), b)| crate::Listed {
+                digest: *d,
+                size: b.len() as u64,
+                written: now,
+            })
+            .collect())
+    }
+    async fn quarantine(&self, kind: Kind, d: &Digest) -> Result<(), StoreError> {
+        self.delete(kind, d).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -113,6 +132,14 @@ impl TagStore for Raw {
     async fn set_tag(&self, n: &RuntimeName, t: &Tag, d: &Digest) -> Result<(), StoreError> {
         self.check()?;
         self.tags.set_tag(n, t, d).await
+    }
+    async fn delete_tag(&self, n: &RuntimeName, t: &Tag) -> Result<(), StoreError> {
+        self.check()?;
+        self.tags.delete_tag(n, t).await
+    }
+    async fn list_tags(&self) -> Result<Vec<crate::TagEntry>, StoreError> {
+        self.check()?;
+        self.tags.list_tags().await
     }
 }
 
@@ -251,11 +278,22 @@ async fn wrong_bytes_are_never_served_nor_backfilled() {
         "corrupt copy replaced"
     );
     assert_eq!(tier(&s.tiered.metrics(), "hot").integrity_failures, 1);
-    // A corrupt durable copy with nothing else: an error, never the bytes.
+    // A corrupt durable copy with nothing else: never the bytes. It is quarantined there and
+    // reads as missing, so `missing-blocks` asks for it and the next push repairs it.
     let e = Digest::of(b"other");
     s.remote.plant(Kind::Block, e, b"OTHER");
-    assert!(s.tiered.get(Kind::Block, &e).await.is_err());
-    assert!(!s.local.has(Kind::Block, &e));
+    assert!(s.tiered.get(Kind::Block, &e).await.unwrap().is_none());
+    assert!(!s.local.has(Kind::Block, &e) && !s.remote.has(Kind::Block, &e));
+    assert_eq!(s.tiered.head_durable(Kind::Block, &e).await.unwrap(), None);
+    assert_eq!(tier(&s.tiered.metrics(), "remote").integrity_failures, 1);
+    s.tiered
+        .put_bytes(Kind::Block, &e, Bytes::from_static(b"other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.tiered.get_bytes(Kind::Block, &e).await.unwrap().unwrap(),
+        &b"other"[..]
+    );
 }
 
 #[tokio::test]
