@@ -9,6 +9,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod policy;
+mod prediction;
 mod registry;
 mod run_code;
 mod shared_cache;

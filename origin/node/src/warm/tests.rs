@@ -258,7 +258,7 @@ async fn queue_serves_high_then_normal_then_low_fifo_within_a_priority() {
     assert_eq!(w.stats().queued, 4);
     let mut order = Vec::new();
     for _ in 0..4 {
-        let job = w.inner.next_job().await;
+        let job = w.inner.next_job(false).await;
         order.push(
             jobs.iter()
                 .find(|(_, j)| Arc::ptr_eq(j, &job))
@@ -403,6 +403,7 @@ fn a_finished_job_ignores_late_progress() {
         Priority::Normal,
         0,
         1,
+        false,
     );
     job.progress(Step::Materialise, 0.5);
     job.finish_failed(prewarm_shared::sandbox::WarmFailure {

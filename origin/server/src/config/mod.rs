@@ -64,10 +64,12 @@ pub mod overrides {
     pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 }
 
+mod predict;
 mod settings;
 
 pub use prewarm_node::sandbox::node::{NodeSettings, SandboxSettings};
 pub use prewarm_store::{Secret, SecretUrl};
+pub use predict::{PredictConfig, MAX_EVENTS_PER_HOUR};
 pub use settings::{Given, Kind, Setting, SETTINGS};
 
 /// The whole file. Every key is optional; an empty file is the embedded default.
@@ -103,6 +105,9 @@ pub struct Config {
     /// Sandboxes: whether they are served, their timeouts and resource limits.
     #[serde(default)]
     pub sandbox: SandboxSettings,
+    /// Predictive warming: the policy, its clock, how long usage is kept.
+    #[serde(default)]
+    pub predict: PredictConfig,
 }
 
 /// `[http]`: what one client may hold of the origin. Without them, a client that sends half a
@@ -278,6 +283,7 @@ impl Default for Config {
             s3: None,
             node: NodeSettings::default(),
             sandbox: SandboxSettings::default(),
+            predict: PredictConfig::default(),
         }
     }
 }
@@ -459,6 +465,7 @@ impl Config {
                 "local.enabled = false needs [s3]: something has to be durable".into(),
             ));
         }
+        self.predict.check().map_err(ConfigError::Invalid)?;
         if let Some(r) = &self.redis {
             if r.ttl_secs == 0 || r.timeout_ms == 0 {
                 return Err(ConfigError::Invalid(

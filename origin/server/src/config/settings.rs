@@ -113,6 +113,10 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.cpu_weight", "sandbox-cpu-weight", "PREWARM_SANDBOX_CPU_WEIGHT", I, "A sandbox's CPU share under contention (1-10000, 100 = even), and the most a create may ask for. Default 100"),
     s("sandbox.pool_size", "sandbox-pool-size", "PREWARM_SANDBOX_POOL_SIZE", I, "Sandboxes kept ready with their interpreter started and preloaded, per warm runtime declaring a python interpreter; 0 = no pool. Default 2"),
     s("sandbox.pool_memory_bytes", "sandbox-pool-memory-bytes", "PREWARM_SANDBOX_POOL_MEMORY_BYTES", I, "Resident memory all idle pooled interpreters together may use. Default 1 GiB"),
+    s("predict.policy", "predict-policy", "PREWARM_PREDICT_POLICY", T, "Predictive warming policy: none, keepalive, popular, user-history, hybrid or prewarm. Default none"),
+    s("predict.clock", "predict-clock", "PREWARM_PREDICT_CLOCK", T, "The predictor's clock: system, or manual (set by POST /v1/predict/clock; tests only). Default system"),
+    s("predict.retention_hours", "predict-retention-hours", "PREWARM_PREDICT_RETENTION_HOURS", I, "Hours of recorded usage kept and replayed at start. Default 168"),
+    s("predict.max_events_per_hour", "predict-max-events-per-hour", "PREWARM_PREDICT_MAX_EVENTS_PER_HOUR", I, "Creates recorded per hour per node (more are seen, not stored). Default 5000"),
 ];
 
 /// A setting given on the command line or in the environment, as text.
