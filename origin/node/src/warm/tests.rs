@@ -17,6 +17,8 @@ use super::{
 };
 use prewarm_client::transfer::{Fetched, Source, TransferError};
 
+mod background;
+
 /// Serves the manifests, blocks and tags put in it, and nothing else: most of these tests
 /// never get as far as fetching.
 #[derive(Default)]
@@ -496,7 +498,7 @@ async fn cold(w: &Warmer, reference: &str) -> Arc<Job> {
 async fn run_to_end(w: &Warmer, job: &Job) -> WarmState {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(w.clone().worker(cancel.clone()));
+    tasks.spawn(w.clone().worker(cancel.clone(), false));
     let end = job
         .subscribe()
         .wait_for(|s| s.status != Status::Warming)
