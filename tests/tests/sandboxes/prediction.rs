@@ -278,3 +278,57 @@ fn the_simulator_and_the_server_make_the_same_warm_decisions_on_a_trace() {
         assert_eq!(sim, expected, "{policy}");
     }
 }
+
+#[test]
+fn usage_is_kept_in_redis_hashed_and_replayed_into_another_origins_policy() {
+    use crate::registry::{redis, RedisKeys};
+    let nanos = std::time::UNIX_EPOCH.elapsed().expect("clock").as_nanos();
+    let unique = format!("wp-{}-{nanos:x}", std::process::id());
+    let _cleanup = RedisKeys(vec![
+        format!("prewarm:warm:{unique}:*"),
+        format!("{unique}:*"),
+    ]);
+    let conf = tempfile::NamedTempFile::new().expect("config");
+    let toml = format!("[redis]\nurl = \"redis://127.0.0.1:6379\"\nnamespace = \"{unique}\"\n");
+    std::fs::write(conf.path(), toml).expect("config");
+    let args = [
+        "--config",
+        conf.path().to_str().expect("utf-8"),
+        "--node-name",
+        &unique,
+        "--predict-policy",
+        "user-history",
+        "--predict-clock",
+        "manual",
+    ];
+    let first = Node::start(&args);
+    first.push_data("a", &filler(0), json!([]));
+    first.set_clock(1000);
+    assert!(!first.session("alice@example.com", "a:v1"));
+    first.set_clock(1001); // a tick's end stores what was recorded
+    let doc = redis(&[
+        "HGET",
+        &format!("{unique}:v1:records"),
+        &format!("predict-usage/{unique}/0"),
+    ]);
+    let doc: Value = serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+    let events = doc["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{doc}");
+    assert_eq!(
+        (&events[0]["t"], &events[0]["runtime"], &events[0]["hot"]),
+        (&json!(1000), &json!("a:v1"), &json!(false))
+    );
+    assert!(!doc.to_string().contains("alice"), "the user id is never stored: {doc}");
+    drop(first);
+    // Another origin (its own data directory) under the same node name reads it back: the
+    // policy knows alice's usual runtime before she starts anything there.
+    let second = Node::start(&args);
+    second.push_data("a", &filler(0), json!([]));
+    second.set_clock(1000 + 11 * 60);
+    let hinted = second.hint("alice@example.com");
+    assert_eq!(hinted["wants"][0]["runtime"], "a:v1", "{hinted}");
+    assert_eq!(hinted["wants"][0]["rule"], "user-show-up", "{hinted}");
+    assert_eq!(hinted["wants"][0]["state"], "queued", "{hinted}");
+    second.quiet();
+    assert!(second.session("alice@example.com", "a:v1"), "hot: warmed by the hint");
+}
