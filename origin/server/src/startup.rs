@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use prewarm_node::sandbox::node::NodeStartError;
 use prewarm_store::{
-    Records, DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
-    S3Store, StoreError, Tier, TierStackError, Tiered,
+    DiskStore, RamCache, Records, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role,
+    S3Options, S3Store, StoreError, Tier, TierStackError, Tiered,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -256,6 +256,10 @@ async fn start_prediction(
         cfg.predict.max_events_per_hour,
         cfg.predict.retention_hours,
     );
-    let clock = if manual { Clock::manual() } else { Clock::System };
+    let clock = if manual {
+        Clock::manual()
+    } else {
+        Clock::System
+    };
     Ok(Prediction::start(policy, clock, service.clone(), Some(usage)).await)
 }

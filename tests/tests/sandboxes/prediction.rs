@@ -11,7 +11,9 @@ const SIZE: usize = 100_000;
 const BUDGET: &str = "250000";
 
 fn filler(seed: u8) -> Vec<u8> {
-    (0..SIZE).map(|i| (i as u8).wrapping_mul(13) ^ seed).collect()
+    (0..SIZE)
+        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+        .collect()
 }
 
 /// A node running `policy` on the manual clock, with `budget` bytes of warm disk.
@@ -50,7 +52,9 @@ impl Node {
         self.wait("warms done and the budget kept", || {
             let s = self.stats();
             let p = self.predictions();
-            s.queued == 0 && s.running == 0 && p["warm_bytes"].as_u64() <= p["budget_bytes"].as_u64()
+            s.queued == 0
+                && s.running == 0
+                && p["warm_bytes"].as_u64() <= p["budget_bytes"].as_u64()
         });
     }
 
@@ -141,7 +145,9 @@ fn a_hint_warms_the_users_usual_runtime_and_predictions_name_the_rule() {
         .cloned();
     assert_eq!(
         warm,
-        Some(json!({"t": 1000 + 2 * 3600, "runtime": "a:v1", "action": "warm", "rule": "user-show-up"})),
+        Some(
+            json!({"t": 1000 + 2 * 3600, "runtime": "a:v1", "action": "warm", "rule": "user-show-up"})
+        ),
         "{p}"
     );
     // The create alice then makes is hot, and counted as a predicted warm used.
@@ -156,7 +162,10 @@ fn a_hint_warms_the_users_usual_runtime_and_predictions_name_the_rule() {
     assert_eq!(node.hint("nobody")["wants"], json!([]));
     let long = "x".repeat(300);
     let (code, body) = node.call("POST", &format!("/v1/users/{long}/hint"), Value::Null);
-    assert_eq!((code, body["error"]["code"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
     let (code, _) = node.call("POST", "/v1/predict/clock", json!({"now": 5}));
     assert_eq!(code, 400, "the clock never goes back");
 }
@@ -167,7 +176,10 @@ fn the_clock_route_exists_only_on_a_manual_clock_and_none_is_the_default() {
     let (code, body) = node.call("POST", "/v1/predict/clock", json!({"now": 5}));
     assert_eq!(code, 404, "{body}");
     let p = node.predictions();
-    assert_eq!((p["policy"].as_str(), p["clock"].as_str()), (Some("none"), Some("system")));
+    assert_eq!(
+        (p["policy"].as_str(), p["clock"].as_str()),
+        (Some("none"), Some("system"))
+    );
     // `none` answers a hint with nothing.
     assert_eq!(node.hint("u")["wants"], json!([]));
 }
@@ -318,7 +330,10 @@ fn usage_is_kept_in_redis_hashed_and_replayed_into_another_origins_policy() {
         (&events[0]["t"], &events[0]["runtime"], &events[0]["hot"]),
         (&json!(1000), &json!("a:v1"), &json!(false))
     );
-    assert!(!doc.to_string().contains("alice"), "the user id is never stored: {doc}");
+    assert!(
+        !doc.to_string().contains("alice"),
+        "the user id is never stored: {doc}"
+    );
     drop(first);
     // Another origin (its own data directory) under the same node name reads it back: the
     // policy knows alice's usual runtime before she starts anything there.
@@ -330,5 +345,8 @@ fn usage_is_kept_in_redis_hashed_and_replayed_into_another_origins_policy() {
     assert_eq!(hinted["wants"][0]["rule"], "user-show-up", "{hinted}");
     assert_eq!(hinted["wants"][0]["state"], "queued", "{hinted}");
     second.quiet();
-    assert!(second.session("alice@example.com", "a:v1"), "hot: warmed by the hint");
+    assert!(
+        second.session("alice@example.com", "a:v1"),
+        "hot: warmed by the hint"
+    );
 }

@@ -42,7 +42,12 @@ impl Warmer {
             what: what.clone(),
             source,
         };
-        let bytes = self.inner.source.fetch_manifest(&digest).await.map_err(err)?;
+        let bytes = self
+            .inner
+            .source
+            .fetch_manifest(&digest)
+            .await
+            .map_err(err)?;
         let manifest = Manifest::parse(&bytes).map_err(|e| {
             err(prewarm_client::transfer::TransferError::Rejected {
                 at: self.inner.source.location(),

@@ -71,7 +71,11 @@ impl Inner {
                     break;
                 }
                 // Least recently used first; runtimes a prediction wants only after all others.
-                let wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let wanted = self
+                    .wanted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 let Some(v) = index
                     .by_age()
                     .into_iter()

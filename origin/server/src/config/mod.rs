@@ -67,9 +67,9 @@ pub mod overrides {
 mod predict;
 mod settings;
 
+pub use predict::{PredictConfig, MAX_EVENTS_PER_HOUR};
 pub use prewarm_node::sandbox::node::{NodeSettings, SandboxSettings};
 pub use prewarm_store::{Secret, SecretUrl};
-pub use predict::{PredictConfig, MAX_EVENTS_PER_HOUR};
 pub use settings::{Given, Kind, Setting, SETTINGS};
 
 /// The whole file. Every key is optional; an empty file is the embedded default.

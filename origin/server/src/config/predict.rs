@@ -73,9 +73,7 @@ impl PredictConfig {
         self.policy_kind()?;
         self.manual_clock()?;
         if self.retention_hours == 0 || self.max_events_per_hour == 0 {
-            return Err(
-                "predict: retention_hours and max_events_per_hour must be above 0".into(),
-            );
+            return Err("predict: retention_hours and max_events_per_hour must be above 0".into());
         }
         if self.max_events_per_hour > MAX_EVENTS_PER_HOUR {
             return Err(format!(

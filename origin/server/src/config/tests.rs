@@ -234,7 +234,10 @@ fn predict_names_a_policy_and_a_clock_and_refuses_others() {
             .resolve(Overrides::default(), |_| None)
     };
     let c = resolve("").unwrap();
-    assert_eq!(c.predict.policy_kind(), Ok(prewarm_predict::PolicyKind::None));
+    assert_eq!(
+        c.predict.policy_kind(),
+        Ok(prewarm_predict::PolicyKind::None)
+    );
     assert_eq!(c.predict.manual_clock(), Ok(false));
     let c = resolve("[predict]\npolicy = \"user-history\"\nclock = \"manual\"\n").unwrap();
     assert_eq!(
@@ -242,11 +245,17 @@ fn predict_names_a_policy_and_a_clock_and_refuses_others() {
         Ok(prewarm_predict::PolicyKind::UserHistory)
     );
     assert_eq!(c.predict.manual_clock(), Ok(true));
-    let e = resolve("[predict]\npolicy = \"lru\"\n").unwrap_err().to_string();
+    let e = resolve("[predict]\npolicy = \"lru\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"lru\"") && e.contains("user-history"), "{e}");
-    let e = resolve("[predict]\nclock = \"fast\"\n").unwrap_err().to_string();
+    let e = resolve("[predict]\nclock = \"fast\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("system, manual"), "{e}");
-    let e = resolve("[predict]\nmax_events_per_hour = 100000\n").unwrap_err().to_string();
+    let e = resolve("[predict]\nmax_events_per_hour = 100000\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at most 10000"), "{e}");
     assert!(resolve("[predict]\nretention_hours = 0\n").is_err());
     // The flag goes through the same table and checks.
@@ -255,5 +264,8 @@ fn predict_names_a_policy_and_a_clock_and_refuses_others() {
         value: "prewarm".into(),
     }];
     let c = Config::load_with(None, &given).unwrap();
-    assert_eq!(c.predict.policy_kind(), Ok(prewarm_predict::PolicyKind::Prewarm));
+    assert_eq!(
+        c.predict.policy_kind(),
+        Ok(prewarm_predict::PolicyKind::Prewarm)
+    );
 }

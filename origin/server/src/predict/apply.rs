@@ -173,7 +173,12 @@ impl Inner {
     }
 
     /// Applies wants at `t` (the simulator's `want`): returns what became of each.
-    pub(super) async fn want(&self, st: &mut State, mut wants: Vec<Want>, t: Secs) -> Vec<WantView> {
+    pub(super) async fn want(
+        &self,
+        st: &mut State,
+        mut wants: Vec<Want>,
+        t: Secs,
+    ) -> Vec<WantView> {
         if wants.is_empty() {
             return Vec::new();
         }
@@ -240,8 +245,9 @@ impl Inner {
                 .map(|p| p.bytes)
                 .sum();
             let w2 = warmer.clone();
-            let done = tokio::task::spawn_blocking(move || w2.warm_background(d, &what, bytes, pending))
-                .await;
+            let done =
+                tokio::task::spawn_blocking(move || w2.warm_background(d, &what, bytes, pending))
+                    .await;
             match done {
                 Ok(Background::Queued(job)) => {
                     st.note(t, w.runtime, "warm", Some(w.rule));

@@ -37,7 +37,9 @@ impl Clock {
     /// expect calls in clock order).
     pub fn set(&self, t: Secs) -> Result<(), String> {
         match self {
-            Clock::System => Err("the predictor runs on the system clock (predict.clock = \"system\")".into()),
+            Clock::System => {
+                Err("the predictor runs on the system clock (predict.clock = \"system\")".into())
+            }
             Clock::Manual(now) => {
                 let cur = now.load(Ordering::SeqCst);
                 if t < cur {

@@ -89,9 +89,15 @@ impl Prediction {
                             });
                         }
                     }
-                    tracing::info!(creates = n, store = log.store, "replayed recorded usage into the predictor");
+                    tracing::info!(
+                        creates = n,
+                        store = log.store,
+                        "replayed recorded usage into the predictor"
+                    );
                 }
-                Err(e) => tracing::warn!(%e, store = log.store, "could not read recorded usage; starting without it"),
+                Err(e) => {
+                    tracing::warn!(%e, store = log.store, "could not read recorded usage; starting without it")
+                }
             }
         }
         let p = Self {

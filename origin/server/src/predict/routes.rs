@@ -84,7 +84,11 @@ async fn predictions(
     let st = i.state.lock().await;
     Ok(Json(PredictionsResponse {
         policy: i.policy.as_str(),
-        clock: if i.clock.is_manual() { "manual" } else { "system" },
+        clock: if i.clock.is_manual() {
+            "manual"
+        } else {
+            "system"
+        },
         now,
         next_tick: st.next_tick,
         wanted: st.wanted_now(now),

@@ -161,7 +161,8 @@ impl UsageLog {
         if take == 0 {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&doc).map_err(|e| StoreError::other("usage", e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&doc).map_err(|e| StoreError::other("usage", e.to_string()))?;
         self.records.put_record(&key, Bytes::from(bytes)).await
     }
 

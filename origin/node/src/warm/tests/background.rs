@@ -8,9 +8,9 @@ use prewarm_shared::sandbox::Priority;
 use prewarm_shared::RuntimeRef;
 
 use super::{digest, install, warmer};
-use prewarm_shared::Digest;
 use crate::warm::background::Background;
 use crate::warm::{Ensured, NoRegistry};
+use prewarm_shared::Digest;
 
 /// Which of `all` are warm: in the index, with their tree on disk.
 fn persisted(w: &crate::warm::Warmer, all: &[Digest]) -> Vec<Digest> {
@@ -41,7 +41,9 @@ async fn a_user_worker_never_takes_a_background_warm_until_a_user_joins_it() {
         .ensure(&RuntimeRef::Digest(digest("user")), Priority::Normal, false)
         .await
         .unwrap();
-    let Ensured::Warming(user) = e else { panic!("cold") };
+    let Ensured::Warming(user) = e else {
+        panic!("cold")
+    };
     // The user's warm goes to a user worker; the background one is left to its own worker.
     assert!(Arc::ptr_eq(&takes(&w, false).await.unwrap(), &user));
     assert!(takes(&w, false).await.is_none(), "no user worker takes it");
@@ -50,7 +52,9 @@ async fn a_user_worker_never_takes_a_background_warm_until_a_user_joins_it() {
         .ensure(&RuntimeRef::Digest(bg), Priority::Normal, true)
         .await
         .unwrap();
-    let Ensured::Warming(joined) = e else { panic!("still queued") };
+    let Ensured::Warming(joined) = e else {
+        panic!("still queued")
+    };
     assert!(Arc::ptr_eq(&joined, &job) && !job.is_background());
     assert!(Arc::ptr_eq(&takes(&w, false).await.unwrap(), &job));
     // Once queued, a second prediction of it does nothing.
