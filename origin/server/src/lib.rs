@@ -9,6 +9,7 @@ pub mod gc;
 mod listen;
 pub mod metrics;
 mod objects;
+pub mod predict;
 pub mod repo;
 pub mod sandbox;
 pub mod snapshots;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub sandboxes: Option<prewarm_node::sandbox::SandboxService>,
     /// The tier stack behind `repo`, for `/readyz` and `/metrics`; `None` reports no tiers.
     pub tiers: Option<prewarm_store::Tiered>,
+    /// Predictive warming (`[predict]`); `None` with sandboxes off.
+    pub prediction: Option<predict::Prediction>,
 }
 
 /// Request-size limits; each maps to 413 when exceeded.
@@ -119,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         snapshots: snaps.clone(),
     })
     .merge(snapshots::router(snaps))
+    .merge(predict::router(state.prediction.clone()))
     .route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,

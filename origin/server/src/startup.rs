@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use prewarm_node::sandbox::node::NodeStartError;
 use prewarm_store::{
-    DiskStore, RamCache, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role, S3Options,
-    S3Store, StoreError, Tier, TierStackError, Tiered,
+    DiskStore, RamCache, Records, RedisClientCert, RedisOptions, RedisStore, RedisTls, Role,
+    S3Options, S3Store, StoreError, Tier, TierStackError, Tiered,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,8 @@ pub enum StartError {
     Stack(#[from] TierStackError),
     #[error("starting warming and sandboxes")]
     Node(#[source] NodeStartError),
+    #[error("{0}")]
+    Predict(String),
 }
 
 /// A started origin: what [`crate::app`] serves, and the one token that stops it.
@@ -65,6 +67,9 @@ impl Started {
     /// Waits for [`Started::shutdown`], then stops warming and sandboxes and waits for them.
     pub async fn stopped(self) {
         self.shutdown.cancelled().await;
+        if let Some(p) = &self.state.prediction {
+            p.shutdown().await;
+        }
         if let Some(s) = &self.state.sandboxes {
             s.shutdown().await;
         }
@@ -87,7 +92,8 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
         None => None,
     };
     let limits = Limits::default();
-    let (tiers, redis) = build_tiers(cfg, &data_dir, limits.max_manifest_bytes, false).await?;
+    let (tiers, redis, redis_records) =
+        build_tiers(cfg, &data_dir, limits.max_manifest_bytes, false).await?;
     let repo = Repo::new(
         Arc::new(tiers.clone()),
         Arc::new(tiers.clone()),
@@ -114,6 +120,10 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
              address can use them (set --token-file, or --no-sandboxes)"
         );
     }
+    let prediction = match &sandboxes {
+        Some(service) => Some(start_prediction(cfg, service, &tiers, redis_records).await?),
+        None => None,
+    };
     let state = AppState {
         repo,
         token,
@@ -122,6 +132,7 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
         encoded: EncodedCache::new(cfg.memory.max_encoded_bytes),
         sandboxes,
         tiers: Some(tiers),
+        prediction,
     };
     Ok(Started {
         state,
@@ -136,7 +147,7 @@ pub async fn open_tiers(cfg: &Config) -> Result<Tiered, StartError> {
     let data_dir = cfg.data_dir_or_default();
     let mut cfg = cfg.clone();
     cfg.memory.max_bytes = 0;
-    let (tiers, _) =
+    let (tiers, _, _) =
         build_tiers(&cfg, &data_dir, Limits::default().max_manifest_bytes, true).await?;
     Ok(tiers)
 }
@@ -149,7 +160,7 @@ async fn build_tiers(
     data_dir: &Path,
     max_manifest_bytes: u64,
     beside_server: bool,
-) -> Result<(Tiered, Option<redis::Client>), StartError> {
+) -> Result<(Tiered, Option<redis::Client>, Option<Arc<dyn Records>>), StartError> {
     let local = if cfg.local.enabled {
         let disk = if beside_server {
             if !data_dir.join("blocks-v1").is_dir() {
@@ -175,6 +186,7 @@ async fn build_tiers(
         None
     };
     let mut redis_client = None;
+    let mut redis_records = None;
     let hot = match &cfg.redis {
         Some(r) => {
             // `resolve` checked that a client certificate comes with its key.
@@ -207,9 +219,11 @@ async fn build_tiers(
                 });
             }
             redis_client = Some(store.client());
+            let store = Arc::new(store);
+            redis_records = Some(store.clone() as Arc<dyn Records>);
             let ttl = Duration::from_secs(r.ttl_secs);
             Some(
-                Tier::new(Role::Hot, Arc::new(store))
+                Tier::new(Role::Hot, store)
                     .with_limits(r.max_block_bytes, r.budget_bytes, ttl)
                     .required(r.required),
             )
@@ -243,5 +257,36 @@ async fn build_tiers(
     let ram = (cfg.memory.max_bytes > 0)
         .then(|| RamCache::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes));
     let tiers = Tiered::new(local, hot, remote, ram, max_manifest_bytes)?;
-    Ok((tiers, redis_client))
+    Ok((tiers, redis_client, redis_records))
+}
+
+/// The predictor of `[predict]`, its usage kept in Redis when configured, else in the
+/// durable tier's records.
+async fn start_prediction(
+    cfg: &Config,
+    service: &prewarm_node::sandbox::SandboxService,
+    tiers: &Tiered,
+    redis: Option<Arc<dyn Records>>,
+) -> Result<crate::predict::Prediction, StartError> {
+    use crate::predict::{Clock, Prediction, UsageLog};
+    // `Config::resolve` checked both.
+    let policy = cfg.predict.policy_kind().map_err(StartError::Predict)?;
+    let manual = cfg.predict.manual_clock().map_err(StartError::Predict)?;
+    let (records, store): (Arc<dyn Records>, &'static str) = match redis {
+        Some(r) => (r, "redis"),
+        None => (Arc::new(tiers.clone()), "durable tier"),
+    };
+    let usage = UsageLog::new(
+        records,
+        store,
+        service.warmer().node_name(),
+        cfg.predict.max_events_per_hour,
+        cfg.predict.retention_hours,
+    );
+    let clock = if manual {
+        Clock::manual()
+    } else {
+        Clock::System
+    };
+    Ok(Prediction::start(policy, clock, service.clone(), Some(usage)).await)
 }

@@ -19,6 +19,7 @@ fn app_with(limits: Limits) -> Router {
         encoded: EncodedCache::new(0),
         sandboxes: None,
         tiers: None,
+        prediction: None,
     })
 }
 

@@ -10,6 +10,7 @@ mod limits;
 mod metrics;
 mod network;
 mod policy;
+mod prediction;
 mod registry;
 mod run_code;
 mod shared_cache;

@@ -12,7 +12,7 @@ use crate::support::Node;
 const REDIS_PORT: &str = "6379";
 
 /// `redis-cli ARGS…` against the shared Redis.
-fn redis(args: &[&str]) -> String {
+pub(crate) fn redis(args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", REDIS_PORT])
         .args(args)
@@ -22,7 +22,7 @@ fn redis(args: &[&str]) -> String {
 }
 
 /// Deletes the keys matching its patterns on drop (pass or fail); never anything else.
-struct RedisKeys(Vec<String>);
+pub(crate) struct RedisKeys(pub(crate) Vec<String>);
 
 impl Drop for RedisKeys {
     fn drop(&mut self) {

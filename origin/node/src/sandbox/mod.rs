@@ -9,6 +9,7 @@ pub mod node;
 pub mod pool;
 mod run;
 mod snapshots;
+pub mod usage;
 
 pub use snapshots::SnapshotOutcome;
 
@@ -171,6 +172,8 @@ pub struct SandboxService {
     cancel: CancellationToken,
     tasks: Arc<tokio::sync::Mutex<JoinSet<()>>>,
     pool: Arc<pool::Pool>,
+    /// Every successful create, for usage recording and prediction ([`SandboxService::creates`]).
+    creates: tokio::sync::broadcast::Sender<usage::Created>,
 }
 
 impl SandboxService {
@@ -188,6 +191,7 @@ impl SandboxService {
             bases,
             cancel: cancel.clone(),
             tasks: Arc::default(),
+            creates: usage::channel(),
         };
         {
             let mut tasks = svc
@@ -218,6 +222,21 @@ impl SandboxService {
 
     pub fn warmer(&self) -> &Warmer {
         &self.warmer
+    }
+
+    /// Every successful create from now on (user, runtime, hot or not). A listener that falls
+    /// [`usage::CREATES_BUFFER`] behind loses the oldest and is told how many.
+    pub fn creates(&self) -> tokio::sync::broadcast::Receiver<usage::Created> {
+        self.creates.subscribe()
+    }
+
+    fn announce(&self, info: &SandboxInfo, outcome: Outcome) {
+        let _ = self.creates.send(usage::Created {
+            user_id: info.user_id.clone(),
+            runtime: info.runtime.clone(),
+            digest: info.digest,
+            outcome,
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Sandbox>>> {
@@ -283,6 +302,7 @@ impl SandboxService {
                     self.warmer.release(&digest);
                     let info = self.hand_out(req, digest, context, limits, p).await?;
                     (self.warmer.metrics()).created(&info.runtime, Outcome::Hot, started, None);
+                    self.announce(&info, Outcome::Hot);
                     return Ok(info);
                 }
             }
@@ -364,6 +384,7 @@ impl SandboxService {
         let watch = (!hot).then(|| sb.state.clone());
         self.lock().insert(id, sb);
         (self.warmer.metrics()).created(&info.runtime, outcome, started, watch);
+        self.announce(&info, outcome);
         tracing::info!(outcome = outcome.as_str(), "sandbox created");
         Ok(info)
     }

@@ -56,6 +56,9 @@ pub struct Job {
     estimate_ms: AtomicU64,
     /// No sandbox create has claimed this warm as its own yet (see [`Job::claim`]).
     fresh: std::sync::atomic::AtomicBool,
+    /// A predictive warm nobody asked for yet: only the background worker takes it, so it
+    /// never holds a worker a user's warm waits for. Cleared when a request joins it.
+    background: std::sync::atomic::AtomicBool,
     /// Every state [`Job::progress`] sent to subscribers, in order: what a fast enough
     /// subscriber would have seen, readable by tests without racing the warm.
     #[cfg(test)]
@@ -69,6 +72,7 @@ impl Job {
         priority: Priority,
         seq: u64,
         estimate_ms: u64,
+        background: bool,
     ) -> Self {
         let (tx, _) = watch::channel(WarmState {
             status: Status::Warming,
@@ -87,6 +91,7 @@ impl Job {
             started: Mutex::new(None),
             estimate_ms: AtomicU64::new(estimate_ms),
             fresh: std::sync::atomic::AtomicBool::new(true),
+            background: std::sync::atomic::AtomicBool::new(background),
             #[cfg(test)]
             sent: Mutex::default(),
         }
@@ -109,8 +114,15 @@ impl Job {
         *self.priority.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Raises the priority (a `high` request joining a `low` warm); never lowers it.
+    /// Whether this is a predictive warm no request has joined (see [`crate::warm::background`]).
+    pub fn is_background(&self) -> bool {
+        self.background.load(Ordering::SeqCst)
+    }
+
+    /// Raises the priority (a `high` request joining a `low` warm); never lowers it. Any
+    /// request joining makes it a user's warm: the regular workers may take it.
     pub(crate) fn raise(&self, p: Priority) {
+        self.background.store(false, Ordering::SeqCst);
         let mut cur = self.priority.lock().unwrap_or_else(|p| p.into_inner());
         if p > *cur {
             *cur = p;

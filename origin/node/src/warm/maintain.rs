@@ -70,10 +70,17 @@ impl Inner {
                 if index.total_bytes() <= self.cfg.disk_budget {
                     break;
                 }
+                // Least recently used first; runtimes a prediction wants only after all others.
+                let wanted = self
+                    .wanted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 let Some(v) = index
                     .by_age()
                     .into_iter()
-                    .find(|r| !st.in_use.contains_key(&r.digest))
+                    .filter(|r| !st.in_use.contains_key(&r.digest))
+                    .min_by_key(|r| wanted.contains(&r.digest))
                 else {
                     break;
                 };

@@ -6,6 +6,7 @@
 //! within a priority) and run [`pipeline`]'s steps. The node directory is documented on
 //! [`layout::NodeLayout`].
 
+pub mod background;
 pub mod estimate;
 pub mod guard;
 pub mod index;
@@ -114,6 +115,8 @@ pub(crate) struct Inner {
     prune_pending: AtomicBool,
     /// The node's Prometheus series; the server registers them.
     metrics: NodeMetrics,
+    /// Runtimes a prediction wants kept: the LRU evicts them only after every other idle one.
+    pub(crate) wanted: Mutex<HashSet<Digest>>,
 }
 
 #[derive(Default)]
@@ -203,19 +206,27 @@ impl Warmer {
                 // True at start: a crash may have left files of half-built runtimes behind.
                 prune_pending: AtomicBool::new(true),
                 metrics: NodeMetrics::default(),
+                wanted: Mutex::default(),
             }),
         })
     }
 
-    /// Starts the workers, the eviction loop and the registry flush loop in `tasks`; they
-    /// stop when `cancel` fires (a running warm is abandoned and its build dir removed).
+    /// Starts the workers (plus one for background warms, see [`background`]), the eviction
+    /// loop and the registry flush loop in `tasks`; they stop when `cancel` fires (a running
+    /// warm is abandoned and its build dir removed).
     pub fn spawn(&self, tasks: &mut JoinSet<()>, cancel: &CancellationToken) {
-        for _ in 0..self.inner.cfg.workers.max(1) {
+        for i in 0..=self.inner.cfg.workers.max(1) {
             let (w, c) = (self.clone(), cancel.clone());
-            tasks.spawn(async move { w.worker(c).await });
+            let background = i == 0;
+            tasks.spawn(async move { w.worker(c, background).await });
         }
         let (w, c) = (self.clone(), cancel.clone());
         tasks.spawn(async move { w.maintenance(c).await });
+    }
+
+    /// This node's name (the registry's, and its usage records').
+    pub fn node_name(&self) -> &str {
+        &self.inner.cfg.node_name
     }
 
     pub fn layout(&self) -> &NodeLayout {
@@ -252,7 +263,13 @@ impl Warmer {
         priority: Priority,
         hold: bool,
     ) -> Result<(Digest, Ensured), WarmError> {
-        let digest = match what {
+        let digest = self.resolve(what).await?;
+        Ok((digest, self.ensure_resolved(digest, what, priority, hold)))
+    }
+
+    /// The manifest digest `what` names now.
+    pub async fn resolve(&self, what: &RuntimeRef) -> Result<Digest, WarmError> {
+        Ok(match what {
             RuntimeRef::Digest(d) => *d,
             RuntimeRef::Tagged(name, tag) => self
                 .inner
@@ -263,7 +280,17 @@ impl Warmer {
                     what: what.clone(),
                     source,
                 })?,
-        };
+        })
+    }
+
+    /// [`Warmer::ensure`] once `what` is resolved to `digest`.
+    fn ensure_resolved(
+        &self,
+        digest: Digest,
+        what: &RuntimeRef,
+        priority: Priority,
+        hold: bool,
+    ) -> Ensured {
         let mut st = self.inner.lock_state();
         if hold {
             *st.in_use.entry(digest).or_default() += 1;
@@ -271,28 +298,21 @@ impl Warmer {
         if let Some(rec) = self.inner.lock_index().touch(&digest) {
             drop(st);
             self.inner.mark_dirty(digest);
-            return Ok((digest, Ensured::Hot(rec)));
+            return Ensured::Hot(rec);
         }
         if let Some(job) = st.jobs.get(&digest) {
             job.raise(priority);
             self.inner.metrics.joined_warm();
             let job = job.clone();
             self.inner.publish_positions(&st);
-            return Ok((digest, Ensured::Warming(job)));
+            // A background job just became a user's: a regular worker may take it now.
+            self.inner.work.notify_waiters();
+            return Ensured::Warming(job);
         }
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        let estimate = self
-            .inner
-            .estimator
-            .before_manifest(&pipeline::estimate_key(what));
-        let job = Arc::new(Job::new(digest, what.clone(), priority, seq, estimate));
-        st.jobs.insert(digest, job.clone());
-        st.queue.push(job.clone());
-        self.inner.started.fetch_add(1, Ordering::Relaxed);
-        self.inner.publish_positions(&st);
+        let job = self.inner.queue_job(&mut st, digest, what, priority, false);
         drop(st);
-        self.inner.work.notify_one();
-        Ok((digest, Ensured::Warming(job)))
+        self.inner.work.notify_waiters();
+        Ensured::Warming(job)
     }
 
     /// One sandbox stopped using `digest`.
@@ -336,11 +356,12 @@ impl Warmer {
         }
     }
 
-    async fn worker(self, cancel: CancellationToken) {
+    /// Takes jobs until `cancel`: user warms, or with `background` predictive ones only.
+    async fn worker(self, cancel: CancellationToken, background: bool) {
         loop {
             let job = tokio::select! {
                 _ = cancel.cancelled() => return,
-                job = self.inner.next_job() => job,
+                job = self.inner.next_job(background) => job,
             };
             let outcome = tokio::select! {
                 _ = cancel.cancelled() => Err(prewarm_shared::sandbox::WarmFailure {
@@ -380,8 +401,37 @@ impl Inner {
         }
     }
 
-    /// Waits for the highest-priority queued job and takes it.
-    async fn next_job(&self) -> Arc<Job> {
+    /// Queues a new job for `digest` (the caller checked there is none) and returns it.
+    fn queue_job(
+        &self,
+        st: &mut NodeState,
+        digest: Digest,
+        what: &RuntimeRef,
+        priority: Priority,
+        background: bool,
+    ) -> Arc<Job> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let estimate = self
+            .estimator
+            .before_manifest(&pipeline::estimate_key(what));
+        let job = Arc::new(Job::new(
+            digest,
+            what.clone(),
+            priority,
+            seq,
+            estimate,
+            background,
+        ));
+        st.jobs.insert(digest, job.clone());
+        st.queue.push(job.clone());
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.publish_positions(st);
+        job
+    }
+
+    /// Waits for the highest-priority queued job of its kind (background or a user's) and
+    /// takes it.
+    async fn next_job(&self, background: bool) -> Arc<Job> {
         loop {
             let notified = self.work.notified();
             {
@@ -390,6 +440,7 @@ impl Inner {
                     .queue
                     .iter()
                     .enumerate()
+                    .filter(|(_, j)| j.is_background() == background)
                     .max_by_key(|(_, j)| (j.priority(), std::cmp::Reverse(j.seq)))
                     .map(|(i, _)| i);
                 if let Some(i) = best {

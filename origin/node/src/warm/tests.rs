@@ -17,6 +17,8 @@ use super::{
 };
 use prewarm_client::transfer::{Fetched, Source, TransferError};
 
+mod background;
+
 /// Serves the manifests, blocks and tags put in it, and nothing else: most of these tests
 /// never get as far as fetching.
 #[derive(Default)]
@@ -258,7 +260,7 @@ async fn queue_serves_high_then_normal_then_low_fifo_within_a_priority() {
     assert_eq!(w.stats().queued, 4);
     let mut order = Vec::new();
     for _ in 0..4 {
-        let job = w.inner.next_job().await;
+        let job = w.inner.next_job(false).await;
         order.push(
             jobs.iter()
                 .find(|(_, j)| Arc::ptr_eq(j, &job))
@@ -403,6 +405,7 @@ fn a_finished_job_ignores_late_progress() {
         Priority::Normal,
         0,
         1,
+        false,
     );
     job.progress(Step::Materialise, 0.5);
     job.finish_failed(prewarm_shared::sandbox::WarmFailure {
@@ -495,7 +498,7 @@ async fn cold(w: &Warmer, reference: &str) -> Arc<Job> {
 async fn run_to_end(w: &Warmer, job: &Job) -> WarmState {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(w.clone().worker(cancel.clone()));
+    tasks.spawn(w.clone().worker(cancel.clone(), false));
     let end = job
         .subscribe()
         .wait_for(|s| s.status != Status::Warming)

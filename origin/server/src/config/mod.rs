@@ -64,9 +64,11 @@ pub mod overrides {
     pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 }
 
+mod predict;
 mod settings;
 mod telemetry;
 
+pub use predict::{PredictConfig, MAX_EVENTS_PER_HOUR};
 pub use prewarm_node::sandbox::node::{NodeSettings, SandboxSettings};
 pub use prewarm_store::{Secret, SecretUrl};
 pub use settings::{Given, Kind, Setting, SETTINGS};
@@ -108,6 +110,9 @@ pub struct Config {
     /// Trace export over OTLP.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Predictive warming: the policy, its clock, how long usage is kept.
+    #[serde(default)]
+    pub predict: PredictConfig,
 }
 
 /// `[http]`: what one client may hold of the origin. Without them, a client that sends half a
@@ -284,6 +289,7 @@ impl Default for Config {
             node: NodeSettings::default(),
             sandbox: SandboxSettings::default(),
             telemetry: TelemetryConfig::default(),
+            predict: PredictConfig::default(),
         }
     }
 }
@@ -466,6 +472,7 @@ impl Config {
                 "local.enabled = false needs [s3]: something has to be durable".into(),
             ));
         }
+        self.predict.check().map_err(ConfigError::Invalid)?;
         if let Some(r) = &self.redis {
             if r.ttl_secs == 0 || r.timeout_ms == 0 {
                 return Err(ConfigError::Invalid(

@@ -117,6 +117,10 @@ pub const SETTINGS: &[Setting] = &[
     s("sandbox.pool_memory_bytes", "sandbox-pool-memory-bytes", "PREWARM_SANDBOX_POOL_MEMORY_BYTES", I, "Resident memory all idle pooled interpreters together may use. Default 1 GiB"),
     s("telemetry.otlp_endpoint", "otlp-endpoint", "PREWARM_OTLP_ENDPOINT", T, "OTLP/HTTP collector to export trace spans to (e.g. http://127.0.0.1:4318; /v1/traces is added). Default none: spans are logged only"),
     s("telemetry.service_name", "otlp-service-name", "PREWARM_OTLP_SERVICE_NAME", T, "service.name of exported spans. Default prewarm-origin"),
+    s("predict.policy", "predict-policy", "PREWARM_PREDICT_POLICY", T, "Predictive warming policy: none, keepalive, popular, user-history, hybrid or prewarm. Default none"),
+    s("predict.clock", "predict-clock", "PREWARM_PREDICT_CLOCK", T, "The predictor's clock: system, or manual (set by POST /v1/predict/clock; tests only). Default system"),
+    s("predict.retention_hours", "predict-retention-hours", "PREWARM_PREDICT_RETENTION_HOURS", I, "Hours of recorded usage kept and replayed at start. Default 168"),
+    s("predict.max_events_per_hour", "predict-max-events-per-hour", "PREWARM_PREDICT_MAX_EVENTS_PER_HOUR", I, "Creates recorded per hour per node (more are seen, not stored). Default 5000"),
 ];
 
 /// A setting given on the command line or in the environment, as text.

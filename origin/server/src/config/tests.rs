@@ -225,3 +225,47 @@ fn connection_limits_come_from_file_flags_or_defaults_and_are_checked() {
     assert!(e.to_string().contains("max_connections"), "{e}");
     assert!(Config::parse("[http]\nheader_timeout = 1\n").is_err());
 }
+
+#[test]
+fn predict_names_a_policy_and_a_clock_and_refuses_others() {
+    let resolve = |toml: &str| {
+        Config::parse(toml)
+            .unwrap()
+            .resolve(Overrides::default(), |_| None)
+    };
+    let c = resolve("").unwrap();
+    assert_eq!(
+        c.predict.policy_kind(),
+        Ok(prewarm_predict::PolicyKind::None)
+    );
+    assert_eq!(c.predict.manual_clock(), Ok(false));
+    let c = resolve("[predict]\npolicy = \"user-history\"\nclock = \"manual\"\n").unwrap();
+    assert_eq!(
+        c.predict.policy_kind(),
+        Ok(prewarm_predict::PolicyKind::UserHistory)
+    );
+    assert_eq!(c.predict.manual_clock(), Ok(true));
+    let e = resolve("[predict]\npolicy = \"lru\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"lru\"") && e.contains("user-history"), "{e}");
+    let e = resolve("[predict]\nclock = \"fast\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("system, manual"), "{e}");
+    let e = resolve("[predict]\nmax_events_per_hour = 100000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 10000"), "{e}");
+    assert!(resolve("[predict]\nretention_hours = 0\n").is_err());
+    // The flag goes through the same table and checks.
+    let given = [Given {
+        setting: *SETTINGS.iter().find(|s| s.key == "predict.policy").unwrap(),
+        value: "prewarm".into(),
+    }];
+    let c = Config::load_with(None, &given).unwrap();
+    assert_eq!(
+        c.predict.policy_kind(),
+        Ok(prewarm_predict::PolicyKind::Prewarm)
+    );
+}

@@ -40,6 +40,9 @@ pub fn registry(state: &AppState) -> Metrics {
     if let Some(s) = &state.sandboxes {
         s.warmer().metrics().register(&mut registry);
     }
+    if let Some(p) = &state.prediction {
+        p.metrics().register(&mut registry);
+    }
     registry.register_collector(Box::new(collect::Scrape::new(state)));
     Metrics {
         registry: Arc::new(registry),

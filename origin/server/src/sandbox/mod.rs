@@ -6,6 +6,7 @@ pub mod pool_metrics;
 mod routes;
 mod run;
 
+pub(crate) use routes::parse;
 pub use routes::router;
 
 use prewarm_node::sandbox::SandboxService;

@@ -57,7 +57,7 @@ pub(super) fn service(state: &SandboxState) -> Result<&SandboxService, ApiError>
 }
 
 /// The body as `T`: 413 over `limit` (the route's), 400 if it is not `T`.
-pub(super) fn parse<T: DeserializeOwned>(
+pub(crate) fn parse<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: u64,
 ) -> Result<T, ApiError> {
