@@ -24,6 +24,8 @@ mod serve_cmd;
 mod simulate_cmd;
 #[cfg(feature = "server")]
 mod store_cmd;
+#[cfg(feature = "server")]
+mod token_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +60,9 @@ enum Command {
     Warm(sandbox_cmd::WarmArgs),
     /// The origin's tiers, warm runtimes, queue and sandboxes.
     Status(sandbox_cmd::StatusArgs),
+    /// Issue scoped bearer tokens for the origin's tokens file.
+    #[cfg(feature = "server")]
+    Token(token_cmd::TokenArgs),
     /// Replay a usage trace through a warming policy on a virtual clock (or sweep, or generate one).
     #[cfg(feature = "server")]
     Simulate(Box<simulate_cmd::SimulateArgs>),
@@ -150,6 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(a) => store_cmd::run(a).await,
         Command::Sandbox(a) => sandbox_cmd::run(a).await,
         Command::Warm(a) => sandbox_cmd::warm(a).await,
+        #[cfg(feature = "server")]
+        Command::Token(a) => token_cmd::run(a),
         Command::Status(a) => sandbox_cmd::status(a).await,
 
         #[cfg(feature = "server")]

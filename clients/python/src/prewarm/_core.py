@@ -75,14 +75,17 @@ def tag_path(runtime: str) -> str:
 def create_body(
     runtime: str,
     *,
-    user_id: str,
+    user_id: Optional[str],
     context: Any,
     env: Optional[Mapping[str, str]],
     priority: str,
     network: bool,
     limits: Optional[Mapping[str, int]],
 ) -> Dict[str, Any]:
-    body: Dict[str, Any] = {"runtime": runtime, "user_id": user_id, "priority": priority}
+    body: Dict[str, Any] = {"runtime": runtime, "priority": priority}
+    # Left out, the origin decides: a sandbox token's own user, else "default".
+    if user_id is not None:
+        body["user_id"] = user_id
     if env:
         body["env"] = dict(env)
     if context is not None:

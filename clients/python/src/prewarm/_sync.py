@@ -339,7 +339,7 @@ class Sandbox:
         cls: Type[_S],
         runtime: str,
         *,
-        user_id: str = "default",
+        user_id: Optional[str] = None,
         context: Any = None,
         env: Optional[Mapping[str, str]] = None,
         priority: str = "normal",
