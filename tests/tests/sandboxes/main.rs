@@ -14,4 +14,5 @@ mod run_code;
 mod shared_cache;
 mod snapshots;
 mod support;
+mod users;
 mod warmed;
