@@ -66,7 +66,9 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
                 "# Appended to {}; send the origin SIGHUP (or restart it) to load it:\n{toml}",
                 f.display()
             )),
-            None => s.push_str(&format!("# Add to the tokens file, then send the origin SIGHUP:\n{toml}")),
+            None => s.push_str(&format!(
+                "# Add to the tokens file, then send the origin SIGHUP:\n{toml}"
+            )),
         }
         s.trim_end().to_owned()
     });

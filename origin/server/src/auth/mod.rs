@@ -11,9 +11,9 @@
 //! the body names), as before tokens existed.
 
 pub mod table;
-pub mod tokens;
 #[cfg(test)]
 mod tests;
+pub mod tokens;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -87,7 +87,10 @@ impl Auth {
     }
 
     fn current(&self) -> Arc<TokenSet> {
-        self.tokens.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The caller of a request that needs `need`, or why it may not go on.
@@ -237,8 +240,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 
 /// The middleware on every route: looks the route up in [`table`], resolves the caller and
 /// refuses it before the body is read, or passes it on with a [`Caller`] and its [`Need`].
-pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+pub(crate) async fn authorize(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let need = table::need(req.method(), path.as_deref());
     match state.auth.resolve(req.headers(), need) {
         Ok(caller) => {

@@ -76,7 +76,11 @@ pub fn need(method: &Method, path: Option<&str>) -> Need {
     let Some(path) = path else {
         return Public;
     };
-    let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     ROUTES
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)

@@ -7,7 +7,10 @@ use super::tokens::{self, Scope};
 use super::{allows, Auth, Caller};
 use crate::error::ApiError;
 
-fn auth_with(entries: &[(&str, Scope, Option<&str>)], public_reads: Option<bool>) -> (Auth, tempfile::TempDir) {
+fn auth_with(
+    entries: &[(&str, Scope, Option<&str>)],
+    public_reads: Option<bool>,
+) -> (Auth, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::new();
     for (tok, scope, user) in entries {
@@ -26,7 +29,10 @@ fn auth_with(entries: &[(&str, Scope, Option<&str>)], public_reads: Option<bool>
 
 fn bearer(t: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+    );
     h
 }
 
@@ -35,27 +41,67 @@ fn each_scope_reaches_exactly_its_routes() {
     use Scope::*;
     let cases = [
         (Method::GET, "/v1/blocks/{digest}", [true, true, true, true]),
-        (Method::HEAD, "/v1/manifests/{digest}", [true, true, true, true]),
+        (
+            Method::HEAD,
+            "/v1/manifests/{digest}",
+            [true, true, true, true],
+        ),
         (Method::GET, "/metrics", [true, true, true, true]),
-        (Method::PUT, "/v1/blocks/{digest}", [false, true, false, true]),
-        (Method::PUT, "/v1/runtimes/{name}/tags/{tag}", [false, true, false, true]),
-        (Method::POST, "/v1/blocks/missing", [false, true, false, true]),
+        (
+            Method::PUT,
+            "/v1/blocks/{digest}",
+            [false, true, false, true],
+        ),
+        (
+            Method::PUT,
+            "/v1/runtimes/{name}/tags/{tag}",
+            [false, true, false, true],
+        ),
+        (
+            Method::POST,
+            "/v1/blocks/missing",
+            [false, true, false, true],
+        ),
         (Method::POST, "/v1/warm", [false, true, false, true]),
         (Method::POST, "/v1/sandboxes", [false, false, true, true]),
-        (Method::GET, "/v1/sandboxes/{id}/exec", [false, false, true, true]),
-        (Method::PUT, "/v1/sandboxes/{id}/files/{*path}", [false, false, true, true]),
-        (Method::POST, "/v1/snapshots/{digest}/share", [false, false, true, true]),
+        (
+            Method::GET,
+            "/v1/sandboxes/{id}/exec",
+            [false, false, true, true],
+        ),
+        (
+            Method::PUT,
+            "/v1/sandboxes/{id}/files/{*path}",
+            [false, false, true, true],
+        ),
+        (
+            Method::POST,
+            "/v1/snapshots/{digest}/share",
+            [false, false, true, true],
+        ),
         (Method::GET, "/v1/ui/state", [false, false, true, true]),
         // Not in the table: admin only.
-        (Method::DELETE, "/v1/blocks/{digest}", [false, false, false, true]),
-        (Method::GET, "/v1/some/new/route", [false, false, false, true]),
+        (
+            Method::DELETE,
+            "/v1/blocks/{digest}",
+            [false, false, false, true],
+        ),
+        (
+            Method::GET,
+            "/v1/some/new/route",
+            [false, false, false, true],
+        ),
     ];
     for (m, p, want) in cases {
         let n = need(&m, Some(p));
         let got = [Read, Push, Sandbox, Admin].map(|s| allows(s, n));
         assert_eq!(got, want, "{m} {p} needs {n:?}");
     }
-    assert_eq!(need(&Method::GET, None), Need::Public, "the fallback's 404 needs nothing");
+    assert_eq!(
+        need(&Method::GET, None),
+        Need::Public,
+        "the fallback's 404 needs nothing"
+    );
     assert_eq!(need(&Method::GET, Some("/healthz")), Need::Public);
 }
 
@@ -65,7 +111,10 @@ fn every_route_naming_a_sandbox_checks_its_owner() {
         if p.starts_with("/v1/sandboxes/{id}") {
             assert_eq!(*n, Need::OwnSandbox, "{m} {p}");
         }
-        let dup = ROUTES.iter().filter(|(m2, p2, _)| m2 == m && p2 == p).count();
+        let dup = ROUTES
+            .iter()
+            .filter(|(m2, p2, _)| m2 == m && p2 == p)
+            .count();
         assert_eq!(dup, 1, "{m} {p} is listed {dup} times");
     }
 }
@@ -82,48 +131,106 @@ fn tokens_resolve_by_hash_and_scope() {
         None,
     );
     // A tokens file makes reads private by default.
-    assert!(matches!(auth.resolve(&HeaderMap::new(), Need::Read), Err(ApiError::Unauthorized(_))));
-    assert!(matches!(auth.resolve(&bearer("nope"), Need::Read), Err(ApiError::Unauthorized(_))));
-    assert!(matches!(auth.resolve(&bearer("r-secret"), Need::Read), Ok(Caller::Token(_))));
-    assert!(matches!(auth.resolve(&bearer("r-secret"), Need::Push), Err(ApiError::Forbidden(_))));
-    assert!(matches!(auth.resolve(&bearer("p-secret"), Need::Sandbox), Err(ApiError::Forbidden(_))));
-    let alice = auth.resolve(&bearer("alice-secret"), Need::OwnSandbox).unwrap();
+    assert!(matches!(
+        auth.resolve(&HeaderMap::new(), Need::Read),
+        Err(ApiError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        auth.resolve(&bearer("nope"), Need::Read),
+        Err(ApiError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        auth.resolve(&bearer("r-secret"), Need::Read),
+        Ok(Caller::Token(_))
+    ));
+    assert!(matches!(
+        auth.resolve(&bearer("r-secret"), Need::Push),
+        Err(ApiError::Forbidden(_))
+    ));
+    assert!(matches!(
+        auth.resolve(&bearer("p-secret"), Need::Sandbox),
+        Err(ApiError::Forbidden(_))
+    ));
+    let alice = auth
+        .resolve(&bearer("alice-secret"), Need::OwnSandbox)
+        .unwrap();
     assert_eq!(alice.confined_to(), Some("alice"));
     assert!(alice.sees("alice") && !alice.sees("bob"));
     let admin = auth.resolve(&bearer("admin-secret"), Need::Admin).unwrap();
     assert!(admin.sees("bob") && admin.confined_to().is_none());
-    assert!(matches!(auth.resolve(&HeaderMap::new(), Need::Public), Ok(Caller::Anonymous)));
+    assert!(matches!(
+        auth.resolve(&HeaderMap::new(), Need::Public),
+        Ok(Caller::Anonymous)
+    ));
 
     let (public, _d2) = auth_with(&[("x", Scope::Admin, None)], Some(true));
-    assert!(matches!(public.resolve(&HeaderMap::new(), Need::Read), Ok(Caller::Anonymous)));
-    assert!(matches!(public.resolve(&HeaderMap::new(), Need::Push), Err(ApiError::Unauthorized(_))));
+    assert!(matches!(
+        public.resolve(&HeaderMap::new(), Need::Read),
+        Ok(Caller::Anonymous)
+    ));
+    assert!(matches!(
+        public.resolve(&HeaderMap::new(), Need::Push),
+        Err(ApiError::Unauthorized(_))
+    ));
 }
 
 #[test]
 fn no_tokens_means_open_and_the_legacy_file_is_an_admin_with_public_reads() {
     let open = Auth::open();
-    assert!(matches!(open.resolve(&HeaderMap::new(), Need::Admin), Ok(Caller::Open)));
+    assert!(matches!(
+        open.resolve(&HeaderMap::new(), Need::Admin),
+        Ok(Caller::Open)
+    ));
 
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("token");
     std::fs::write(&f, "legacy-secret\n").unwrap();
     let legacy = Auth::load(Some(f), None, None).unwrap();
-    assert!(matches!(legacy.resolve(&HeaderMap::new(), Need::Read), Ok(Caller::Anonymous)));
-    assert!(matches!(legacy.resolve(&HeaderMap::new(), Need::Push), Err(ApiError::Unauthorized(_))));
-    let c = legacy.resolve(&bearer("legacy-secret"), Need::Admin).unwrap();
+    assert!(matches!(
+        legacy.resolve(&HeaderMap::new(), Need::Read),
+        Ok(Caller::Anonymous)
+    ));
+    assert!(matches!(
+        legacy.resolve(&HeaderMap::new(), Need::Push),
+        Err(ApiError::Unauthorized(_))
+    ));
+    let c = legacy
+        .resolve(&bearer("legacy-secret"), Need::Admin)
+        .unwrap();
     assert!(c.sees("anyone"));
 }
 
 #[test]
 fn a_sandbox_token_decides_the_user() {
-    let (auth, _d) = auth_with(&[("a", Scope::Sandbox, Some("alice")), ("z", Scope::Admin, None)], None);
+    let (auth, _d) = auth_with(
+        &[
+            ("a", Scope::Sandbox, Some("alice")),
+            ("z", Scope::Admin, None),
+        ],
+        None,
+    );
     let alice = auth.resolve(&bearer("a"), Need::Sandbox).unwrap();
-    assert_eq!(alice.acting_as(None, "user_id").unwrap().as_deref(), Some("alice"));
-    assert_eq!(alice.acting_as(Some("alice"), "user_id").unwrap().as_deref(), Some("alice"));
+    assert_eq!(
+        alice.acting_as(None, "user_id").unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        alice
+            .acting_as(Some("alice"), "user_id")
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
     let e = alice.acting_as(Some("bob"), "user_id").unwrap_err();
-    assert!(matches!(e, ApiError::Forbidden(_)) && e.to_string().contains("bob"), "{e}");
+    assert!(
+        matches!(e, ApiError::Forbidden(_)) && e.to_string().contains("bob"),
+        "{e}"
+    );
     let admin = auth.resolve(&bearer("z"), Need::Sandbox).unwrap();
-    assert_eq!(admin.acting_as(Some("bob"), "user_id").unwrap().as_deref(), Some("bob"));
+    assert_eq!(
+        admin.acting_as(Some("bob"), "user_id").unwrap().as_deref(),
+        Some("bob")
+    );
     let e = admin.user(None, "owner").unwrap_err();
     assert!(e.to_string().contains("owner is required"), "{e}");
     assert!(!Caller::Anonymous.sees("alice"));
@@ -160,7 +267,10 @@ fn issued_tokens_are_random_and_only_their_hash_is_written() {
     assert!(!toml.contains(&t1[tokens::TOKEN_PREFIX.len()..]), "{toml}");
     let set = tokens::parse(&toml).unwrap();
     let g = set.find(&t1).expect("the issued token is valid");
-    assert_eq!((g.scope, g.user.as_deref(), g.name.as_str()), (Scope::Sandbox, Some("alice"), "a"));
+    assert_eq!(
+        (g.scope, g.user.as_deref(), g.name.as_str()),
+        (Scope::Sandbox, Some("alice"), "a")
+    );
     assert!(set.find(&t2).is_none());
     assert!(tokens::issue(Scope::Sandbox, None, None).is_err());
     assert!(tokens::issue(Scope::Admin, Some("x".into()), None).is_err());
@@ -187,5 +297,8 @@ fn reload_swaps_tokens_and_keeps_them_when_the_file_is_broken() {
     assert!(auth.resolve(&bearer("two"), Need::Admin).is_ok());
     std::fs::write(&f, "[[token]]\nscope = \"admin\"\n").unwrap();
     assert!(auth.reload().is_err());
-    assert!(auth.resolve(&bearer("two"), Need::Admin).is_ok(), "a broken file keeps the old tokens");
+    assert!(
+        auth.resolve(&bearer("two"), Need::Admin).is_ok(),
+        "a broken file keeps the old tokens"
+    );
 }

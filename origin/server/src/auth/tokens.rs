@@ -126,7 +126,10 @@ pub struct TokenSet {
 
 impl TokenSet {
     /// Reads the legacy token file (plaintext, one token, an admin) and the tokens file.
-    pub fn load(token_file: Option<&Path>, tokens_file: Option<&Path>) -> Result<Self, TokensError> {
+    pub fn load(
+        token_file: Option<&Path>,
+        tokens_file: Option<&Path>,
+    ) -> Result<Self, TokensError> {
         let mut set = TokenSet::default();
         if let Some(f) = token_file {
             let raw = read(f)?;
@@ -238,7 +241,11 @@ pub const TOKEN_PREFIX: &str = "pwt_";
 
 /// A new token: 32 bytes from the operating system's RNG, hex, with [`TOKEN_PREFIX`]. Returns
 /// its text (shown once, never stored) and the entry for the tokens file.
-pub fn issue(scope: Scope, user: Option<String>, name: Option<String>) -> Result<(String, TokenEntry), String> {
+pub fn issue(
+    scope: Scope,
+    user: Option<String>,
+    name: Option<String>,
+) -> Result<(String, TokenEntry), String> {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut raw)

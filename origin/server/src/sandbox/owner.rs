@@ -24,7 +24,11 @@ pub(crate) async fn guard(State(st): State<SandboxState>, req: Request, next: Ne
             .map(|(_, v)| v.to_owned()),
         Err(e) => return e.into_response(),
     };
-    let caller = parts.extensions.get::<Caller>().cloned().unwrap_or(Caller::Anonymous);
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Anonymous);
     let Some(id) = id else {
         // The table says this route names a sandbox; a route that does not is a bug: closed.
         return ApiError::NotFound("no such sandbox".into()).into_response();
