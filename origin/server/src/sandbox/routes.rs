@@ -138,7 +138,7 @@ async fn list(
     let mut list: Vec<_> = service(&state)?
         .list()
         .into_iter()
-        .filter(|s| caller.sees(&s.user_id) && only.as_ref().map_or(true, |u| *u == s.user_id))
+        .filter(|s| caller.sees(&s.user_id) && only.iter().all(|u| *u == s.user_id))
         .collect();
     list.sort_by(|a, b| a.sandbox_id.cmp(&b.sandbox_id));
     Ok(Json(serde_json::json!({ "sandboxes": list })).into_response())
