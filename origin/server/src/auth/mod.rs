@@ -121,8 +121,7 @@ impl Auth {
 /// Whether a token of `scope` may use a route that needs `need`.
 pub fn allows(scope: Scope, need: Need) -> bool {
     match need {
-        Need::Public => true,
-        Need::Read => true,
+        Need::Public | Need::Read | Need::Status => true,
         Need::Push => matches!(scope, Scope::Push | Scope::Admin),
         Need::Sandbox | Need::OwnSandbox => matches!(scope, Scope::Sandbox | Scope::Admin),
         Need::Admin => scope == Scope::Admin,
@@ -131,7 +130,7 @@ pub fn allows(scope: Scope, need: Need) -> bool {
 
 fn needed_scope(need: Need) -> &'static str {
     match need {
-        Need::Public | Need::Read => "read",
+        Need::Public | Need::Read | Need::Status => "read",
         Need::Push => "push (or admin)",
         Need::Sandbox | Need::OwnSandbox => "sandbox (or admin)",
         Need::Admin => "admin",

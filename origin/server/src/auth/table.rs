@@ -7,8 +7,12 @@ use axum::http::Method;
 pub enum Need {
     /// Anyone, even with auth on: health, readiness, the `/ui` page's static assets.
     Public,
-    /// A `read` token, or none while reads are public.
+    /// A `read` token, or none while reads are public: content addressed by its hash, and
+    /// `/metrics` (no user ids in it).
     Read,
+    /// A token of any scope whenever tokens are configured, even while reads are public: the
+    /// node's warm and snapshot stats (which runtimes it holds, how many sandboxes).
+    Status,
     /// A `push` token: uploads and warm requests.
     Push,
     /// A `sandbox` token (acts as its user) or `admin` (acts for the user the request names).
@@ -36,8 +40,8 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/v1/blocks/{digest}", Read),
     ("GET", "/v1/manifests/{digest}", Read),
     ("GET", "/v1/runtimes/{name}/tags/{tag}", Read),
-    ("GET", "/v1/warm/stats", Read),
-    ("GET", "/v1/snapshots/stats", Read),
+    ("GET", "/v1/warm/stats", Status),
+    ("GET", "/v1/snapshots/stats", Status),
     ("PUT", "/v1/blocks/{digest}", Push),
     ("PUT", "/v1/manifests/{digest}", Push),
     ("PUT", "/v1/runtimes/{name}/tags/{tag}", Push),

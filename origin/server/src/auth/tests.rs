@@ -47,6 +47,7 @@ fn each_scope_reaches_exactly_its_routes() {
             [true, true, true, true],
         ),
         (Method::GET, "/metrics", [true, true, true, true]),
+        (Method::GET, "/v1/warm/stats", [true, true, true, true]),
         (
             Method::PUT,
             "/v1/blocks/{digest}",

@@ -85,7 +85,7 @@ pub struct Config {
     /// `admin`), user (sandbox tokens) and name; `prewarm token issue` makes them. Re-read on
     /// SIGHUP. `--tokens-file`.
     pub tokens_file: Option<PathBuf>,
-    /// Reads (blocks, manifests, tags, stats, `/metrics`) need no token. Default: true unless
+    /// Reads (blocks, manifests, tags, `/metrics`) need no token. Default: true unless
     /// `tokens_file` is set. `--public-reads`.
     pub public_reads: Option<bool>,
     /// zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 sends
