@@ -26,6 +26,8 @@ mod simulate_cmd;
 #[cfg(feature = "server")]
 mod store_cmd;
 mod telemetry;
+#[cfg(feature = "server")]
+mod token_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +65,9 @@ enum Command {
     Warm(sandbox_cmd::WarmArgs),
     /// The origin's tiers, warm runtimes, queue and sandboxes.
     Status(sandbox_cmd::StatusArgs),
+    /// Issue scoped bearer tokens for the origin's tokens file.
+    #[cfg(feature = "server")]
+    Token(token_cmd::TokenArgs),
     /// Replay a usage trace through a warming policy on a virtual clock (or sweep, or generate one).
     #[cfg(feature = "server")]
     Simulate(Box<simulate_cmd::SimulateArgs>),
@@ -190,6 +195,8 @@ async fn run(
         Command::Gc(a) => gc_cmd::run(*a).await.map(|()| ExitCode::SUCCESS),
         Command::Sandbox(a) => sandbox_cmd::run(a).await,
         Command::Warm(a) => sandbox_cmd::warm(a).await,
+        #[cfg(feature = "server")]
+        Command::Token(a) => token_cmd::run(a),
         Command::Status(a) => sandbox_cmd::status(a).await,
 
         #[cfg(feature = "server")]

@@ -21,6 +21,10 @@ pub(crate) struct PullArgs {
     /// The origin or edge to pull from (http://…).
     #[arg(long)]
     from: String,
+    /// Bearer token, for an origin whose reads need one (a tokens file without
+    /// `public_reads`): a `read` token is enough.
+    #[arg(long, env = "PREWARM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Where the runtime appears. Built beside it and renamed into place.
     #[arg(long)]
     into: PathBuf,
@@ -97,7 +101,7 @@ impl From<CompressArg> for Compress {
 /// with the conventional 128 + the signal's number (130, 143).
 pub(crate) async fn run(a: PullArgs) -> anyhow::Result<ExitCode> {
     let what: RuntimeRef = a.what.parse()?;
-    let source = Remote::with_compress(&a.from, None, a.compress.into())?;
+    let source = Remote::with_compress(&a.from, a.token.clone(), a.compress.into())?;
     let opts = PullOptions {
         into: a.into.clone(),
         cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),

@@ -94,6 +94,11 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(cfg.http.idle_timeout_secs),
         max_connections: cfg.http.max_connections,
     };
+    #[cfg(unix)]
+    let hup = tokio::spawn(reload_on_hangup(
+        started.state.auth.clone(),
+        started.shutdown.clone(),
+    ));
     let shutdown = started.shutdown.clone();
     server::serve(
         listener,
@@ -106,8 +111,40 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await;
     started.shutdown.cancel();
+    #[cfg(unix)]
+    let _ = hup.await;
     started.stopped().await;
     Ok(())
+}
+
+/// SIGHUP re-reads the token files; a file that does not load keeps the tokens already in
+/// use (and says why). Ends with the shutdown token.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    auth: std::sync::Arc<server::Auth>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: tokens are only read at start");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        if !auth.enabled() {
+            continue;
+        }
+        match auth.reload() {
+            Ok(n) => tracing::info!(tokens = n, "SIGHUP: tokens reloaded"),
+            Err(e) => tracing::error!(
+                error = %anyhow::Error::from(e),
+                "SIGHUP: tokens not reloaded; the previous ones stay valid"
+            ),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     /// More digests in one `POST /v1/blocks/missing` than it answers.
     TooManyDigests,
     Unauthorized,
+    /// A valid token whose scope does not allow the route, or a sandbox token naming another user.
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     /// A manifest uploaded before its blocks.
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::BadManifest => "bad_manifest",
             ErrorCode::TooManyDigests => "too_many_digests",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::MissingBlocks => "missing_blocks",
@@ -85,6 +88,8 @@ pub enum ApiError {
     BadRequest { code: ErrorCode, message: String },
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -121,6 +126,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::State { .. } => StatusCode::CONFLICT,
@@ -148,6 +154,7 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. }
             | ApiError::State { code, .. } => *code,
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::MissingBlocks,

@@ -1,7 +1,7 @@
-//! The origin's HTTP API: `fn app(state) -> Router`, its layers, the write-auth guard, the one
+//! The origin's HTTP API: `fn app(state) -> Router`, its layers, the scoped-token auth, the one
 //! error map, the repository rules behind the handlers, and the one config.
 
-mod auth;
+pub mod auth;
 pub mod config;
 mod encoding;
 pub mod error;
@@ -37,7 +37,7 @@ use prewarm_shared::wire::MAX_MISSING_QUERY;
 use crate::error::{ApiError, LoggedCause};
 use crate::repo::Repo;
 
-pub use auth::Token;
+pub use auth::Auth;
 pub use encoding::EncodedCache;
 pub use encoding::DEFAULT_LEVEL as DEFAULT_COMPRESSION_LEVEL;
 pub use listen::{serve, ConnLimits};
@@ -48,8 +48,8 @@ pub use startup::{open_tiers, start, StartError, Started};
 #[derive(Clone)]
 pub struct AppState {
     pub repo: Repo,
-    /// When set, writes need `Authorization: Bearer <token>`.
-    pub token: Option<Arc<Token>>,
+    /// The tokens and what each route needs of them (`Auth::open()`: no tokens, all open).
+    pub auth: Arc<Auth>,
     pub limits: Limits,
     /// zstd level for block and manifest GETs from clients that accept zstd; 0 sends identity
     /// always. See `encoding` for when a body is encoded.
@@ -97,15 +97,6 @@ pub const MAX_MISSING_BODY: u64 = MAX_MISSING_QUERY as u64 * 80 + 1024;
 /// (streamed), manifests [`Limits::max_manifest_bytes`], the JSON routes far less. Over it,
 /// 413 naming the limit.
 pub fn app(state: AppState) -> Router {
-    let writes = Router::new()
-        .route(
-            "/v1/blocks/missing",
-            post(objects::missing).layer(DefaultBodyLimit::max(MAX_MISSING_BODY as usize)),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
     // Snapshots need sandboxes and a tier stack whose durable tier keeps their records.
     let snaps = match (&state.sandboxes, &state.tiers) {
         (Some(service), Some(tiers)) => Some(snapshots::Snapshots {
@@ -116,22 +107,17 @@ pub fn app(state: AppState) -> Router {
         }),
         _ => None,
     };
-    // Sandboxes run commands: every route needs the token when one is configured.
-    let sandboxes = sandbox::router(sandbox::SandboxState {
+    let sandbox_state = sandbox::SandboxState {
         service: state.sandboxes.clone(),
         snapshots: snaps.clone(),
-    })
-    .merge(snapshots::router(snaps))
-    .merge(predict::router(state.prediction.clone()))
-    .route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
-    // The web view's state is as private as the sandboxes it shows.
-    let ui_api = ui::api().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    };
+    // A sandbox-scoped route on another user's sandbox answers 404 before its handler runs.
+    let sandboxes = sandbox::router(sandbox_state.clone())
+        .merge(snapshots::router(snaps))
+        .route_layer(middleware::from_fn_with_state(
+            sandbox_state,
+            sandbox::owner::guard,
+        ));
     let manifest_limit = DefaultBodyLimit::max(state.limits.max_manifest_bytes as usize);
     let metrics = metrics::registry(&state);
     let http_metrics = metrics.http.clone();
@@ -142,13 +128,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/blocks/{digest}", get(objects::get_block).put(objects::put_block))
         .route("/v1/manifests/{digest}", get(objects::get_manifest).put(objects::put_manifest).layer(manifest_limit))
         .route("/v1/runtimes/{name}/tags/{tag}", get(tags::get_tag).put(tags::put_tag).delete(tags::delete_tag))
-        .merge(writes)
+        .route(
+            "/v1/blocks/missing",
+            post(objects::missing).layer(DefaultBodyLimit::max(MAX_MISSING_BODY as usize)),
+        )
         .merge(sandboxes)
+        .merge(predict::router(state.prediction.clone()))
         .merge(ui::assets())
-        .merge(ui_api)
+        .merge(ui::api())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
+        // Every route's scope, from the one table in `auth::table`, before any body is read.
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY as usize))
         .layer(middleware::from_fn(log_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))

@@ -14,19 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::repo::Repo;
-use crate::{AppState, EncodedCache, Limits, Token};
+use crate::{AppState, Auth, EncodedCache, Limits};
 
 /// Why the origin did not start. Misconfiguration fails here, not on the first request.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("reading token file {path}")]
-    TokenFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("token file {0} is empty")]
-    EmptyToken(PathBuf),
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::TokensError),
     #[error("local tier: opening data dir {path}")]
     LocalTier {
         path: PathBuf,
@@ -80,17 +74,11 @@ impl Started {
 /// state. `cfg` has been through [`Config::resolve`].
 pub async fn start(cfg: &Config) -> Result<Started, StartError> {
     let data_dir = cfg.data_dir_or_default();
-    let token = match cfg.token_file.as_ref() {
-        Some(f) => {
-            let raw = std::fs::read_to_string(f).map_err(|source| StartError::TokenFile {
-                path: f.clone(),
-                source,
-            })?;
-            let token = Token::new(&raw).ok_or_else(|| StartError::EmptyToken(f.clone()))?;
-            Some(Arc::new(token))
-        }
-        None => None,
-    };
+    let auth = Auth::load(
+        cfg.token_file.clone(),
+        cfg.tokens_file.clone(),
+        cfg.public_reads,
+    )?;
     let limits = Limits::default();
     let (tiers, redis, redis_records) =
         build_tiers(cfg, &data_dir, limits.max_manifest_bytes, false).await?;
@@ -113,11 +101,11 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
     .await
     .map_err(StartError::Node)?;
     let listen = cfg.listen_addr();
-    if sandboxes.is_some() && token.is_none() && !listen.ip().is_loopback() {
+    if sandboxes.is_some() && !auth.enabled() && !listen.ip().is_loopback() {
         tracing::warn!(
             %listen,
-            "sandbox routes run commands and no --token-file is set: anyone who can reach this \
-             address can use them (set --token-file, or --no-sandboxes)"
+            "sandbox routes run commands and no --tokens-file or --token-file is set: anyone who \
+             can reach this address can use them (set --tokens-file, or --no-sandboxes)"
         );
     }
     let prediction = match &sandboxes {
@@ -126,7 +114,7 @@ pub async fn start(cfg: &Config) -> Result<Started, StartError> {
     };
     let state = AppState {
         repo,
-        token,
+        auth: Arc::new(auth),
         limits,
         compression_level: cfg.compression_level,
         encoded: EncodedCache::new(cfg.memory.max_encoded_bytes),

@@ -13,7 +13,7 @@ fn app_with(limits: Limits) -> Router {
     let store = Arc::new(MemoryStore::new());
     app(AppState {
         repo: Repo::new(store.clone(), store, "memory"),
-        token: None,
+        auth: Arc::new(Auth::open()),
         limits,
         compression_level: 0,
         encoded: EncodedCache::new(0),

@@ -19,9 +19,11 @@ use crate::cli_output;
 pub(crate) struct CreateArgs {
     /// NAME:TAG or sha256:… of the runtime.
     runtime: String,
-    /// Who the sandbox is for (the origin's scheduling and accounting key).
-    #[arg(long, default_value = "cli")]
-    user: String,
+    /// Who the sandbox is for (the origin's scheduling and accounting key). Left out, the
+    /// origin decides: a sandbox token's own user, else `default`. A sandbox token may only
+    /// name its own user.
+    #[arg(long)]
+    user: Option<String>,
     /// A JSON file given to the sandbox as `$PREWARM_CONTEXT` and `.prewarm/context.json`.
     #[arg(long)]
     context_file: Option<PathBuf>,
@@ -43,7 +45,10 @@ pub(crate) struct CreateArgs {
 
 pub(super) async fn run(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&a.api)?;
-    let mut body = json!({"runtime": a.runtime, "user_id": a.user, "priority": a.priority});
+    let mut body = json!({"runtime": a.runtime, "priority": a.priority});
+    if let Some(u) = &a.user {
+        body["user_id"] = json!(u);
+    }
     if !a.env.is_empty() {
         body["env"] = env_map(&a.env)?;
     }

@@ -17,4 +17,5 @@ mod shared_cache;
 mod snapshots;
 mod support;
 mod telemetry;
+mod users;
 mod warmed;

@@ -78,14 +78,17 @@ def tag_path(runtime: str) -> str:
 def create_body(
     runtime: str,
     *,
-    user_id: str,
+    user_id: Optional[str],
     context: Any,
     env: Optional[Mapping[str, str]],
     priority: str,
     network: bool,
     limits: Optional[Mapping[str, int]],
 ) -> Dict[str, Any]:
-    body: Dict[str, Any] = {"runtime": runtime, "user_id": user_id, "priority": priority}
+    body: Dict[str, Any] = {"runtime": runtime, "priority": priority}
+    # Left out, the origin decides: a sandbox token's own user, else "default".
+    if user_id is not None:
+        body["user_id"] = user_id
     if env:
         body["env"] = dict(env)
     if context is not None:
@@ -107,10 +110,14 @@ def fork_body(count: int) -> Dict[str, Any]:
     return {"count": count}
 
 
-def from_snapshot_body(snapshot: str, *, user_id: str, env: Optional[Mapping[str, str]], network: bool) -> Dict[str, Any]:
+def from_snapshot_body(
+    snapshot: str, *, user_id: Optional[str], env: Optional[Mapping[str, str]], network: bool
+) -> Dict[str, Any]:
     if not snapshot.startswith("sha256:"):
         raise errors.InvalidRequest("bad_digest", f"a snapshot is a sha256:<hex> digest, got {snapshot!r}")
-    body: Dict[str, Any] = {"snapshot": snapshot, "user_id": user_id}
+    body: Dict[str, Any] = {"snapshot": snapshot}
+    if user_id is not None:
+        body["user_id"] = user_id
     if env:
         body["env"] = dict(env)
     if network:

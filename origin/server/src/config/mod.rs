@@ -82,8 +82,16 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// Directory of the local disk tier; `--data-dir` overrides it. Default `prewarm-data`.
     pub data_dir: Option<PathBuf>,
-    /// File holding the bearer token that writes need; `--token-file` overrides it.
+    /// File holding one bearer token (plaintext) that acts as an `admin` token: the form
+    /// from before scoped tokens. `--token-file`.
     pub token_file: Option<PathBuf>,
+    /// The tokens file: `[[token]]` entries of sha256 hash, scope (`read`, `push`, `sandbox`,
+    /// `admin`), user (sandbox tokens) and name; `prewarm token issue` makes them. Re-read on
+    /// SIGHUP. `--tokens-file`.
+    pub tokens_file: Option<PathBuf>,
+    /// Reads (blocks, manifests, tags, `/metrics`) need no token. Default: true unless
+    /// `tokens_file` is set. `--public-reads`.
+    pub public_reads: Option<bool>,
     /// zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 sends
     /// identity always. Bodies that shrink less than 10 % go out as they are. Default 1.
     #[serde(default = "default_compression_level")]
@@ -280,6 +288,8 @@ impl Default for Config {
             listen: None,
             data_dir: None,
             token_file: None,
+            tokens_file: None,
+            public_reads: None,
             compression_level: default_compression_level(),
             http: HttpConfig::default(),
             local: LocalConfig::default(),

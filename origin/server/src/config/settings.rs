@@ -60,7 +60,9 @@ use Kind::{Integer as I, Off, Switch as B, Text as T};
 pub const SETTINGS: &[Setting] = &[
     s("listen", "listen", "PREWARM_LISTEN", T, "Address to listen on (`127.0.0.1:0` picks a free port; the bound address is printed). Default 127.0.0.1:7070"),
     s("data_dir", "data-dir", "PREWARM_DATA_DIR", T, "Directory of the local disk tier (and of the node dir). Default prewarm-data"),
-    s("token_file", "token-file", "PREWARM_TOKEN_FILE", T, "File holding the bearer token required for writes and sandboxes. Without it, they are open"),
+    s("token_file", "token-file", "PREWARM_TOKEN_FILE", T, "File holding one bearer token that acts as an admin token (reads stay public). Without it or --tokens-file, everything is open"),
+    s("tokens_file", "tokens-file", "PREWARM_TOKENS_FILE", T, "TOML file of scoped tokens (sha256 hash, scope read/push/sandbox/admin, user); `prewarm token issue` makes entries; re-read on SIGHUP"),
+    s("public_reads", "public-reads", "PREWARM_PUBLIC_READS", B, "Reads (blocks, manifests, tags, /metrics) need no token. Default: true unless --tokens-file is set"),
     s("compression_level", "compression-level", "PREWARM_COMPRESSION_LEVEL", I, "zstd level (1-19) for blocks and manifests sent to clients that accept zstd; 0 = off. Default 1"),
     s("http.header_timeout_ms", "http-header-timeout-ms", "PREWARM_HTTP_HEADER_TIMEOUT_MS", I, "Milliseconds a client has to send a request's headers. Default 10000"),
     s("http.idle_timeout_secs", "http-idle-timeout-secs", "PREWARM_HTTP_IDLE_TIMEOUT_SECS", I, "Seconds a connection may sit with nothing in flight. Default 120"),

@@ -37,8 +37,11 @@ struct HintResponse {
 
 async fn hint(
     State(state): State<Option<Prediction>>,
+    caller: crate::auth::Caller,
     Path(id): Path<String>,
 ) -> Result<Json<HintResponse>, ApiError> {
+    // A sandbox token hints its own user only; admin and an open origin any user.
+    caller.acting_as(Some(&id), "the user in the path")?;
     let p = prediction(&state)?;
     if id.is_empty() || id.len() > 256 {
         return Err(ApiError::bad_request(

@@ -2,6 +2,7 @@
 
 mod files;
 mod live;
+pub(crate) mod owner;
 pub mod pool_metrics;
 mod routes;
 mod run;

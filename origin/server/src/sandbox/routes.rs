@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,19 +14,25 @@ use prewarm_shared::sandbox::{
     CreateSandbox, ExecRequest, Status, WarmInfo, WarmRequest, WarmState,
 };
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
 use tokio::sync::watch;
 
 use prewarm_node::sandbox::{SandboxError, SandboxService};
 use prewarm_node::warm::Ensured;
 
 use super::SandboxState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::{body_bytes, MAX_SANDBOX_BODY, MAX_SMALL_BODY};
 
 /// The sandbox and warm routes on their own state, merged into [`crate::app`].
 pub fn router<S: Clone + Send + Sync + 'static>(state: SandboxState) -> Router<S> {
     Router::new()
-        .route("/v1/sandboxes", post(create).layer(sandbox_limit()))
+        .route(
+            "/v1/sandboxes",
+            post(create).layer(sandbox_limit()).get(list),
+        )
         .route("/v1/sandboxes/{id}", get(status).delete(remove))
         .route("/v1/sandboxes/{id}/events", get(events))
         .route(
@@ -65,11 +71,42 @@ pub(crate) fn parse<T: DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(ErrorCode::BadRequest, e))
 }
 
+/// User of a sandbox made without naming one, by an open origin or an admin token.
+pub(super) const DEFAULT_USER: &str = "default";
+
+/// The create body with its `user_id` decided by the caller: a sandbox token's own user
+/// (403 if the body names another), else the body's, else [`DEFAULT_USER`].
+fn with_user(caller: &Caller, body: Bytes) -> Result<Bytes, ApiError> {
+    let mut obj = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(o)) => o,
+        // Not an object: the parse below names what is wrong.
+        _ => return Ok(body),
+    };
+    let named = match obj.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) => Some(u.as_str()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::BadRequest,
+                "user_id must be a string",
+            ))
+        }
+    };
+    let user = caller
+        .acting_as(named, "user_id")?
+        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    obj.insert("user_id".into(), Value::String(user));
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
 async fn create(
     State(state): State<SandboxState>,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_bytes(body, MAX_SANDBOX_BODY)?;
+    let body = with_user(&caller, body_bytes(body, MAX_SANDBOX_BODY)?)?;
     if let Some(r) = crate::snapshots::create_hook(state.snapshots.as_ref(), &body).await? {
         return Ok(r);
     }
@@ -81,6 +118,30 @@ async fn create(
         StatusCode::ACCEPTED
     };
     Ok((code, Json(info)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// `GET /v1/sandboxes[?user_id=u]`: the live sandboxes the caller may see. A sandbox token
+/// sees its user's; open and admin see everyone's, or `user_id`'s.
+async fn list(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let only = caller.acting_as(q.user_id.as_deref(), "user_id")?;
+    let mut list: Vec<_> = service(&state)?
+        .list()
+        .into_iter()
+        .filter(|s| caller.sees(&s.user_id) && only.iter().all(|u| *u == s.user_id))
+        .collect();
+    list.sort_by(|a, b| a.sandbox_id.cmp(&b.sandbox_id));
+    Ok(Json(serde_json::json!({ "sandboxes": list })).into_response())
 }
 
 async fn status(

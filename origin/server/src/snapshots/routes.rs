@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::records::{now_ms, PausedRecord, SnapshotRecord};
 use super::Snapshots;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::{body_bytes, MAX_SMALL_BODY};
 
@@ -119,13 +120,15 @@ async fn snapshot(
 #[serde(deny_unknown_fields)]
 struct ForkBody {
     count: u32,
-    /// When given, the sandbox must be this user's (else 404, as if absent).
+    /// When given, the sandbox must be this user's (else 404, as if absent); a sandbox
+    /// token may only name its own user (else 403).
     #[serde(default)]
     user_id: Option<String>,
 }
 
 async fn fork(
     State(st): St,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -136,7 +139,10 @@ async fn fork(
         return Err(bad(format!("count must be 1-{MAX_FORK}")));
     }
     let template = s.service.template(&id)?;
-    if b.user_id.as_ref().is_some_and(|u| *u != template.user_id) {
+    // A sandbox token naming another user is 403; an admin naming a user who does not own
+    // the sandbox finds nothing.
+    let named = caller.acting_as(b.user_id.as_deref(), "user_id")?;
+    if named.is_some_and(|u| u != template.user_id) {
         return Err(SandboxError::NotFound(id).into());
     }
     let (out, _) = take(s, &id, None).await?;
@@ -278,9 +284,11 @@ pub async fn create_hook(s: Option<&Snapshots>, body: &[u8]) -> Result<Option<Re
     Ok(Some((code, Json(v)).into_response()))
 }
 
+/// `?user_id=`: whom an open or admin caller acts for; a sandbox token's user otherwise.
 #[derive(Debug, Deserialize)]
 struct UserQuery {
-    user_id: String,
+    #[serde(default)]
+    user_id: Option<String>,
 }
 
 /// How one user sees a snapshot record.
@@ -302,14 +310,16 @@ fn view(rec: &SnapshotRecord, user: &str, parents: Vec<Digest>) -> Value {
 
 async fn info(
     State(st): St,
+    caller: Caller,
     Path(d): Path<String>,
     Query(q): Query<UserQuery>,
 ) -> Result<Response, ApiError> {
     let s = on(&st)?;
     let d = digest(&d)?;
+    let user = caller.user(q.user_id.as_deref(), "user_id")?;
     let rec = s
         .records
-        .visible(&d, &q.user_id)
+        .visible(&d, &user)
         .await?
         .ok_or_else(|| not_found(&d))?;
     // The ancestry up to the root (bounded: a chain is one snapshot per record).
@@ -322,15 +332,20 @@ async fn info(
         parents.push(p);
         at = s.records.snapshot(&p).await?.and_then(|r| r.parent);
     }
-    Ok(Json(view(&rec, &q.user_id, parents)).into_response())
+    Ok(Json(view(&rec, &user, parents)).into_response())
 }
 
-async fn list(State(st): St, Query(q): Query<UserQuery>) -> Result<Response, ApiError> {
+async fn list(
+    State(st): St,
+    caller: Caller,
+    Query(q): Query<UserQuery>,
+) -> Result<Response, ApiError> {
     let s = on(&st)?;
+    let user = caller.user(q.user_id.as_deref(), "user_id")?;
     let mut out = Vec::new();
-    for d in s.records.of_user(&q.user_id).await? {
-        if let Some(rec) = s.records.visible(&d, &q.user_id).await? {
-            out.push(view(&rec, &q.user_id, Vec::new()));
+    for d in s.records.of_user(&user).await? {
+        if let Some(rec) = s.records.visible(&d, &user).await? {
+            out.push(view(&rec, &user, Vec::new()));
         }
     }
     Ok(Json(json!({"snapshots": out})).into_response())
@@ -339,14 +354,17 @@ async fn list(State(st): St, Query(q): Query<UserQuery>) -> Result<Response, Api
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShareBody {
-    /// The owner sharing it.
-    owner: String,
+    /// The owner sharing it: a sandbox token's user (naming another is 403); required for
+    /// open and admin callers.
+    #[serde(default)]
+    owner: Option<String>,
     /// The user it is shared with.
     user_id: String,
 }
 
 async fn share(
     State(st): St,
+    caller: Caller,
     Path(d): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -354,6 +372,7 @@ async fn share(
     let d = digest(&d)?;
     let b: ShareBody = serde_json::from_slice(&body_bytes(body, MAX_SMALL_BODY)?)
         .map_err(|e| ApiError::bad_request(ErrorCode::BadRequest, e))?;
+    let owner = caller.user(b.owner.as_deref(), "owner")?;
     if b.user_id.is_empty() || b.user_id.len() > 256 {
         return Err(bad("user_id must be 1-256 bytes"));
     }
@@ -361,27 +380,29 @@ async fn share(
         .records
         .snapshot(&d)
         .await?
-        .filter(|r| r.owners.contains_key(&b.owner))
+        .filter(|r| r.owners.contains_key(&owner))
         .ok_or_else(|| not_found(&d))?;
     rec.shared_with.insert(b.user_id);
     s.records.save(&rec).await?;
-    Ok(Json(view(&rec, &b.owner, Vec::new())).into_response())
+    Ok(Json(view(&rec, &owner, Vec::new())).into_response())
 }
 
 async fn remove(
     State(st): St,
+    caller: Caller,
     Path(d): Path<String>,
     Query(q): Query<UserQuery>,
 ) -> Result<StatusCode, ApiError> {
     let s = on(&st)?;
     let d = digest(&d)?;
+    let user = caller.user(q.user_id.as_deref(), "user_id")?;
     let rec = s
         .records
         .snapshot(&d)
         .await?
-        .filter(|r| r.owners.contains_key(&q.user_id))
+        .filter(|r| r.owners.contains_key(&user))
         .ok_or_else(|| not_found(&d))?;
-    s.records.remove_owner(rec, &q.user_id).await?;
+    s.records.remove_owner(rec, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,8 +1,9 @@
 //! `/ui`: the live web view, static assets embedded in the binary (no CDN, no bundler) and the one JSON it polls.
 //!
 //! `GET /ui`, `/ui/app.js` and `/ui/style.css` are public (they hold no data). The page polls
-//! `GET /v1/ui/state` (auth like the sandbox routes: with `--token-file` the page asks for the
-//! token and sends it as `Authorization: Bearer`), and `/readyz` for tier health.
+//! `GET /v1/ui/state` (a sandbox or admin token when tokens are configured: the page asks for
+//! the token and sends it as `Authorization: Bearer`; a sandbox token sees only its user's
+//! sandboxes), and `/readyz` for tier health.
 
 mod state;
 
@@ -38,7 +39,7 @@ pub(crate) fn assets() -> Router<AppState> {
         )
 }
 
-/// The state the page polls; the caller puts it behind the sandbox routes' auth.
+/// The state the page polls (its scope is in `auth::table`).
 pub(crate) fn api() -> Router<AppState> {
     Router::new().route("/v1/ui/state", get(state::state))
 }

@@ -9,6 +9,7 @@ use prewarm_shared::sandbox::{Step, WarmStats};
 use prewarm_shared::RuntimeRef;
 use serde::Serialize;
 
+use crate::auth::Caller;
 use crate::AppState;
 
 /// Everything the page draws, in one poll.
@@ -77,7 +78,9 @@ fn name_of(r: &RuntimeRef) -> String {
     }
 }
 
-pub(super) async fn state(State(app): State<AppState>) -> Json<UiState> {
+/// Runtimes, tiers and rates are the node's; the sandbox rows are only those the caller may
+/// see (a sandbox token: its user's; admin or an open origin: all).
+pub(super) async fn state(State(app): State<AppState>, caller: Caller) -> Json<UiState> {
     let mut runtimes = Vec::new();
     let (mut sandboxes, mut starts, mut ready, mut warm) =
         (Vec::new(), Vec::new(), Vec::new(), None);
@@ -118,7 +121,11 @@ pub(super) async fn state(State(app): State<AppState>) -> Json<UiState> {
                 ));
             }
         }
-        let mut list = svc.list();
+        let mut list: Vec<_> = svc
+            .list()
+            .into_iter()
+            .filter(|s| caller.sees(&s.user_id))
+            .collect();
         list.sort_by(|a, b| {
             (name_of(&a.runtime), &a.user_id).cmp(&(name_of(&b.runtime), &b.user_id))
         });
