@@ -26,7 +26,9 @@ impl Drop for Telemetry {
         #[cfg(feature = "server")]
         if let Some(p) = self.provider.take() {
             if let Err(e) = p.shutdown() {
-                crate::cli_output::error(&format!("flushing trace spans to the OTLP collector: {e}"));
+                crate::cli_output::error(&format!(
+                    "flushing trace spans to the OTLP collector: {e}"
+                ));
             }
         }
     }

@@ -297,3 +297,58 @@ fn a_thousand_runtimes_and_users_keep_the_series_bounded() {
     assert_eq!(ui["starts"].as_array().unwrap().len(), 51);
     assert_eq!(ui["sandboxes"].as_array().unwrap().len(), 1001);
 }
+
+/// Bytes no chunker can deduplicate within themselves (an xorshift stream).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn block_reuse_and_storage_savings_follow_what_runtimes_share() {
+    let node = Node::start(&[]);
+    let data = noise(3 << 20, 7);
+    node.push_data("solo", &data, json!([]));
+    let one = scrape(&node);
+    let hello = |name: &str| format!("#!/bin/sh\necho hello from {name}\n").len() as f64;
+    assert_eq!(at(&one, "prewarm_store_manifests"), 1.0);
+    assert_eq!(
+        at(&one, "prewarm_store_logical_bytes"),
+        data.len() as f64 + hello("solo")
+    );
+    assert_eq!(
+        at(&one, "prewarm_store_block_reuse_ratio"),
+        0.0,
+        "one runtime shares nothing"
+    );
+    assert!(at(&one, "prewarm_store_stored_bytes") >= data.len() as f64);
+    // A second runtime with the same 3 MiB and its own small file: the big blocks are shared.
+    node.push_data("twin", &data, json!([]));
+    let two = scrape(&node);
+    assert_eq!(at(&two, "prewarm_store_manifests"), 2.0);
+    assert_eq!(
+        at(&two, "prewarm_store_logical_bytes"),
+        2.0 * data.len() as f64 + hello("solo") + hello("twin")
+    );
+    let refs = at(&two, "prewarm_store_block_refs");
+    let unique = at(&two, "prewarm_store_blocks_unique");
+    assert!(unique < refs, "{unique} distinct of {refs} references");
+    let reuse = at(&two, "prewarm_store_block_reuse_ratio");
+    assert!(
+        (reuse - (1.0 - unique / refs)).abs() < 1e-9 && reuse > 0.0,
+        "{reuse}"
+    );
+    let savings = at(&two, "prewarm_store_savings_ratio");
+    // About half: the 3 MiB is stored once for two runtimes.
+    assert!(savings > 0.45 && savings < 0.55, "savings {savings}");
+    let stored = at(&two, "prewarm_store_stored_bytes");
+    let logical = at(&two, "prewarm_store_logical_bytes");
+    assert!((savings - (1.0 - stored / logical)).abs() < 1e-9);
+}

@@ -12,6 +12,7 @@
 
 mod collect;
 pub mod http;
+mod storage;
 
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ use crate::AppState;
 pub struct Metrics {
     registry: Arc<Registry>,
     pub(crate) http: http::HttpMetrics,
+    /// Block reuse and storage savings, brought up to date before each text scrape.
+    storage: Option<Arc<storage::StorageStats>>,
 }
 
 /// Builds the one registry of `state`'s components. Called once by [`crate::app`].
@@ -34,9 +37,12 @@ pub fn registry(state: &AppState) -> Metrics {
     let mut registry = Registry::with_prefix("prewarm");
     let http = http::HttpMetrics::default();
     http.register(&mut registry);
-    if let Some(tiers) = &state.tiers {
+    let storage = state.tiers.as_ref().map(|tiers| {
         tiers.read_metrics().register(&mut registry);
-    }
+        let s = Arc::new(storage::StorageStats::new(tiers.clone()));
+        s.register(&mut registry);
+        s
+    });
     if let Some(s) = &state.sandboxes {
         s.warmer().metrics().register(&mut registry);
     }
@@ -47,6 +53,7 @@ pub fn registry(state: &AppState) -> Metrics {
     Metrics {
         registry: Arc::new(registry),
         http,
+        storage,
     }
 }
 
@@ -73,6 +80,9 @@ pub(crate) async fn serve(
         .unwrap_or("");
     if accept.contains("text/plain") || accept.contains("application/openmetrics-text") {
         let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        if let Some(s) = &metrics.storage {
+            s.refresh().await;
+        }
         return ([(header::CONTENT_TYPE, ct)], metrics.render()).into_response();
     }
     crate::status::metrics_json(&state)
