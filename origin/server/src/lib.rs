@@ -113,13 +113,13 @@ pub fn app(state: AppState) -> Router {
     };
     // A sandbox-scoped route on another user's sandbox answers 404 before its handler runs.
     let sandboxes = sandbox::router(sandbox_state.clone())
-        .merge(snapshots::router(snaps))
+        .merge(snapshots::router(snaps.clone()))
         .route_layer(middleware::from_fn_with_state(
             sandbox_state,
             sandbox::owner::guard,
         ));
     let manifest_limit = DefaultBodyLimit::max(state.limits.max_manifest_bytes as usize);
-    let metrics = metrics::registry(&state);
+    let metrics = metrics::registry(&state, snaps.as_ref().map(|s| &s.stats));
     let http_metrics = metrics.http.clone();
     Router::new()
         .route("/healthz", get(healthz))

@@ -352,3 +352,44 @@ fn block_reuse_and_storage_savings_follow_what_runtimes_share() {
     let logical = at(&two, "prewarm_store_logical_bytes");
     assert!((savings - (1.0 - stored / logical)).abs() < 1e-9);
 }
+
+#[test]
+fn snapshot_and_clone_times_and_bytes_are_series() {
+    let node = Node::start(&[]);
+    node.push_data("snapm", b"x", json!([]));
+    let sb = node.ready("snapm");
+    let before = scrape(&node);
+    let w = node.exec(
+        &sb.sandbox_id,
+        &["/bin/sh", "-c", "head -c 5000 /dev/zero > f"],
+    );
+    assert_eq!(w.exit_code, Some(0), "{w:?}");
+    let (code, snap) = node.call(
+        "POST",
+        &format!("/v1/sandboxes/{}/snapshot", sb.sandbox_id),
+        json!({}),
+    );
+    assert_eq!(code, 201, "{snap}");
+    let (code, fork) = node.call(
+        "POST",
+        &format!("/v1/sandboxes/{}/fork", sb.sandbox_id),
+        json!({"count": 2}),
+    );
+    assert_eq!(code, 201, "{fork}");
+    let after = scrape(&node);
+    // The fork snapshots first, then makes two clones.
+    moved(&before, &after, "prewarm_snapshot_seconds_count", 2.0);
+    moved(&before, &after, "prewarm_snapshot_clone_seconds_count", 2.0);
+    let logical = at(&after, "prewarm_snapshot_logical_bytes_total")
+        - at(&before, "prewarm_snapshot_logical_bytes_total");
+    assert!(
+        logical >= 10_000.0,
+        "two snapshots of a 5000-byte workspace: {logical}"
+    );
+    let new = at(&after, "prewarm_snapshot_new_bytes_total")
+        - at(&before, "prewarm_snapshot_new_bytes_total");
+    assert!(
+        new < logical,
+        "the second snapshot stored nothing new: {new} of {logical}"
+    );
+}

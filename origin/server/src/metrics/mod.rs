@@ -33,7 +33,10 @@ pub struct Metrics {
 }
 
 /// Builds the one registry of `state`'s components. Called once by [`crate::app`].
-pub fn registry(state: &AppState) -> Metrics {
+pub fn registry(
+    state: &AppState,
+    snapshots: Option<&crate::snapshots::stats::SnapshotStats>,
+) -> Metrics {
     let mut registry = Registry::with_prefix("prewarm");
     let http = http::HttpMetrics::default();
     http.register(&mut registry);
@@ -45,6 +48,9 @@ pub fn registry(state: &AppState) -> Metrics {
     });
     if let Some(s) = &state.sandboxes {
         s.warmer().metrics().register(&mut registry);
+    }
+    if let Some(s) = snapshots {
+        s.register(&mut registry);
     }
     if let Some(p) = &state.prediction {
         p.metrics().register(&mut registry);

@@ -1,8 +1,11 @@
-//! Snapshot and clone timings of this origin (p50/p99 over the last 1024 of each), for `GET /v1/stats` and `/metrics`.
+//! Snapshot and clone timings of this origin: p50/p99 over the last 1024 of each for `GET /v1/snapshots/stats`, histograms and byte counters for `/metrics`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 const KEEP: usize = 1024;
@@ -17,9 +20,10 @@ struct Inner {
     bytes_total: u64,
 }
 
-/// Timings and byte counts since the origin started. Cheap to clone.
+/// Timings and byte counts since the origin started, and their Prometheus series. Cheap to
+/// clone.
 #[derive(Clone, Default)]
-pub struct SnapshotStats(Arc<Mutex<Inner>>);
+pub struct SnapshotStats(Arc<Mutex<Inner>>, Families);
 
 /// `GET /v1/stats` → `snapshots`.
 #[derive(Debug, Serialize)]
@@ -60,6 +64,9 @@ impl SnapshotStats {
     }
 
     pub fn snapshot(&self, ms: u64, bytes_total: u64, bytes_new: u64) {
+        self.1.snapshot_seconds.observe(ms as f64 / 1000.0);
+        self.1.logical_bytes.inc_by(bytes_total);
+        self.1.new_bytes.inc_by(bytes_new);
         let mut i = self.lock();
         i.snapshots += 1;
         i.bytes_total += bytes_total;
@@ -68,6 +75,7 @@ impl SnapshotStats {
     }
 
     pub fn clone_made(&self, ms: u64) {
+        self.1.clone_seconds.observe(ms as f64 / 1000.0);
         let mut i = self.lock();
         i.clones += 1;
         push(&mut i.clone_ms, ms);
@@ -90,52 +98,51 @@ impl SnapshotStats {
         }
     }
 
-    /// Prometheus text lines for `/metrics`.
-    pub fn prometheus(&self) -> String {
-        let v = self.view();
-        let mut s = String::new();
-        let mut line = |name: &str, help: &str, val: Option<f64>| {
-            if let Some(x) = val {
-                s.push_str(&format!(
-                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {x}\n"
-                ));
-            }
+    /// Registers the series `/metrics` serves (docs/METRICS.md).
+    pub fn register(&self, r: &mut Registry) {
+        let f = &self.1;
+        r.register(
+            "snapshot_seconds",
+            "Time to take a workspace snapshot (processes stopped, changed files read and stored)",
+            f.snapshot_seconds.clone(),
+        );
+        r.register("snapshot_clone_seconds", "Time to make a sandbox from a snapshot (fork, resume, create from a snapshot) until its create answers", f.clone_seconds.clone());
+        r.register(
+            "snapshot_logical_bytes",
+            "Workspace bytes snapshotted",
+            f.logical_bytes.clone(),
+        );
+        r.register(
+            "snapshot_new_bytes",
+            "Bytes snapshots stored that were not stored before",
+            f.new_bytes.clone(),
+        );
+    }
+}
+
+/// The Prometheus families, moved beside the in-memory figures.
+#[derive(Clone)]
+struct Families {
+    snapshot_seconds: Histogram,
+    clone_seconds: Histogram,
+    logical_bytes: Counter,
+    new_bytes: Counter,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        let buckets = || {
+            [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ]
+            .into_iter()
         };
-        line(
-            "prewarm_snapshots_taken",
-            "Snapshots taken by this origin.",
-            Some(v.snapshots_taken as f64),
-        );
-        line(
-            "prewarm_snapshot_clones",
-            "Sandboxes cloned from snapshots by this origin.",
-            Some(v.clones_made as f64),
-        );
-        line(
-            "prewarm_snapshot_ms_p50",
-            "Snapshot time p50 (ms), last 1024.",
-            v.snapshot_ms_p50.map(|x| x as f64),
-        );
-        line(
-            "prewarm_snapshot_ms_p99",
-            "Snapshot time p99 (ms), last 1024.",
-            v.snapshot_ms_p99.map(|x| x as f64),
-        );
-        line(
-            "prewarm_clone_ms_p50",
-            "Clone time p50 (ms), last 1024.",
-            v.clone_ms_p50.map(|x| x as f64),
-        );
-        line(
-            "prewarm_clone_ms_p99",
-            "Clone time p99 (ms), last 1024.",
-            v.clone_ms_p99.map(|x| x as f64),
-        );
-        line(
-            "prewarm_snapshot_reuse_percent",
-            "Share of snapshotted bytes already stored.",
-            v.snapshot_reuse_percent,
-        );
-        s
+        Self {
+            snapshot_seconds: Histogram::new(buckets()),
+            clone_seconds: Histogram::new(buckets()),
+            logical_bytes: Counter::default(),
+            new_bytes: Counter::default(),
+        }
     }
 }
