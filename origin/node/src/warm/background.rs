@@ -7,7 +7,7 @@
 //! least recently used first; a runtime a sandbox holds or a warm is building is never
 //! evicted. Releases go through [`Warmer::evict`], which refuses the same ones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -87,6 +87,14 @@ impl Warmer {
         *self.inner.wanted.lock().unwrap_or_else(|p| p.into_inner()) = wanted;
     }
 
+    /// The policy's retain order of warm runtimes (lowest evicted first; a runtime left out
+    /// counts as 0), for a policy that ranks them: idle runtimes are evicted in this order
+    /// before recency, and a background warm ranked `floor` evicts only runtimes ranked below
+    /// it. An empty map: recency alone.
+    pub fn set_ranks(&self, ranks: HashMap<Digest, f64>) {
+        *self.inner.ranks.lock().unwrap_or_else(|p| p.into_inner()) = ranks;
+    }
+
     /// Queues a background warm of `digest` (`what` resolved) taking `bytes`, once room is
     /// made under the budget (see the module doc); `pending` bytes of background warms still
     /// under way count as taken.
@@ -96,6 +104,7 @@ impl Warmer {
         what: &RuntimeRef,
         bytes: u64,
         pending: u64,
+        floor: Option<f64>,
     ) -> Background {
         if self.is_present(&digest) {
             return if self.inner.lock_index().get(&digest).is_some() {
@@ -104,7 +113,7 @@ impl Warmer {
                 Background::Warming
             };
         }
-        if !self.make_room(bytes.saturating_add(pending)) {
+        if !self.make_room(bytes.saturating_add(pending), floor) {
             return Background::NoRoom;
         }
         let mut st = self.inner.lock_state();
@@ -119,16 +128,12 @@ impl Warmer {
         Background::Queued(job)
     }
 
-    /// Evicts idle runtimes no prediction wants, least recently used first, until `bytes` more
-    /// fit the budget; evicts nothing and returns false when that cannot be done.
-    fn make_room(&self, bytes: u64) -> bool {
+    /// Evicts idle runtimes no prediction wants (in the policy's retain order, then least
+    /// recently used first; with `floor`, only those ranked below it) until `bytes` more fit
+    /// the budget; evicts nothing and returns false when that cannot be done.
+    fn make_room(&self, bytes: u64, floor: Option<f64>) -> bool {
         let budget = self.inner.cfg.disk_budget;
-        let wanted = self
-            .inner
-            .wanted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let order = self.inner.eviction_order();
         let victims: Vec<Digest> = {
             let st = self.inner.lock_state();
             let index = self.inner.lock_index();
@@ -141,12 +146,17 @@ impl Warmer {
                 return true;
             }
             let mut take = Vec::new();
-            for r in index.by_age() {
+            let mut idle: Vec<_> = index
+                .by_age()
+                .into_iter()
+                .filter(|r| !st.in_use.contains_key(&r.digest) && !order.wanted(&r.digest))
+                .filter(|r| floor.is_none_or(|f| order.rank(&r.digest) < f))
+                .collect();
+            // Stable: least recently used first among equal ranks.
+            idle.sort_by(|a, b| order.rank(&a.digest).total_cmp(&order.rank(&b.digest)));
+            for r in idle {
                 if need == 0 {
                     break;
-                }
-                if st.in_use.contains_key(&r.digest) || wanted.contains(&r.digest) {
-                    continue;
                 }
                 need = need.saturating_sub(r.size_bytes);
                 take.push(r.digest);

@@ -70,17 +70,16 @@ impl Inner {
                 if index.total_bytes() <= self.cfg.disk_budget {
                     break;
                 }
-                // Least recently used first; runtimes a prediction wants only after all others.
-                let wanted = self
-                    .wanted
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                // Runtimes a prediction wants only after all others; then in the policy's
+                // retain order when it ranks; least recently used first among equals.
+                let order = self.eviction_order();
                 let Some(v) = index
                     .by_age()
                     .into_iter()
                     .filter(|r| !st.in_use.contains_key(&r.digest))
-                    .min_by_key(|r| wanted.contains(&r.digest))
+                    .enumerate()
+                    .min_by(|(ai, a), (bi, b)| order.cmp(&a.digest, &b.digest).then(ai.cmp(bi)))
+                    .map(|(_, r)| r)
                 else {
                     break;
                 };
@@ -132,6 +131,43 @@ impl Inner {
                 tracing::warn!(%e, registry = self.registry.name(), "registry publish failed; will retry");
                 self.mark_dirty(d);
             }
+        }
+    }
+}
+
+/// Which of two idle runtimes goes first: one no prediction wants before a wanted one, then the
+/// lower retain rank (absent: 0). Equal: neither (the caller falls back to recency).
+pub(super) struct EvictionOrder {
+    wanted: std::collections::HashSet<Digest>,
+    ranks: std::collections::HashMap<Digest, f64>,
+}
+
+impl EvictionOrder {
+    pub(super) fn rank(&self, d: &Digest) -> f64 {
+        self.ranks.get(d).copied().unwrap_or(0.0)
+    }
+
+    pub(super) fn wanted(&self, d: &Digest) -> bool {
+        self.wanted.contains(d)
+    }
+
+    pub(super) fn cmp(&self, a: &Digest, b: &Digest) -> std::cmp::Ordering {
+        self.wanted(a)
+            .cmp(&self.wanted(b))
+            .then(self.rank(a).total_cmp(&self.rank(b)))
+    }
+}
+
+impl Inner {
+    /// The prediction's wanted set and ranks as they are now.
+    pub(super) fn eviction_order(&self) -> EvictionOrder {
+        EvictionOrder {
+            wanted: self
+                .wanted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            ranks: self.ranks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

@@ -117,6 +117,9 @@ pub(crate) struct Inner {
     metrics: NodeMetrics,
     /// Runtimes a prediction wants kept: the LRU evicts them only after every other idle one.
     pub(crate) wanted: Mutex<HashSet<Digest>>,
+    /// The prediction policy's retain order of warm runtimes (lowest evicted first; absent
+    /// counts as 0), when it ranks them: eviction follows it before recency.
+    pub(crate) ranks: Mutex<HashMap<Digest, f64>>,
 }
 
 #[derive(Default)]
@@ -207,6 +210,7 @@ impl Warmer {
                 prune_pending: AtomicBool::new(true),
                 metrics: NodeMetrics::default(),
                 wanted: Mutex::default(),
+                ranks: Mutex::default(),
             }),
         })
     }

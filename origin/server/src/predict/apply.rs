@@ -161,15 +161,27 @@ impl Inner {
         }
     }
 
-    /// Tells the warmer which runtimes a prediction wants at `t`.
-    fn sync_wanted(&self, st: &State, t: Secs) {
+    /// Tells the warmer which runtimes a prediction wants at `t`, and the policy's retain
+    /// rank of each warm runtime it knows (none when the policy does not rank), as the
+    /// simulator's node evicts by them.
+    pub(super) fn sync_wanted(&self, st: &State, t: Secs) {
+        let warmer = self.service.warmer();
         let set: HashSet<Digest> = st
             .wanted
             .values()
             .filter(|w| w.until > t)
             .filter_map(|w| st.digests.get(&w.runtime).copied())
             .collect();
-        self.service.warmer().set_wanted(set);
+        warmer.set_wanted(set);
+        let ranks: HashMap<Digest, f64> = st
+            .digests
+            .iter()
+            .filter_map(|(r, d)| {
+                let (bytes, _) = warmer.warm_bytes_of(d)?;
+                Some((*d, st.predictor.retain_priority(t, *r, bytes)?))
+            })
+            .collect();
+        warmer.set_ranks(ranks);
     }
 
     /// Applies wants at `t` (the simulator's `want`): returns what became of each.
@@ -244,10 +256,13 @@ impl Inner {
                 .filter(|p| p.job.state().status == Status::Warming)
                 .map(|p| p.bytes)
                 .sum();
+            // A policy that ranks runtimes never evicts one it ranks higher to warm this one.
+            let floor = st.predictor.retain_priority(t, w.runtime, bytes);
             let w2 = warmer.clone();
-            let done =
-                tokio::task::spawn_blocking(move || w2.warm_background(d, &what, bytes, pending))
-                    .await;
+            let done = tokio::task::spawn_blocking(move || {
+                w2.warm_background(d, &what, bytes, pending, floor)
+            })
+            .await;
             match done {
                 Ok(Background::Queued(job)) => {
                     st.note(t, w.runtime, "warm", Some(w.rule));

@@ -205,6 +205,8 @@ impl Inner {
         });
         let wants = st.predictor.on_user(t, user);
         self.want(&mut st, wants, t).await;
+        // The create moved the policy's ranks: the node evicts by the new ones.
+        self.sync_wanted(&st, t);
     }
 
     /// Runs every tick due by `now` (the simulator's replay loop), then settles predicted

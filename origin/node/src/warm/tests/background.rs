@@ -33,7 +33,8 @@ async fn a_user_worker_never_takes_a_background_warm_until_a_user_joins_it() {
     let tmp = tempfile::tempdir().unwrap();
     let w = warmer(tmp.path(), u64::MAX, Arc::new(NoRegistry));
     let bg = digest("predicted");
-    let Background::Queued(job) = w.warm_background(bg, &RuntimeRef::Digest(bg), 10, 0) else {
+    let Background::Queued(job) = w.warm_background(bg, &RuntimeRef::Digest(bg), 10, 0, None)
+    else {
         panic!("room for it")
     };
     assert!(job.is_background());
@@ -59,7 +60,7 @@ async fn a_user_worker_never_takes_a_background_warm_until_a_user_joins_it() {
     assert!(Arc::ptr_eq(&takes(&w, false).await.unwrap(), &job));
     // Once queued, a second prediction of it does nothing.
     assert!(matches!(
-        w.warm_background(bg, &RuntimeRef::Digest(bg), 10, 0),
+        w.warm_background(bg, &RuntimeRef::Digest(bg), 10, 0, None),
         Background::Warming
     ));
 }
@@ -73,7 +74,7 @@ async fn the_background_worker_takes_only_background_warms() {
         .unwrap();
     assert!(takes(&w, true).await.is_none(), "a user's warm is not its");
     let bg = digest("predicted");
-    w.warm_background(bg, &RuntimeRef::Digest(bg), 10, 0);
+    w.warm_background(bg, &RuntimeRef::Digest(bg), 10, 0, None);
     assert_eq!(takes(&w, true).await.unwrap().digest, bg);
 }
 
@@ -90,7 +91,7 @@ async fn room_is_made_only_from_idle_runtimes_no_prediction_wants() {
         .unwrap();
     w.set_wanted(HashSet::from([b]));
     assert!(matches!(
-        w.warm_background(c, &RuntimeRef::Digest(c), 100, 0),
+        w.warm_background(c, &RuntimeRef::Digest(c), 100, 0, None),
         Background::NoRoom
     ));
     assert_eq!(persisted(&w, &[a, b]), [a, b]);
@@ -98,12 +99,12 @@ async fn room_is_made_only_from_idle_runtimes_no_prediction_wants() {
     // Bytes of predicted warms still under way count as taken.
     w.set_wanted(HashSet::new());
     assert!(matches!(
-        w.warm_background(c, &RuntimeRef::Digest(c), 100, 200),
+        w.warm_background(c, &RuntimeRef::Digest(c), 100, 200, None),
         Background::NoRoom
     ));
     // b no longer wanted: it makes room (a, older but live, stays).
     assert!(matches!(
-        w.warm_background(c, &RuntimeRef::Digest(c), 100, 0),
+        w.warm_background(c, &RuntimeRef::Digest(c), 100, 0, None),
         Background::Queued(_)
     ));
     assert_eq!(persisted(&w, &[a, b]), [a]);
@@ -128,4 +129,41 @@ async fn the_lru_evicts_wanted_runtimes_after_every_other_idle_one() {
     // a is least recently used, but wanted: b goes.
     assert_eq!(w.inner.evict_over_budget(), [b]);
     assert_eq!(persisted(&w, &[a, b, c]), [a, c]);
+}
+
+#[tokio::test]
+async fn a_ranking_policy_orders_eviction_and_a_warm_ahead_never_evicts_a_runtime_ranked_higher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = warmer(tmp.path(), 250, Arc::new(NoRegistry));
+    let a = install(&w, "a", 100, 1_000);
+    let b = install(&w, "b", 100, 2_000);
+    let c = install(&w, "c", 100, 3_000);
+    // a is least recently used, but the policy ranks it highest: b, the lowest, goes.
+    w.set_ranks(std::collections::HashMap::from([
+        (a, 5.0),
+        (b, 1.0),
+        (c, 2.0),
+    ]));
+    assert_eq!(w.inner.evict_over_budget(), [b]);
+    // A warm-ahead ranked 3 may evict c (2), not a (5).
+    let d = digest("d");
+    assert!(matches!(
+        w.warm_background(d, &RuntimeRef::Digest(d), 100, 0, Some(3.0)),
+        Background::Queued(_)
+    ));
+    assert_eq!(persisted(&w, &[a, b, c]), [a]);
+    // One ranked 1 would need a gone: no room.
+    let e = digest("e");
+    assert!(matches!(
+        w.warm_background(e, &RuntimeRef::Digest(e), 200, 0, Some(1.0)),
+        Background::NoRoom
+    ));
+    assert_eq!(persisted(&w, &[a]), [a]);
+    // A policy that does not rank (no floor, no ranks): recency alone, and a goes.
+    w.set_ranks(Default::default());
+    assert!(matches!(
+        w.warm_background(e, &RuntimeRef::Digest(e), 200, 0, None),
+        Background::Queued(_)
+    ));
+    assert!(persisted(&w, &[a]).is_empty());
 }
