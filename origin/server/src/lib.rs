@@ -8,6 +8,7 @@ pub mod error;
 mod listen;
 pub mod metrics;
 mod objects;
+pub mod openapi;
 pub mod repo;
 pub mod sandbox;
 pub mod snapshots;
@@ -141,6 +142,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sandboxes)
         .merge(ui::assets())
         .merge(ui_api)
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
