@@ -9,6 +9,7 @@ mod listen;
 pub mod metrics;
 mod objects;
 pub mod openapi;
+mod rejections;
 pub mod repo;
 pub mod sandbox;
 pub mod snapshots;
@@ -147,6 +148,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token_for_puts))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY as usize))
+        .layer(middleware::from_fn(rejections::as_error_body))
         .layer(middleware::from_fn(log_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))

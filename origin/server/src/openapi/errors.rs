@@ -1,5 +1,7 @@
 //! The error responses of the document: the one error body under each status the API sends, and the ones every operation may get.
 
+#![allow(dead_code)] // the response types exist for their derive only
+
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, ToResponse};

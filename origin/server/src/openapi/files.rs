@@ -16,7 +16,7 @@ pub(super) struct Doc;
         ("list" = Option<String>, Query, description = "List the directory (any value)."),
         ("archive" = Option<String>, Query, description = "`tar`: the directory as a tar stream."),
     ),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, content(
             (Listing = "application/json"),
@@ -36,7 +36,7 @@ fn get_root() {}
         ("list" = Option<String>, Query, description = "List the directory (any value)."),
         ("archive" = Option<String>, Query, description = "`tar`: the directory as a tar stream."),
     ),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, content(
             (Binary = "application/octet-stream"),
@@ -59,7 +59,7 @@ fn get_path() {}
         ("mode" = Option<String>, Query, description = "Octal permission bits, at most `0777` (default `0644`)."),
     ),
     request_body(content = Binary, content_type = "application/octet-stream"),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, body = Written),
         (status = 400, response = super::errors::BadRequest),
@@ -75,7 +75,7 @@ fn put_file() {}
         ("id" = String, Path),
         ("path" = String, Path, description = "Workspace-relative; may hold `/`."),
     ),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = super::errors::BadRequest),
@@ -89,8 +89,11 @@ fn delete_path() {}
         ("id" = String, Path),
         ("dir" = Option<String>, Query, description = "Workspace-relative directory (default: the root)."),
     ),
-    request_body(content = Binary, content_type = "application/x-tar"),
-    security((super::BEARER = [])),
+    request_body(description = "A tar stream, whatever the `Content-Type`.", content(
+        (Binary = "application/x-tar"),
+        (Binary = "application/octet-stream"),
+    )),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = Unpacked),
         (status = 400, response = super::errors::BadRequest),

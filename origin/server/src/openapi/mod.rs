@@ -27,9 +27,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
+use prewarm_shared::wire::{ErrorBody, ErrorDetail};
+
 use crate::AppState;
 
-/// The security scheme protected operations name.
+/// The security scheme protected operations name (the path docs spell it `"bearer"`: the
+/// macro takes a literal).
 pub(crate) const BEARER: &str = "bearer";
 
 #[derive(OpenApi)]
@@ -41,8 +44,10 @@ pub(crate) const BEARER: &str = "bearer";
             and tags are public; writes, sandboxes, snapshots and the UI state need \
             `Authorization: Bearer <token>` when the origin runs with a token.",
     ),
-    modifiers(&Security, &errors::CommonErrors),
-    components(responses(
+    modifiers(&Security),
+    components(
+        schemas(ErrorBody, ErrorDetail),
+        responses(
         errors::BadRequest,
         errors::Unauthorized,
         errors::NotFound,
@@ -53,7 +58,8 @@ pub(crate) const BEARER: &str = "bearer";
         errors::Internal,
         errors::Unavailable,
         errors::Timeout,
-    )),
+        ),
+    ),
     tags(
         (name = "store", description = "Blocks, manifests and tags: the content-addressed runtime store."),
         (name = "sandboxes", description = "Warming, sandboxes, exec and run."),

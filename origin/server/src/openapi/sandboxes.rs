@@ -10,14 +10,16 @@ use utoipa::OpenApi;
 use super::views::{Created, SandboxStatus, WarmStatsView};
 
 #[derive(OpenApi)]
-#[openapi(paths(create, status, remove, events, exec, exec_ws, run, run_ws, warm, stats))]
+#[openapi(paths(
+    create, status, remove, events, exec, exec_ws, run, run_ws, warm, stats
+))]
 pub(super) struct Doc;
 
 /// Creates a sandbox on a runtime (warming it first if needed), or from a snapshot when the
 /// body has `"snapshot": "sha256:…"` (then `runtime` may be left out).
 #[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes",
     request_body = CreateSandbox,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Ready: the runtime was warm.", body = Created),
         (status = 202, description = "Warming: follow `…/events` or poll `GET /v1/sandboxes/{id}`.", body = Created),
@@ -30,7 +32,7 @@ fn create() {}
 /// A sandbox's state (a paused one stays resolvable).
 #[utoipa::path(get, path = "/v1/sandboxes/{id}", tag = "sandboxes",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = SandboxStatus),
         (status = 404, response = super::errors::NotFound),
@@ -40,7 +42,7 @@ fn status() {}
 /// Deletes a sandbox: its processes are killed, its workspace removed.
 #[utoipa::path(delete, path = "/v1/sandboxes/{id}", tag = "sandboxes",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted."),
         (status = 404, response = super::errors::NotFound),
@@ -51,7 +53,7 @@ fn remove() {}
 /// messages, or Server-Sent Events with `Accept: text/event-stream`.
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/events", tag = "sandboxes",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 101, description = "WebSocket: one text message per state."),
         (status = 200, description = "Server-Sent Events named after the status, data a WarmState.", body = WarmState, content_type = "text/event-stream"),
@@ -64,7 +66,7 @@ fn events() {}
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/exec", tag = "sandboxes",
     params(("id" = String, Path)),
     request_body = ExecRequest,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = ExecResult),
         (status = 400, response = super::errors::BadRequest),
@@ -78,7 +80,7 @@ fn exec() {}
 /// `{"stream","data"}` messages, then `{"result":…}` or `{"error":…}`.
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/exec", tag = "sandboxes",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 101, description = "WebSocket."),
         (status = 400, response = super::errors::BadRequest),
@@ -91,7 +93,7 @@ fn exec_ws() {}
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/run", tag = "sandboxes",
     params(("id" = String, Path)),
     request_body = RunRequest,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = RunResult),
         (status = 400, response = super::errors::BadRequest),
@@ -104,7 +106,7 @@ fn run() {}
 /// The run WebSocket: the exec socket, sent a RunRequest.
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/run", tag = "sandboxes",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 101, description = "WebSocket."),
         (status = 400, response = super::errors::BadRequest),
@@ -115,7 +117,7 @@ fn run_ws() {}
 /// Warms a runtime on this node without making a sandbox.
 #[utoipa::path(post, path = "/v1/warm", tag = "sandboxes",
     request_body = WarmRequest,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Warm already.", body = WarmInfo),
         (status = 202, description = "Warming.", body = WarmInfo),
@@ -127,7 +129,7 @@ fn warm() {}
 
 /// Warm counters since the origin started, and the runtimes warm now.
 #[utoipa::path(get, path = "/v1/warm/stats", tag = "sandboxes",
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = WarmStatsView),
         (status = 404, response = super::errors::NotFound),

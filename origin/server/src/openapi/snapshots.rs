@@ -16,7 +16,7 @@ pub(super) struct Doc;
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/snapshot", tag = "snapshots",
     params(("id" = String, Path)),
     request_body(content = Option<SnapshotBody>, description = "Optional; may be empty."),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, body = Taken),
         (status = 400, response = super::errors::BadRequest),
@@ -30,7 +30,7 @@ fn snapshot() {}
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/fork", tag = "snapshots",
     params(("id" = String, Path)),
     request_body = ForkBody,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, body = Forked),
         (status = 400, response = super::errors::BadRequest),
@@ -43,7 +43,7 @@ fn fork() {}
 /// Snapshots a sandbox and stops it; its id stays resolvable until resumed.
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/pause", tag = "snapshots",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = Paused),
         (status = 404, response = super::errors::NotFound),
@@ -54,7 +54,7 @@ fn pause() {}
 /// Brings a paused sandbox back under its id.
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/resume", tag = "snapshots",
     params(("id" = String, Path)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Ready.", body = Cloned),
         (status = 202, description = "Warming.", body = Cloned),
@@ -66,7 +66,7 @@ fn resume() {}
 /// The snapshots a user owns or has been shared.
 #[utoipa::path(get, path = "/v1/snapshots", tag = "snapshots",
     params(("user_id" = String, Query)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = SnapshotList),
         (status = 400, response = super::errors::BadRequest),
@@ -76,7 +76,7 @@ fn list() {}
 
 /// Snapshot timings and byte counts since the origin started.
 #[utoipa::path(get, path = "/v1/snapshots/stats", tag = "snapshots",
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = SnapshotStats),
         (status = 404, response = super::errors::NotFound),
@@ -86,7 +86,7 @@ fn stats() {}
 /// One snapshot as the user sees it, with its ancestry.
 #[utoipa::path(get, path = "/v1/snapshots/{digest}", tag = "snapshots",
     params(("digest" = String, Path, description = "`sha256:<hex>`"), ("user_id" = String, Query)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = SnapshotView),
         (status = 400, response = super::errors::BadRequest),
@@ -97,7 +97,7 @@ fn info() {}
 /// Drops the user's ownership; the snapshot goes when its last owner does.
 #[utoipa::path(delete, path = "/v1/snapshots/{digest}", tag = "snapshots",
     params(("digest" = String, Path, description = "`sha256:<hex>`"), ("user_id" = String, Query)),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, response = super::errors::BadRequest),
@@ -109,7 +109,7 @@ fn remove() {}
 #[utoipa::path(post, path = "/v1/snapshots/{digest}/share", tag = "snapshots",
     params(("digest" = String, Path, description = "`sha256:<hex>`")),
     request_body = ShareBody,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = SnapshotView),
         (status = 400, response = super::errors::BadRequest),

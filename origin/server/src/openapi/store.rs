@@ -59,7 +59,7 @@ fn get_block() {}
 #[utoipa::path(put, path = "/v1/blocks/{digest}", tag = "store",
     params(("digest" = String, Path, description = "`sha256:<hex>`")),
     request_body(content = Binary, content_type = "application/octet-stream"),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored (or already there)."),
         (status = 400, response = super::errors::BadRequest),
@@ -71,7 +71,7 @@ fn put_block() {}
 /// Which of these blocks the origin lacks (at most 10 000 per request).
 #[utoipa::path(post, path = "/v1/blocks/missing", tag = "store",
     request_body = MissingRequest,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = MissingResponse),
         (status = 400, response = super::errors::BadRequest),
@@ -96,7 +96,7 @@ fn get_manifest() {}
 #[utoipa::path(put, path = "/v1/manifests/{digest}", tag = "store",
     params(("digest" = String, Path, description = "`sha256:<hex>`")),
     request_body(content = Binary, content_type = "application/json"),
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored (or already there)."),
         (status = 400, response = super::errors::BadRequest),
@@ -120,7 +120,7 @@ fn get_tag() {}
 #[utoipa::path(put, path = "/v1/runtimes/{name}/tags/{tag}", tag = "store",
     params(("name" = String, Path), ("tag" = String, Path)),
     request_body = TagBody,
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = TagBody),
         (status = 400, response = super::errors::BadRequest),

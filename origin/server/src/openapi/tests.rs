@@ -101,7 +101,10 @@ fn documented() -> BTreeSet<(String, String)> {
 async fn every_served_route_is_documented_and_every_documented_one_served() {
     let app = test_app();
     let paths = router_paths();
-    assert!(paths.contains("/v1/sandboxes/{id}/files/{*path}"), "{paths:?}");
+    assert!(
+        paths.contains("/v1/sandboxes/{id}/files/{*path}"),
+        "{paths:?}"
+    );
     let mut served_ops = BTreeSet::new();
     for p in &paths {
         for m in METHODS {
@@ -112,9 +115,15 @@ async fn every_served_route_is_documented_and_every_documented_one_served() {
     }
     let documented = documented();
     let undocumented: Vec<_> = served_ops.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "served but not in /openapi.json: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "served but not in /openapi.json: {undocumented:?}"
+    );
     let unserved: Vec<_> = documented.difference(&served_ops).collect();
-    assert!(unserved.is_empty(), "in /openapi.json but not served: {unserved:?}");
+    assert!(
+        unserved.is_empty(),
+        "in /openapi.json but not served: {unserved:?}"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +139,14 @@ async fn the_document_is_served_and_names_its_schemas_and_security() {
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for name in ["ErrorBody", "CreateSandbox", "SandboxInfo", "ExecResult", "Digest", "RuntimeRef"] {
+    for name in [
+        "ErrorBody",
+        "CreateSandbox",
+        "SandboxInfo",
+        "ExecResult",
+        "Digest",
+        "RuntimeRef",
+    ] {
         assert!(schemas.contains_key(name), "no schema {name}");
     }
     assert_eq!(

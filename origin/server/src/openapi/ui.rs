@@ -29,7 +29,7 @@ fn style_css() {}
 
 /// What the web view polls: sandboxes, warms, tiers.
 #[utoipa::path(get, path = "/v1/ui/state", tag = "ops",
-    security((super::BEARER = [])),
+    security(("bearer" = [])),
     responses((status = 200, body = Object)))]
 fn state() {}
 

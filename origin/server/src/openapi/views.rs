@@ -93,7 +93,7 @@ pub(super) struct Paused {
 
 /// `GET /v1/sandboxes/{id}`: a running (or warming) sandbox, or a paused one.
 #[derive(ToSchema)]
-#[schema(untagged)]
+#[serde(untagged)]
 pub(super) enum SandboxStatus {
     Live(SandboxInfo),
     Paused(Paused),
@@ -111,7 +111,7 @@ pub(super) struct Cloned {
 
 /// `POST /v1/sandboxes`: a new sandbox (201 hot, 202 warming), or one cloned from a snapshot.
 #[derive(ToSchema)]
-#[schema(untagged)]
+#[serde(untagged)]
 pub(super) enum Created {
     Cloned(Cloned),
     Fresh(SandboxInfo),
@@ -131,7 +131,7 @@ pub(super) struct Written {
 pub(super) struct FileEntry {
     name: String,
     /// `file`, `dir`, `symlink` or `other`.
-    #[schema(rename = "type")]
+    #[serde(rename = "type")]
     kind: String,
     size: u64,
     /// Permission bits, as a number (`0o644` is 420).
