@@ -39,8 +39,9 @@ fn router_paths() -> BTreeSet<String> {
                 let src = std::fs::read_to_string(&p).unwrap();
                 for (i, _) in src.match_indices(".route(") {
                     let rest = src[i + ".route(".len()..].trim_start();
-                    if let Some(lit) = rest.strip_prefix('"') {
-                        out.insert(lit[..lit.find('"').unwrap()].to_string());
+                    // A path literal starts with `/` (this file's own `".route("` does not).
+                    if let Some(lit) = rest.strip_prefix("\"/") {
+                        out.insert(format!("/{}", &lit[..lit.find('"').unwrap()]));
                     }
                 }
             }
