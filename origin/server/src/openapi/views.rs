@@ -109,12 +109,19 @@ pub(super) struct Cloned {
     clone: String,
 }
 
-/// `POST /v1/sandboxes`: a new sandbox (201 hot, 202 warming), or one cloned from a snapshot.
+/// `POST /v1/sandboxes`: a new sandbox (201 hot, 202 warming), or one cloned from a snapshot
+/// (then with `snapshot` and `clone`). One schema, not `oneOf` the two: a clone's body would
+/// match both.
 #[derive(ToSchema)]
-#[serde(untagged)]
-pub(super) enum Created {
-    Cloned(Cloned),
-    Fresh(SandboxInfo),
+pub(super) struct Created {
+    #[serde(flatten)]
+    info: SandboxInfo,
+    /// The snapshot it was made from, when it was.
+    #[schema(required = false)]
+    snapshot: Digest,
+    /// How the workspace was cloned, when it was.
+    #[schema(required = false)]
+    clone: String,
 }
 
 /// `PUT …/files/{path}` (201).
