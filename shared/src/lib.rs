@@ -9,6 +9,8 @@ pub mod encoding;
 pub mod limits;
 pub mod manifest;
 pub mod name;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod pack;
 pub mod path;
 pub mod range;

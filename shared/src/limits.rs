@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// One limit, by its wire name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Limit {
     /// Writable private memory (heap, anonymous mappings, stacks), `RLIMIT_DATA`. Not
     /// `RLIMIT_AS`: V8, Go and the JVM reserve far more address space than they use.
@@ -144,6 +145,7 @@ impl LimitError {
 /// value is within [`Limit::bounds`]: checked once, when built or parsed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawLimits")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
     #[serde(skip_serializing_if = "Option::is_none")]
     memory_bytes: Option<u64>,
@@ -255,6 +257,7 @@ impl TryFrom<RawLimits> for Limits {
 
 /// A command that a limit ended, as reported in an exec result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitHit {
     /// Which limit, named as in the request: `cpu_secs`, `file_bytes` or `total_memory_bytes`.
     pub limit: Limit,

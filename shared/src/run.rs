@@ -15,6 +15,7 @@ fn python() -> String {
 /// `POST /v1/sandboxes/{id}/run` (or the first message of the `run` WebSocket).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunRequest {
     /// Source run with notebook semantics: the body is executed, and the last statement, if
     /// an expression, is evaluated and returned as `result`.
@@ -44,6 +45,7 @@ impl RunRequest {
 
 /// An exception the code raised: a result, not an HTTP error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunError {
     /// The exception's type (`ZeroDivisionError`).
     pub name: String,
@@ -56,6 +58,7 @@ pub struct RunError {
 /// `POST /v1/sandboxes/{id}/run` response. Output is what the code (and processes it started)
 /// wrote to stdout and stderr during the call, capped per stream like exec's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunResult {
     pub stdout: String,
     pub stderr: String,

@@ -13,6 +13,7 @@ use crate::name::RuntimeRef;
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Priority {
     Low,
     #[default]
@@ -23,6 +24,7 @@ pub enum Priority {
 /// `POST /v1/sandboxes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateSandbox {
     pub runtime: RuntimeRef,
     pub user_id: String,
@@ -177,6 +179,7 @@ pub const WORKSPACE_DIR: &str = "/workspace";
 /// Where a sandbox (or a warm) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Status {
     Warming,
     Ready,
@@ -186,6 +189,7 @@ pub enum Status {
 /// The steps of warming a runtime, in order. Each has a weight in the progress figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Step {
     /// Waiting for a worker.
     Queued,
@@ -209,6 +213,7 @@ pub enum Step {
 
 /// Why a warm failed: the step it failed in and a reason fit for a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmFailure {
     pub step: Step,
     pub reason: String,
@@ -216,6 +221,7 @@ pub struct WarmFailure {
 
 /// The state of one warm job, as streamed over `GET /v1/sandboxes/{id}/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmState {
     pub status: Status,
     /// 0.0 to 1.0, weighted by step; only ever moves forward.
@@ -248,6 +254,7 @@ impl WarmState {
 
 /// `POST /v1/sandboxes` (201 or 202) and `GET /v1/sandboxes/{id}` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SandboxInfo {
     pub sandbox_id: String,
     pub runtime: RuntimeRef,
@@ -263,6 +270,7 @@ pub struct SandboxInfo {
 /// `POST /v1/warm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmRequest {
     pub runtime: RuntimeRef,
     #[serde(default)]
@@ -271,6 +279,7 @@ pub struct WarmRequest {
 
 /// `POST /v1/warm` response (200 when warm, 202 when warming).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmInfo {
     pub runtime: RuntimeRef,
     pub digest: Digest,
@@ -281,6 +290,7 @@ pub struct WarmInfo {
 
 /// `GET /v1/warm/stats`: counters since the origin started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WarmStats {
     /// Warm jobs started (single-flight: concurrent requests for one runtime start one).
     pub warms_started: u64,
@@ -306,6 +316,7 @@ pub struct WarmStats {
 /// `POST /v1/sandboxes/{id}/exec`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecRequest {
     pub cmd: Vec<String>,
     /// Applied after the sandbox's env, before the context.
@@ -323,6 +334,7 @@ pub struct ExecRequest {
 /// `POST /v1/sandboxes/{id}/exec` response. Output is decoded as UTF-8 (invalid bytes replaced)
 /// and capped per stream; `truncated` says when the cap cut it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecResult {
     /// The exit code; `None` when killed by a signal (including the timeout). A command killed
     /// by signal N inside the sandbox is reported by bubblewrap as exit code 128 + N.

@@ -7,6 +7,7 @@ use crate::digest::Digest;
 /// `GET /v1/runtimes/{name}/tags/{tag}` response and `PUT` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TagBody {
     pub digest: Digest,
 }
@@ -14,6 +15,7 @@ pub struct TagBody {
 /// `POST /v1/blocks/missing` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MissingRequest {
     pub digests: Vec<Digest>,
 }
@@ -21,17 +23,20 @@ pub struct MissingRequest {
 /// `POST /v1/blocks/missing` response: the subset the server lacks, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MissingResponse {
     pub missing: Vec<Digest>,
 }
 
 /// Every error response: `{"error":{"code","message"}}`. `code` is stable; `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,

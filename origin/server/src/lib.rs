@@ -9,7 +9,9 @@ pub mod gc;
 mod listen;
 pub mod metrics;
 mod objects;
+pub mod openapi;
 pub mod predict;
+mod rejections;
 pub mod repo;
 pub mod sandbox;
 pub mod snapshots;
@@ -136,11 +138,13 @@ pub fn app(state: AppState) -> Router {
         .merge(predict::router(state.prediction.clone()))
         .merge(ui::assets())
         .merge(ui::api())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         // Every route's scope, from the one table in `auth::table`, before any body is read.
         .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(MAX_SMALL_BODY as usize))
+        .layer(middleware::from_fn(rejections::as_error_body))
         .layer(middleware::from_fn(log_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, state.limits.request_timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))

@@ -36,6 +36,8 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/ui/", Public),
     ("GET", "/ui/app.js", Public),
     ("GET", "/ui/style.css", Public),
+    // The API's description: no data in it.
+    ("GET", "/openapi.json", Public),
     ("GET", "/metrics", Read),
     ("GET", "/v1/blocks/{digest}", Read),
     ("GET", "/v1/manifests/{digest}", Read),
