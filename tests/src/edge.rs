@@ -25,6 +25,42 @@ pub fn repo_root() -> PathBuf {
 /// Builds the worker once per test process (a no-op when edge/build is current), so two
 /// `wrangler dev` started in parallel never run worker-build at the same time. Fails with a
 /// clear message when the tools are missing: the edge tests never pass by skipping.
+/// The repository's `wrangler.toml` for a test, written into `dir`: without its `[build]`
+/// section (the bundle is built once by [`ensure_built`]), so `wrangler dev` runs no build and
+/// watches no source folder. A watcher restart while the worker starts rebinds its port and can
+/// fail with "address already in use" (it failed a CI run). `main` is made absolute, since
+/// paths in a config are relative to its file.
+fn test_config(root: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_build = t.starts_with("[build]");
+        }
+        if in_build {
+            continue;
+        }
+        match t.strip_prefix("main = \"") {
+            Some(rest) => {
+                let rel = rest.trim_end().trim_end_matches('"');
+                out.push_str(&format!(
+                    "main = {:?}\n",
+                    root.join(rel).display().to_string()
+                ));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    let path = dir.join("wrangler.toml");
+    std::fs::write(&path, out).expect("write the test's wrangler.toml");
+    path
+}
+
 fn ensure_built() {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,9 +110,12 @@ impl Wrangler {
             node_bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        let config = test_config(&root, state.path());
         let mut cmd = Command::new(node_bin.join("wrangler"));
         cmd.current_dir(&root)
             .args(["dev", "--ip", "127.0.0.1", "--port", &port])
+            .arg("--config")
+            .arg(&config)
             // Parallel instances must not share the default devtools port (9229).
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--show-interactive-dev-session=false", "--persist-to"])
