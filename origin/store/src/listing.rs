@@ -30,3 +30,21 @@ pub(crate) fn digest_from_hex(hex: &str) -> Option<Digest> {
     }
     format!("sha256:{hex}").parse().ok()
 }
+
+/// The name and tag of a backend's tag key `<prefix><name><sep><tag>`; an error naming the
+/// key and the store otherwise.
+pub(crate) fn tag_from_key(
+    store: &'static str,
+    key: &str,
+    prefix: &str,
+    sep: char,
+) -> Result<(RuntimeName, Tag), crate::StoreError> {
+    let bad = |what: String| crate::StoreError::other(store, format!("tag key {key}: {what}"));
+    let (name, tag) = key
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split_once(sep))
+        .ok_or_else(|| bad(format!("not <name>{sep}<tag>")))?;
+    let name: RuntimeName = name.parse().map_err(|e| bad(format!("{e}")))?;
+    let tag: Tag = tag.parse().map_err(|e| bad(format!("{e}")))?;
+    Ok((name, tag))
+}

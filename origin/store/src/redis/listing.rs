@@ -6,10 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use prewarm_shared::{RuntimeName, Tag};
-
 use super::{RedisStore, NAME};
-use crate::listing::digest_from_hex;
+use crate::listing::{digest_from_hex, tag_from_key};
 use crate::{Kind, Listed, StoreError, TagEntry};
 
 /// Keys fetched per SCAN step.
@@ -80,13 +78,7 @@ impl RedisStore {
         let keys = self.scan(&format!("{prefix}*")).await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let bad = |what: String| StoreError::other(NAME, format!("tag key {k}: {what}"));
-            let (name, tag) = k
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split_once(':'))
-                .ok_or_else(|| bad("not <name>:<tag>".into()))?;
-            let name: RuntimeName = name.parse().map_err(|e| bad(format!("{e}")))?;
-            let tag: Tag = tag.parse().map_err(|e| bad(format!("{e}")))?;
+            let (name, tag) = tag_from_key(NAME, &k, &prefix, ':')?;
             let Some(digest) = crate::TagStore::get_tag(self, &name, &tag).await? else {
                 continue;
             };

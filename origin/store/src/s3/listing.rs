@@ -6,10 +6,10 @@
 
 use std::time::SystemTime;
 
-use prewarm_shared::{Digest, RuntimeName, Tag};
+use prewarm_shared::Digest;
 
 use super::{map_err, S3Store, NAME};
-use crate::listing::digest_from_hex;
+use crate::listing::{digest_from_hex, tag_from_key};
 use crate::{Kind, Listed, StoreError, TagEntry};
 
 impl S3Store {
@@ -64,13 +64,7 @@ impl S3Store {
         let prefix = format!("{}tags-v1/", self.prefix);
         let mut out = Vec::new();
         for (k, _, _) in self.list_keys(&prefix).await? {
-            let bad = |what: String| StoreError::other(NAME, format!("tag key {k}: {what}"));
-            let (name, tag) = k
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split_once('/'))
-                .ok_or_else(|| bad("not <name>/<tag>".into()))?;
-            let name: RuntimeName = name.parse().map_err(|e| bad(format!("{e}")))?;
-            let tag: Tag = tag.parse().map_err(|e| bad(format!("{e}")))?;
+            let (name, tag) = tag_from_key(NAME, &k, &prefix, '/')?;
             let Some(digest) = crate::TagStore::get_tag(self, &name, &tag).await? else {
                 continue;
             };
